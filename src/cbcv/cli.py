@@ -1,0 +1,113 @@
+"""The ``cbcv`` command.
+
+Every subcommand exits 0 on success; on a user error it prints one line ``cbcv: error: ...`` on
+stderr and exits 1 (2 for usage errors, from the argument parser). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cbcv.errors import CbcvError
+
+app = typer.Typer(
+    name="cbcv",
+    help="Customer-based corporate valuation: audit, CLV models, valuation and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+TransactionsArg = Annotated[
+    str, typer.Argument(help="CSV / Parquet / DuckDB path, or a bundled data set: cdnow, cdnow-sample")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="company config YAML (column map, dates)")
+]
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _date(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CbcvError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+@app.command()
+def audit(
+    transactions: TransactionsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    config: ConfigOpt = None,
+    as_of: Annotated[str | None, typer.Option(help="as-of date YYYY-MM-DD; later rows are rejected")] = None,
+    cohort_period: Annotated[str, typer.Option(help="month, quarter or year")] = "quarter",
+) -> None:
+    """Validate a transaction log and write the customer-base audit tables, reconciliation.json
+    and rejections.csv."""
+    from cbcv.workflow import load_transactions_for, write_audit
+
+    loaded = None
+    if config is not None:
+        from cbcv.config import load_config
+
+        loaded = load_config(config)
+        cohort_period = loaded.config.cohort_period
+    _say(f"cbcv audit: loading {transactions}")
+    result = load_transactions_for(transactions, loaded, as_of=_date(as_of, "--as-of"))
+    rec = result.reconciliation
+    _say(
+        f"cbcv audit: {rec.rows_read} rows read, {rec.rows_accepted} accepted, "
+        f"{rec.rows_rejected} rejected"
+    )
+    written = write_audit(result, out, cohort_period=cohort_period)
+    _say(f"cbcv audit: wrote {len(written)} files to {out}")
+
+
+@app.command()
+def report(
+    config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),
+) -> None:
+    """Run the notebook suite through papermill into OUT/<company>/<run-id>/."""
+    from cbcv.report.runner import run_report
+
+    result = run_report(config, out)
+    print(json.dumps({"run_dir": str(result.run_dir), "index": str(result.index)}))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except CbcvError as exc:
+        _say(f"cbcv: error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _say("cbcv: interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

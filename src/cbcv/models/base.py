@@ -1,0 +1,229 @@
+"""The shared core of every cbcv model: priors, fitting (NUTS or MAP), diagnostics, persistence.
+
+A model family subclasses :class:`CLVModel` and writes three things once:
+
+* ``param_names`` and ``default_priors`` (parameter names as in the papers);
+* ``prepare(data)``: validate the input frame and return the arrays the likelihood needs,
+  compressed to distinct rows with a ``weight`` array (see :func:`compress`);
+* ``logp(params, arrays)``: the pointwise log-likelihood as a PyTensor expression, one entry per
+  distinct row, *unweighted*.
+
+The base class turns ``logp`` into a PyMC model (weighted sum in a ``Potential``), samples it,
+and reuses the same ``logp`` for the pointwise log-likelihood used by LOO (expanded back to one
+entry per customer). Predictions are plain vectorised functions of parameter draws in
+:mod:`cbcv.models.forecast`; each class exposes the ones that apply to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+
+from cbcv.errors import CbcvError
+
+FitMethod = Literal["nuts", "map"]
+
+#: Diagnostic thresholds used by every fit and by the report's diagnostics gate.
+RHAT_MAX = 1.01
+ESS_MIN = 400.0
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior as a PyMC distribution name and its keyword arguments, e.g.
+    ``Prior("Gamma", {"alpha": 1.0, "beta": 0.1})``. Serialisable, so a fit records its priors."""
+
+    dist: str
+    kwargs: Mapping[str, float] = field(default_factory=dict)
+
+    def create(self, name: str) -> pt.TensorVariable:
+        try:
+            factory = getattr(pm, self.dist)
+        except AttributeError as exc:
+            raise CbcvError(f"prior for {name!r}: PyMC has no distribution {self.dist!r}") from exc
+        return factory(name, **dict(self.kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": self.dist, "kwargs": dict(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to fit: NUTS (PyMC's sampler, or nutpie when installed and asked for) or MAP."""
+
+    method: FitMethod = "nuts"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    cores: int | None = None
+    seed: int | None = 42
+    target_accept: float = 0.9
+    nuts_sampler: Literal["pymc", "nutpie"] = "pymc"
+    progressbar: bool = False
+
+
+def compress(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Collapse rows with identical values of ``columns`` into one row with a ``weight``.
+
+    The likelihood of the compressed data, each row's term multiplied by its weight, equals the
+    likelihood of the full data exactly; its gradient costs the number of distinct rows.
+    Returns the distinct rows (``columns`` + ``weight``) and, for each input row in order, the
+    position of its distinct row, so pointwise quantities can be expanded back per customer.
+    """
+    cols = list(columns)
+    codes, uniques = pd.MultiIndex.from_frame(data[cols]).factorize()
+    distinct = uniques.to_frame(index=False)
+    distinct["weight"] = np.bincount(codes, minlength=len(distinct)).astype(float)
+    return distinct, np.asarray(codes, dtype=np.int64)
+
+
+class CLVModel(ABC):
+    """Base class of cbcv's Bayesian models (one subclass per model family)."""
+
+    name: ClassVar[str]
+    param_names: ClassVar[tuple[str, ...]]
+    default_priors: ClassVar[Mapping[str, Prior]]
+
+    def __init__(self, priors: Mapping[str, Prior] | None = None) -> None:
+        priors = dict(priors or {})
+        unknown = set(priors) - set(self.param_names)
+        if unknown:
+            raise CbcvError(
+                f"{self.name}: unknown prior(s) {sorted(unknown)}; parameters are {list(self.param_names)}"
+            )
+        self.priors: dict[str, Prior] = {**self.default_priors, **priors}
+        self.idata: az.InferenceData | None = None
+        self.arrays: dict[str, np.ndarray] | None = None
+        self.inverse: np.ndarray | None = None
+        self.fit_seconds: float | None = None
+
+    # -- to be written by each family -------------------------------------------------------
+    @abstractmethod
+    def prepare(self, data: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Validate ``data`` and return (arrays incl. ``weight``, inverse index per input row)."""
+
+    @abstractmethod
+    def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
+        """Pointwise (unweighted) log-likelihood, one entry per distinct row."""
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def build_model(self, arrays: Mapping[str, np.ndarray]) -> pm.Model:
+        with pm.Model() as model:
+            params = {n: self.priors[n].create(n) for n in self.param_names}
+            data = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in arrays.items()}
+            ll = self.logp(params, data)
+            pm.Potential("loglike", pt.sum(data["weight"] * ll))
+        return model
+
+    def fit(self, data: pd.DataFrame, settings: SamplerSettings | None = None) -> az.InferenceData:
+        """Fit to ``data`` and return (and keep) the posterior as InferenceData."""
+        settings = settings or SamplerSettings()
+        self.arrays, self.inverse = self.prepare(data)
+        model = self.build_model(self.arrays)
+        start = time.perf_counter()
+        with model:
+            if settings.method == "map":
+                point = pm.find_MAP(progressbar=settings.progressbar, seed=settings.seed)
+                idata = az.from_dict(
+                    posterior={n: np.asarray(point[n])[None, None] for n in self.param_names}
+                )
+            else:
+                idata = pm.sample(
+                    draws=settings.draws,
+                    tune=settings.tune,
+                    chains=settings.chains,
+                    cores=settings.cores or min(settings.chains, 2),
+                    random_seed=settings.seed,
+                    target_accept=settings.target_accept,
+                    nuts_sampler=settings.nuts_sampler,
+                    progressbar=settings.progressbar,
+                    compute_convergence_checks=False,
+                )
+        self.fit_seconds = time.perf_counter() - start
+        idata.attrs.update(
+            {
+                "cbcv_model": self.name,
+                "method": settings.method,
+                "settings": json.dumps(asdict(settings)),
+                "priors": json.dumps({k: v.to_dict() for k, v in self.priors.items()}),
+                "n_customers": int(len(data)),
+                "n_distinct": int(len(self.arrays["weight"])),
+                "fit_seconds": float(self.fit_seconds),
+            }
+        )
+        self.idata = idata
+        return idata
+
+    def draws(self, idata: az.InferenceData | None = None) -> dict[str, np.ndarray]:
+        """Posterior draws of each parameter, flattened over chains: name → (n_draws,) array."""
+        idata = idata or self._require_fit()
+        post = idata.posterior
+        return {n: post[n].values.reshape(-1) for n in self.param_names}
+
+    def point_loglike(self, params: Mapping[str, float], data: pd.DataFrame | None = None) -> float:
+        """Total log-likelihood at fixed parameter values (e.g. published estimates)."""
+        arrays = self.arrays if data is None else self.prepare(data)[0]
+        if arrays is None:
+            raise CbcvError(f"{self.name}: give data or fit the model first")
+        p = {k: pt.as_tensor_variable(np.float64(params[k])) for k in self.param_names}
+        a = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in arrays.items()}
+        return float(pt.sum(a["weight"] * self.logp(p, a)).eval())
+
+    def log_likelihood(self, idata: az.InferenceData | None = None, expand: bool = True) -> xr.DataArray:
+        """Pointwise log-likelihood over the posterior, (chain, draw, customer) when ``expand``
+        (each customer gets its distinct row's term), else (chain, draw, distinct row)."""
+        idata = idata or self._require_fit()
+        if self.arrays is None or self.inverse is None:
+            raise CbcvError(f"{self.name}: fit the model first")
+        sym = {n: pt.vector(n) for n in self.param_names}
+        a = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in self.arrays.items()}
+        broadcast = {n: v[:, None] for n, v in sym.items()}
+        fn = pytensor.function(list(sym.values()), self.logp(broadcast, {k: v[None, :] for k, v in a.items()}))
+        post = idata.posterior
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+        values = fn(*[post[n].values.reshape(-1) for n in self.param_names])
+        if expand:
+            values = values[:, self.inverse]
+        return xr.DataArray(
+            values.reshape(n_chain, n_draw, -1),
+            dims=("chain", "draw", "customer" if expand else "row"),
+        )
+
+    def summary(self, idata: az.InferenceData | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Per parameter: mean, sd, hdi low/high, r_hat, ess_bulk, ess_tail."""
+        idata = idata or self._require_fit()
+        s = az.summary(idata, var_names=list(self.param_names), hdi_prob=hdi_prob, kind="all")
+        pct = round(hdi_prob * 100)
+        s = s.rename(columns={f"hdi_{(100 - pct) / 2:g}%": "hdi_low", f"hdi_{100 - (100 - pct) / 2:g}%": "hdi_high"})
+        return s
+
+    def divergences(self, idata: az.InferenceData | None = None) -> int:
+        idata = idata or self._require_fit()
+        if "sample_stats" not in idata.groups() or "diverging" not in idata.sample_stats:
+            return 0
+        return int(idata.sample_stats["diverging"].sum())
+
+    def save(self, path: str | Path) -> Path:
+        """Save the posterior (and the fit's metadata in its attrs) as netCDF."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._require_fit().to_netcdf(str(path))
+        return path
+
+    def _require_fit(self) -> az.InferenceData:
+        if self.idata is None:
+            raise CbcvError(f"{self.name}: the model has not been fitted")
+        return self.idata

@@ -1,0 +1,195 @@
+"""``cbcv report``: execute the notebook suite through papermill into a new, versioned run folder.
+
+Each run writes ``reports/<company>/<run-id>/`` (never reusing a folder) with the executed
+notebooks, their HTML renderings without code, ``index.html`` linking them, the config used, and
+``provenance.json``. When a notebook fails, its executed copy (with the error) is kept and
+rendered, provenance records the failure, and :class:`~cbcv.errors.ReportError` carries a
+one-line message naming the notebook, the cell and the error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill as pm
+from papermill.exceptions import PapermillExecutionError
+
+from cbcv.config import LoadedConfig, load_config
+from cbcv.errors import ReportError
+from cbcv.paths import notebooks_dir, repo_root
+from cbcv.report.provenance import git_state, package_versions, sha256_file
+from cbcv.report.render import IndexEntry, render_notebook_html, write_index
+
+KERNEL_NAME = "cbcv-python3"
+SECTION_TITLES = {
+    "01_customer_base_audit": "1. Customer-base audit",
+    "02_model_fit_and_validation": "2. Model fit and validation",
+    "03_customer_lifetime_value": "3. Customer lifetime value",
+    "04_company_valuation": "4. Company valuation",
+}
+
+Progress = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    run_dir: Path
+    index: Path
+    provenance: Path
+    seconds: float
+
+
+def new_run_dir(out: str | Path, company_folder: str, now: dt.datetime | None = None) -> Path:
+    """Create and return a fresh ``out/<company>/<run-id>`` folder; never reuses one."""
+    now = now or dt.datetime.now(dt.UTC)
+    base = Path(out) / company_folder
+    base.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        path = base / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise ReportError(f"{base}: could not create a new run folder")
+
+
+def ensure_kernel() -> str:
+    """Install (once) a Jupyter kernel spec for *this* interpreter inside its own prefix, so the
+    notebooks run with the same environment as the command, whatever kernels the user has."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python 3 (cbcv)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def input_fingerprint(loaded: LoadedConfig) -> dict[str, Any]:
+    """Name, path (relative to the repo where possible) and SHA-256 of the transaction source."""
+    from cbcv.data.datasets import dataset_path, is_dataset
+
+    source = loaded.resolve_source()
+    path = dataset_path(source) if is_dataset(source) else Path(source)
+    info: dict[str, Any] = {"source": loaded.config.data.source}
+    try:
+        info["file"] = str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        info["file"] = path.name
+    info["sha256"] = sha256_file(path) if path.is_file() else None
+    info["bytes"] = path.stat().st_size if path.is_file() else None
+    return info
+
+
+def _one_line_error(exc: PapermillExecutionError, notebook: str) -> str:
+    evalue = " ".join(str(exc.evalue).split())
+    return f"notebook {notebook} failed in cell {exc.exec_count}: {exc.ename}: {evalue}"
+
+
+def run_report(
+    config_path: str | Path,
+    out: str | Path = "reports",
+    *,
+    notebooks: Sequence[str] | None = None,
+    progress: Progress = _stderr,
+    extra_parameters: dict[str, Any] | None = None,
+) -> ReportResult:
+    """Run the report suite for one company config. Raises ReportError on a failing notebook."""
+    started = time.perf_counter()
+    t0 = dt.datetime.now(dt.UTC)
+    loaded = load_config(config_path)
+    cfg = loaded.config
+    names = list(notebooks or cfg.report.notebooks)
+    nb_dir = notebooks_dir()
+    missing = [n for n in names if not (nb_dir / f"{n}.ipynb").is_file()]
+    if missing:
+        raise ReportError(f"{nb_dir}: notebook(s) not found: {', '.join(missing)}")
+
+    run_dir = new_run_dir(out, cfg.company.folder, t0)
+    progress(f"cbcv report: {cfg.company.name} -> {run_dir}")
+    (run_dir / "config.yaml").write_text(loaded.path.read_text(encoding="utf-8"), encoding="utf-8")
+    kernel = ensure_kernel()
+    fingerprint = input_fingerprint(loaded)
+
+    parameters = {"config_path": str(loaded.path), "run_dir": str(run_dir.resolve())}
+    parameters.update(extra_parameters or {})
+    entries: list[IndexEntry] = []
+    timings: dict[str, float] = {}
+    failure: str | None = None
+    for i, name in enumerate(names, 1):
+        progress(f"[{i}/{len(names)}] {name} ...")
+        t = time.perf_counter()
+        executed = run_dir / f"{name}.ipynb"
+        status = "ok"
+        try:
+            pm.execute_notebook(
+                str(nb_dir / f"{name}.ipynb"),
+                str(executed),
+                parameters=parameters,
+                kernel_name=kernel,
+                progress_bar=False,
+                cwd=str(run_dir),
+            )
+        except PapermillExecutionError as exc:
+            status, failure = "failed", _one_line_error(exc, name)
+        seconds = time.perf_counter() - t
+        timings[name] = round(seconds, 2)
+        title = SECTION_TITLES.get(name, name)
+        html_name = f"{name}.html"
+        render_notebook_html(executed, run_dir / html_name, title=f"{cfg.company.name}: {title}")
+        entries.append(IndexEntry(title=title, href=html_name, status=status, seconds=seconds))
+        progress(f"[{i}/{len(names)}] {name} {status} in {seconds:.1f} s")
+        if failure:
+            break
+
+    git = git_state(repo_root())
+    provenance = {
+        "run_id": run_dir.name,
+        "company": cfg.company.name,
+        "status": "failed" if failure else "ok",
+        "error": failure,
+        "started_utc": t0.isoformat(timespec="seconds"),
+        "seconds_total": round(time.perf_counter() - started, 2),
+        "seconds_by_notebook": timings,
+        "input": fingerprint,
+        "config_file": loaded.path.name,
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "git": git,
+        "packages": package_versions(),
+    }
+    prov_path = run_dir / "provenance.json"
+    prov_path.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    facts = [
+        ("input", f"{fingerprint['file']} (sha256 {str(fingerprint['sha256'])[:16]}…)"),
+        ("config", loaded.path.name),
+        ("seed", str(cfg.seed)),
+        ("git commit", f"{git['commit'] or 'n/a'}{' (uncommitted changes)' if git['dirty'] else ''}"),
+        ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
+    ]
+    title = cfg.report.title or f"{cfg.company.name}: customer-based valuation report"
+    index = write_index(run_dir, title=title, entries=entries, facts=facts)
+    if failure:
+        raise ReportError(f"{failure} (executed copy kept in {run_dir / (names[len(entries) - 1] + '.ipynb')})")
+    seconds = time.perf_counter() - started
+    progress(f"cbcv report: done in {seconds:.1f} s -> {index}")
+    return ReportResult(run_dir=run_dir, index=index, provenance=prov_path, seconds=seconds)

@@ -1,0 +1,104 @@
+"""Company config validation: good configs load; each kind of mistake is one message naming the
+file and the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from cbcv.config import Distribution, load_config, parse_config
+from cbcv.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "company": {"name": "Acme Retail"},
+    "data": {"source": "tx.csv"},
+    "calibration_end": "2020-06-30",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "acme.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["cdnow.yaml", "cdnow-sample.yaml"])
+def test_shipped_configs_validate(name: str) -> None:
+    loaded = load_config(ROOT / "configs" / name)
+    cfg = loaded.config
+    assert cfg.calibration_end == dt.date(1997, 9, 30)
+    assert cfg.holdout_end == dt.date(1998, 6, 30)
+    assert loaded.resolve_source() in {"cdnow", "cdnow-sample"}
+
+
+def test_minimal_config_defaults_and_relative_source(tmp_path: Path) -> None:
+    p = write(tmp_path, "company: {name: Acme Retail}\ndata: {source: tx.csv}\ncalibration_end: 2020-06-30\n")
+    loaded = load_config(p)
+    assert loaded.config.company.folder == "acme-retail"
+    assert loaded.config.time_unit == "week"
+    assert loaded.config.data.columns.customer_id == "customer_id"
+    assert loaded.resolve_source() == str((tmp_path / "tx.csv").resolve())
+
+
+def test_missing_field_names_file_and_field(tmp_path: Path) -> None:
+    p = write(tmp_path, "company: {name: Acme}\ndata: {columns: {amount: spend}}\ncalibration_end: 2020-06-30\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert str(p) in msg and "data.source: field required" in msg
+    assert "\n" not in msg
+
+
+def test_wrong_type_and_unknown_field(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "company: {name: Acme}\ndata: {source: a.csv, colums: {}}\ncalibration_end: not-a-date\n",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "data.colums: unknown field" in msg
+    assert "calibration_end:" in msg
+
+
+def test_bad_choice_and_date_order() -> None:
+    with pytest.raises(ConfigError, match=r"time_unit"):
+        parse_config({**MINIMAL, "time_unit": "fortnight"}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"holdout_end must be after calibration_end"):
+        parse_config({**MINIMAL, "holdout_end": "2020-01-01"}, "x.yaml")
+
+
+def test_financial_inputs_accept_numbers_or_distributions() -> None:
+    cfg = parse_config(
+        {
+            **MINIMAL,
+            "financials": {
+                "contribution_margin": 0.3,
+                "discount_rate": {"dist": "normal", "mean": 0.1, "sd": 0.01},
+                "shares_outstanding": 1e6,
+            },
+        }
+    )
+    assert cfg.financials is not None
+    assert cfg.financials.contribution_margin == 0.3
+    assert isinstance(cfg.financials.discount_rate, Distribution)
+    with pytest.raises(ConfigError, match=r"financials.discount_rate.*needs mean, sd"):
+        parse_config(
+            {**MINIMAL, "financials": {"contribution_margin": 0.3, "discount_rate": {"dist": "normal", "mean": 0.1}, "shares_outstanding": 1}},
+            "x.yaml",
+        )
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    p = write(tmp_path, "company: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line"):
+        load_config(p)
+    p = write(tmp_path, "- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(p)

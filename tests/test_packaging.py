@@ -1,0 +1,73 @@
+"""The conda environment and the pip project declare the same dependencies, and the README opens
+with the two commands that CI and users run."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda-forge names that differ from PyPI names
+CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+
+
+def _split(req: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
+    assert m, req
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def _pyproject() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = data["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    return dict(_split(r) for r in reqs)
+
+
+def _environment() -> tuple[dict[str, str], str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps: dict[str, str] = {}
+    python = ""
+    for item in env["dependencies"]:
+        assert isinstance(item, str), "pip: sections are not used; list conda packages only"
+        name, spec = _split(item)
+        if name == "python":
+            python = spec
+            continue
+        if name == "pip":
+            continue
+        deps[CONDA_TO_PYPI.get(name, name)] = spec
+    return deps, python
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    pip_deps = _pyproject()
+    conda_deps, python = _environment()
+    assert set(conda_deps) == set(pip_deps), (
+        f"only in environment.yml: {sorted(set(conda_deps) - set(pip_deps))}; "
+        f"only in pyproject.toml: {sorted(set(pip_deps) - set(conda_deps))}"
+    )
+    differing = {k: (pip_deps[k], conda_deps[k]) for k in pip_deps if pip_deps[k] != conda_deps[k]}
+    assert not differing, f"version constraints differ (pyproject, environment.yml): {differing}"
+    assert python == "=3.11"
+
+
+def test_requires_python_and_console_script() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["requires-python"] == ">=3.11"
+    assert data["project"]["scripts"]["cbcv"] == "cbcv.cli:main"
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", readme, re.S)
+    assert first_block, "README has no command block"
+    commands = [ln.strip() for ln in first_block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+    assert commands == ["make report", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
