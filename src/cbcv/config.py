@@ -68,6 +68,11 @@ class DataSource(_Strict):
     columns: ColumnMap = ColumnMap()
     date_format: str | None = Field(default=None, description="strptime format, e.g. %Y%m%d")
     delimiter: str | None = None
+    reject_duplicates: bool = Field(
+        default=True,
+        description="reject exact duplicate rows; turn off when the source has no order id and "
+        "identical rows are genuine repeat purchases (as in CDNOW)",
+    )
 
 
 class Sampler(_Strict):

@@ -1,0 +1,105 @@
+"""`cbcv report` end to end on the CDNOW sample, and the runner's failure handling."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIT_SECTIONS = (
+    "Data reconciliation",
+    "Acquisition cohorts",
+    "Customer cohort chart",
+    "Repeat buying",
+    "Decile analysis",
+    "Whale curve",
+    "Inter-purchase times",
+)
+
+
+def cbcv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cbcv.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    res = cbcv("report", "configs/cdnow-sample.yaml", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = Path(json.loads(res.stdout)["run_dir"])
+    assert run_dir.parent == out / "cdnow-sample"
+    return run_dir
+
+
+@pytest.mark.slow
+def test_report_renders_audit_without_code(sample_report: Path) -> None:
+    index = (sample_report / "index.html").read_text()
+    assert 'href="01_customer_base_audit.html"' in index
+    page = (sample_report / "01_customer_base_audit.html").read_text()
+    for section in AUDIT_SECTIONS:
+        assert section in page, section
+    # no code cells: nbconvert puts every code input in a jp-InputArea
+    assert "jp-InputArea" not in page and "jp-CodeMirrorEditor" not in page
+    assert "import cbcv" not in page and "from cbcv" not in page
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) >= 5
+    # an investor-facing page shows no customer ids (CDNOW ids are 5-digit zero-padded strings)
+    assert not re.search(r">\s*0\d{4}\s*<", page)
+
+
+@pytest.mark.slow
+def test_report_provenance(sample_report: Path) -> None:
+    prov = json.loads((sample_report / "provenance.json").read_text())
+    assert prov["status"] == "ok"
+    assert prov["input"]["file"] == "data/raw/CDNOW_sample.txt"
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["input"]["sha256"])
+    assert prov["seed"] == prov["config"]["seed"]
+    assert prov["packages"]["pymc"] and prov["packages"]["cbcv"]
+    assert "commit" in prov["git"]
+    assert set(prov["seconds_by_notebook"]) == {"01_customer_base_audit"}
+    rec = json.loads((sample_report / "audit" / "reconciliation.json").read_text())
+    assert rec["rows_read"] == rec["rows_accepted"] + rec["rows_rejected"] == 6919
+
+
+@pytest.mark.slow
+def test_failing_notebook_keeps_copy_and_exits_nonzero(tmp_path: Path) -> None:
+    (tmp_path / "tx.csv").write_text("who,when,value\n1,2020-01-01,5\n")
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text(
+        "company: {name: Broken Co}\n"
+        "data: {source: tx.csv, columns: {customer_id: who, date: when, amount: spend}}\n"
+        "calibration_end: 2020-06-30\n"
+    )
+    out = tmp_path / "reports"
+    res = cbcv("report", str(cfg), "--out", str(out))
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("cbcv: error:")]
+    assert len(lines) == 1
+    assert "01_customer_base_audit failed in cell" in lines[0] and "amount" in lines[0]
+    (run_dir,) = (out / "broken-co").iterdir()
+    assert (run_dir / "01_customer_base_audit.ipynb").is_file()
+    assert json.loads((run_dir / "provenance.json").read_text())["status"] == "failed"
+
+
+def test_run_folders_are_never_reused(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cbcv.report.runner import new_run_dir
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    dirs = {new_run_dir(tmp_path, "acme", now) for _ in range(5)}
+    assert len(dirs) == 5 and all(d.parent == tmp_path / "acme" for d in dirs)
+
+
+def test_cli_help_and_usage_errors() -> None:
+    res = cbcv("--help")
+    assert res.returncode == 0 and "report" in res.stdout and "audit" in res.stdout
+    res = cbcv("report", "no/such/config.yaml")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "cbcv: error: no/such/config.yaml: config file not found"
