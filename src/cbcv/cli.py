@@ -51,7 +51,10 @@ def audit(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     config: ConfigOpt = None,
     as_of: Annotated[str | None, typer.Option(help="as-of date YYYY-MM-DD; later rows are rejected")] = None,
-    cohort_period: Annotated[str, typer.Option(help="month, quarter or year")] = "quarter",
+    period: Annotated[str, typer.Option(help="calendar period of the C3 chart: month, quarter, year")] = "quarter",
+    cohort_period: Annotated[
+        str | None, typer.Option(help="acquisition cohorts: month, quarter or year (default: the config's, else --period)")
+    ] = None,
 ) -> None:
     """Validate a transaction log and write the customer-base audit tables, reconciliation.json
     and rejections.csv."""
@@ -62,7 +65,6 @@ def audit(
         from cbcv.config import load_config
 
         loaded = load_config(config)
-        cohort_period = loaded.config.cohort_period
     _say(f"cbcv audit: loading {transactions}")
     result = load_transactions_for(transactions, loaded, as_of=_date(as_of, "--as-of"))
     rec = result.reconciliation
@@ -70,7 +72,7 @@ def audit(
         f"cbcv audit: {rec.rows_read} rows read, {rec.rows_accepted} accepted, "
         f"{rec.rows_rejected} rejected"
     )
-    written = write_audit(result, out, cohort_period=cohort_period)
+    written = write_audit(result, out, loaded, period=period, cohort_period=cohort_period)
     _say(f"cbcv audit: wrote {len(written)} files to {out}")
 
 

@@ -1,0 +1,139 @@
+"""Helpers shared by the audit modules: the customer-day view, period frequencies and windows.
+
+Every audit table is computed on customer-days (:func:`cbcv.data.transactions.to_daily`): all rows
+of one customer on one day are one transaction whose spend is their net amount, and a day with
+only returns is dropped. That rule lives in one place; the audit only calls it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TypeAlias
+
+import numpy as np
+import pandas as pd
+
+from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
+from cbcv.errors import ConfigError, DataError
+
+DateLike: TypeAlias = str | dt.date | pd.Timestamp
+#: A calendar window: a pandas period (``"1997"``, ``"1997Q3"``, ``"1997-03"``, a ``pd.Period``)
+#: or an inclusive ``(start, end)`` pair of days; ``None`` is the whole log.
+Window: TypeAlias = str | pd.Period | tuple[DateLike, DateLike] | None
+
+#: Plain-word period names accepted next to pandas period aliases.
+PERIOD_ALIASES: dict[str, str] = {
+    "day": "D",
+    "week": "W",
+    "month": "M",
+    "quarter": "Q",
+    "year": "Y",
+}
+
+
+def resolve_freq(period: str) -> str:
+    """The pandas period frequency for ``period``.
+
+    Accepts ``"month"``/``"quarter"``/``"year"`` (as in the company config), ``"week"``,
+    ``"day"``, and any pandas *period* alias: ``"M"``, ``"Q"``, ``"Y"``, ``"W"``, ``"D"`` or an
+    anchored one such as ``"Q-JUN"`` / ``"Y-JUN"`` for a fiscal year ending in June.
+    """
+    freq = PERIOD_ALIASES.get(str(period).strip().lower(), str(period).strip())
+    try:
+        pd.Period("2000-01-01", freq=freq)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"period {period!r} is not a period frequency (use month, quarter, year or a pandas "
+            "period alias such as M, Q, Y, Q-JUN)"
+        ) from None
+    return freq
+
+
+def as_day(value: DateLike, name: str) -> pd.Timestamp:
+    """``value`` as a midnight timestamp; a bad value raises :class:`ConfigError` naming ``name``."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)") from None
+    if pd.isna(ts):
+        raise ConfigError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)")
+    return ts.normalize().tz_localize(None) if ts.tzinfo is not None else ts.normalize()
+
+
+def resolve_window(
+    window: Window, name: str = "window"
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The inclusive first and last day of ``window``, or ``None`` for the whole log.
+
+    A string is read as a pandas period (``"1997"`` is the year, ``"1997Q3"`` a quarter,
+    ``"1997-03"`` a month); a pair is ``(start, end)``, both days included.
+    """
+    if window is None:
+        return None
+    if isinstance(window, tuple | list):
+        if len(window) != 2:
+            raise ConfigError(f"{name}: a date range is a pair (start, end), got {window!r}")
+        start, end = as_day(window[0], f"{name} start"), as_day(window[1], f"{name} end")
+    else:
+        try:
+            period = window if isinstance(window, pd.Period) else pd.Period(str(window))
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{name}: {window!r} is not a period (e.g. 1997, 1997Q3, 1997-03) "
+                "nor a (start, end) pair"
+            ) from None
+        start, end = period.start_time.normalize(), period.end_time.normalize()
+    if end < start:
+        raise ConfigError(f"{name}: end {end.date()} is before start {start.date()}")
+    return start, end
+
+
+def customer_days(transactions: pd.DataFrame, *, as_of: DateLike | None = None) -> pd.DataFrame:
+    """Customer-days of a transaction log (:func:`cbcv.data.transactions.to_daily`), up to and
+    including ``as_of`` when given. Raises :class:`DataError` for a missing column or a log
+    without any purchase occasion."""
+    missing = [c for c in TRANSACTION_COLUMNS if c not in transactions.columns]
+    if missing:
+        raise DataError(
+            f"transactions lack column(s) {', '.join(missing)}; expected {', '.join(TRANSACTION_COLUMNS)}"
+        )
+    days = to_daily(transactions)
+    if as_of is not None:
+        days = days[days["date"] <= as_day(as_of, "as_of")].reset_index(drop=True)
+    if days.empty:
+        raise DataError("the transaction log has no purchase occasions (customer-days) to audit")
+    return days
+
+
+def in_window(days: pd.DataFrame, window: Window, name: str = "window") -> pd.DataFrame:
+    """The customer-days that fall inside ``window`` (all of them for ``None``)."""
+    bounds = resolve_window(window, name)
+    if bounds is None:
+        return days
+    start, end = bounds
+    return days[(days["date"] >= start) & (days["date"] <= end)].reset_index(drop=True)
+
+
+def period_ordinals(periods: pd.Series) -> np.ndarray:
+    """Integer ordinals of a period Series (consecutive periods differ by one)."""
+    return np.asarray(periods.array.asi8, dtype="int64")
+
+
+def with_cohorts(days: pd.DataFrame, freq: str, cohort_freq: str | None = None) -> pd.DataFrame:
+    """``days`` plus ``period`` (of the purchase, at ``freq``) and ``cohort`` (period of the
+    customer's first purchase in ``days``, at ``cohort_freq``, default ``freq``)."""
+    out = days.copy()
+    first = out.groupby("customer_id", sort=False)["date"].transform("min")
+    out["period"] = out["date"].dt.to_period(freq)
+    out["cohort"] = first.dt.to_period(cohort_freq or freq)
+    return out
+
+
+def window_label(window: Window) -> str:
+    """A short human label for ``window`` (used in figure titles and table captions)."""
+    bounds = resolve_window(window)
+    if bounds is None:
+        return "all periods"
+    if not isinstance(window, tuple | list):
+        return str(window)
+    return f"{bounds[0].date()} to {bounds[1].date()}"
