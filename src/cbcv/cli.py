@@ -89,26 +89,16 @@ def report(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1."""
+    """Console entry point: user errors become one line on stderr and exit code 1; usage errors
+    are reported by the argument parser with exit code 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except CbcvError as exc:
         _say(f"cbcv: error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         _say("cbcv: interrupted")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

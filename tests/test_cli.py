@@ -1,0 +1,102 @@
+"""`cbcv audit`: the CLI contract (outputs, reconciliation, one-line errors, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cbcv(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cbcv.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_audit_bundled_sample_with_config(tmp_path: Path) -> None:
+    res = cbcv("audit", "cdnow-sample", "--config", "configs/cdnow-sample.yaml", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    rec = json.loads((tmp_path / "reconciliation.json").read_text())
+    assert rec["rows_read"] == 6919 == rec["rows_accepted"] + rec["rows_rejected"]
+    assert set(rec["rejected_by_reason"]) >= {
+        "missing_customer_id", "unparseable_date", "date_after_as_of", "non_numeric_amount", "duplicate_row",
+    }
+    cohorts = pd.read_csv(tmp_path / "cohorts.csv")
+    assert list(cohorts["cohort"]) == ["1997-01", "1997-02", "1997-03"]
+    assert cohorts["customers"].sum() == 2357
+    assert (tmp_path / "decile_migration_counts.csv").is_file()
+    assert "6919 rows read" in res.stderr
+
+
+def test_audit_quarantines_bad_rows_and_reconciles(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    src.write_text(
+        "client,day,value\n"
+        "a,2024-01-02,10\n"
+        ",2024-01-03,5\n"          # missing id
+        "b,2024-13-40,5\n"         # bad date
+        "c,2024-01-05,ten\n"       # non-numeric amount
+        "d,2030-01-01,5\n"         # after as-of
+        "a,2024-01-02,10\n"        # exact duplicate
+        "a,2024-01-02,-4\n"        # a return, netted
+        "e,2024-02-01,7\n"
+    )
+    cfg = tmp_path / "shop.yaml"
+    cfg.write_text(
+        "company: {name: Shop}\n"
+        "data: {source: orders.csv, columns: {customer_id: client, date: day, amount: value}}\n"
+        "as_of: 2024-12-31\ncalibration_end: 2024-06-30\n"
+    )
+    out = tmp_path / "out"
+    res = cbcv("audit", str(src), "--config", str(cfg), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    rec = json.loads((out / "reconciliation.json").read_text())
+    assert (rec["rows_read"], rec["rows_accepted"], rec["rows_rejected"]) == (8, 3, 5)
+    assert {k: v for k, v in rec["rejected_by_reason"].items() if v} == {
+        "missing_customer_id": 1, "unparseable_date": 1, "non_numeric_amount": 1,
+        "date_after_as_of": 1, "duplicate_row": 1,
+    }
+    assert rec["returns"]["rows"] == 1 and rec["returns"]["amount"] == 4
+    rej = pd.read_csv(out / "rejections.csv", keep_default_na=False)
+    primary = rej[rej["primary"]]
+    assert sorted(primary["source_row"]) == [2, 3, 4, 5, 6]
+    assert dict(zip(primary["source_row"], primary["column"], strict=True))[4] == "value"
+    assert dict(zip(primary["source_row"], primary["raw_value"], strict=True))[3] == "2024-13-40"
+
+
+def test_audit_missing_column_is_one_line_naming_file_and_column(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    src.write_text("customer_id,date,total\nx,2024-01-01,3\n")
+    res = cbcv("audit", str(src), "--out", str(tmp_path / "out"))
+    assert res.returncode == 1
+    err = res.stderr.strip().splitlines()[-1]
+    assert err.startswith("cbcv: error:") and "orders.csv" in err and "amount" in err
+    assert "Traceback" not in res.stderr
+
+
+def test_audit_wrong_delimiter_and_empty_file(tmp_path: Path) -> None:
+    src = tmp_path / "semi.csv"
+    src.write_text("customer_id;date;amount\nx;2024-01-01;3\n")
+    # the delimiter is detected from the header when the config does not name one ...
+    res = cbcv("audit", str(src), "--out", str(tmp_path / "o0"))
+    assert res.returncode == 0, res.stderr
+    # ... and a configured delimiter that does not match the file is a one-line error
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("company: {name: C}\ndata: {source: semi.csv, delimiter: ','}\ncalibration_end: 2024-06-30\n")
+    res = cbcv("audit", str(src), "--config", str(cfg), "--out", str(tmp_path / "o1"))
+    assert res.returncode == 1 and "semi.csv" in res.stderr and "';'" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    res = cbcv("audit", str(empty), "--out", str(tmp_path / "o2"))
+    assert res.returncode == 1 and "empty.csv" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_usage_error_exit_code() -> None:
+    res = cbcv("audit")
+    assert res.returncode == 2
