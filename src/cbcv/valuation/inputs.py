@@ -1,0 +1,320 @@
+"""Financial inputs of the valuation as Monte Carlo draws, and discounting conventions.
+
+Every input of :class:`cbcv.config.Financials` is a number or a
+:class:`~cbcv.config.Distribution`. :func:`draw_financials` turns them into one value per draw
+(constants are repeated), so that draw ``d`` of every financial input is paired with posterior
+draw ``d`` of the customer models and every figure of the valuation gets an interval. Financial
+draws are independent of the posterior draws and of each other.
+
+Distributions (parameters are those of the variable itself)
+-----------------------------------------------------------
+* ``normal``: ``mean``, ``sd``; optional ``low`` and/or ``high`` truncate it (e.g. a margin
+  ``{dist: normal, mean: 0.3, sd: 0.05, low: 0, high: 1}``).
+* ``lognormal``: ``mean`` and ``sd`` **of the variable**, not of its logarithm: with
+  ``s2 = log(1 + sd**2 / mean**2)`` the log is normal with mean ``log(mean) - s2 / 2`` and
+  variance ``s2``, so the draws have mean ``mean`` and standard deviation ``sd``. ``mean > 0``.
+* ``uniform``: ``low``, ``high``.
+* ``triangular``: ``low``, ``mode``, ``high`` (``low <= mode <= high``).
+* ``beta``: ``alpha``, ``beta``; optional ``low``/``high`` rescale it from [0, 1] to
+  [low, high].
+
+A parameter that the distribution does not use is an error (it would be silently ignored).
+Each input has its own random stream derived from ``seed`` and the input's name, so an input's
+draws do not change when another input becomes uncertain.
+
+Time and discounting
+--------------------
+Rates in the config are annual. A period of a ``unit`` is ``1 / k`` years, with
+``k = periods_per_year(unit)``: 365.25 days, 365.25 / 7 weeks, 12 months, 4 quarters, 1 year.
+
+* per-period discount rate: ``(1 + r) ** (1 / k) - 1`` (compounding-consistent, so twelve
+  monthly discounts equal one annual discount);
+* per-period continuous rate (force of interest, the ``delta`` of the DERT formulas of Fader,
+  Hardie & Lee 2005 and Fader, Hardie & Shang 2010): ``log(1 + r) / k``;
+* discount factor of period ``t = 1, 2, ...`` (today is the start of period 1):
+  ``(1 + r) ** (-(t - s) / k)`` with ``s = 0.5`` for **mid-period** discounting (the default: the
+  cash flows of a period arrive spread over it, on average in its middle), ``s = 0`` for
+  end-of-period and ``s = 1`` for start-of-period timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cbcv.config import Distribution, Financials
+from cbcv.errors import ConfigError
+
+Unit = Literal["day", "week", "month", "quarter", "year"]
+Timing = Literal["mid", "end", "start"]
+
+#: Periods per year of each time unit (a year is 365.25 days).
+PERIODS_PER_YEAR: dict[str, float] = {
+    "day": 365.25,
+    "week": 365.25 / 7.0,
+    "month": 12.0,
+    "quarter": 4.0,
+    "year": 1.0,
+}
+TIMING_SHIFT = {"mid": 0.5, "end": 0.0, "start": 1.0}
+
+#: The uncertain (number-or-distribution) financial inputs, in config order.
+DRAWN_INPUTS: tuple[str, ...] = (
+    "contribution_margin",
+    "discount_rate",
+    "acquisition_cost",
+    "fixed_costs",
+    "capex",
+    "tax_rate",
+    "net_debt",
+    "non_operating_assets",
+)
+
+_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # dist: (required, optional)
+    "normal": (("mean", "sd"), ("low", "high")),
+    "lognormal": (("mean", "sd"), ()),
+    "uniform": (("low", "high"), ()),
+    "triangular": (("low", "mode", "high"), ()),
+    "beta": (("alpha", "beta"), ("low", "high")),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of draws
+# --------------------------------------------------------------------------------------------
+def interval_bounds(interval: float) -> tuple[float, float]:
+    """The quantile levels of a central (equal-tailed) interval: 0.9 -> (0.05, 0.95)."""
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval!r}")
+    return (1 - interval) / 2, 1 - (1 - interval) / 2
+
+
+def draw_stats(draws: Any, interval: float = 0.9, axis: int = 0) -> dict[str, Any]:
+    """Median, mean and the equal-tailed ``interval`` (``low``, ``high``) of draws along ``axis``."""
+    arr = np.asarray(draws, dtype=float)
+    lo, hi = interval_bounds(interval)
+    q = np.quantile(arr, [0.5, lo, hi], axis=axis)
+    return {"median": q[0], "mean": arr.mean(axis=axis), "low": q[1], "high": q[2]}
+
+
+def summarize_draws(draws: Mapping[str, Any], interval: float = 0.9) -> pd.DataFrame:
+    """One row per named 1-d array of draws: ``median``, ``mean``, ``low``, ``high`` (the
+    equal-tailed ``interval``, 0.9 -> the 5% and 95% quantiles). The interval is recorded in
+    ``.attrs["interval"]``."""
+    rows = {name: {k: float(v) for k, v in draw_stats(np.ravel(d), interval).items()} for name, d in draws.items()}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["median", "mean", "low", "high"])
+    out.index.name = "quantity"
+    out.attrs["interval"] = interval
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Rates and discount factors
+# --------------------------------------------------------------------------------------------
+def periods_per_year(unit: str) -> float:
+    """Number of periods of ``unit`` in a year (day, week, month, quarter, year)."""
+    try:
+        return PERIODS_PER_YEAR[unit]
+    except KeyError:
+        raise ConfigError(f"time unit {unit!r} unknown; choose from {', '.join(PERIODS_PER_YEAR)}") from None
+
+
+def _check_rate(rate: np.ndarray, what: str = "discount_rate") -> np.ndarray:
+    if not np.all(np.isfinite(rate)) or np.any(rate <= -1):
+        raise ConfigError(f"financials.{what}: every rate must be a finite number above -1 (-100%)")
+    return rate
+
+
+def period_rate(annual_rate: Any, unit: str) -> np.ndarray:
+    """Per-period rate equivalent to an annual rate under compounding: ``(1 + r)**(1/k) - 1``."""
+    r = _check_rate(np.asarray(annual_rate, dtype=float))
+    return np.expm1(np.log1p(r) / periods_per_year(unit))
+
+
+def continuous_rate(annual_rate: Any, unit: str) -> np.ndarray:
+    """Per-period force of interest ``log(1 + r) / k`` (the continuous discount rate ``delta`` of
+    DERT formulas, in the model's time unit)."""
+    r = _check_rate(np.asarray(annual_rate, dtype=float))
+    return np.log1p(r) / periods_per_year(unit)
+
+
+def horizon_periods(horizon_years: float, unit: str) -> int:
+    """Whole periods of ``unit`` in ``horizon_years`` (rounded to the nearest; at least 1)."""
+    return max(1, round(float(horizon_years) * periods_per_year(unit)))
+
+
+def discount_factors(annual_rate: Any, n_periods: int, unit: str, timing: Timing = "mid") -> np.ndarray:
+    """Discount factors of periods ``1..n_periods`` of ``unit`` at an annual rate.
+
+    ``annual_rate`` is a scalar (returns shape ``(n_periods,)``) or one rate per draw (returns
+    ``(draws, n_periods)``). Factor of period ``t``: ``(1 + r) ** (-(t - s) / k)`` with ``s`` 0.5
+    (``timing="mid"``), 0 (``"end"``) or 1 (``"start"``).
+    """
+    if timing not in TIMING_SHIFT:
+        raise ConfigError(f"timing {timing!r} unknown; choose from mid, end, start")
+    r = _check_rate(np.asarray(annual_rate, dtype=float))
+    t = (np.arange(1, int(n_periods) + 1) - TIMING_SHIFT[timing]) / periods_per_year(unit)
+    return np.exp(-np.multiply.outer(np.log1p(r), t))
+
+
+# --------------------------------------------------------------------------------------------
+# Financial draws
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinancialDraws:
+    """One value per draw of every financial input (arrays of shape ``(n_draws,)``).
+
+    Money is in the company's currency, rates are annual fractions, ``fixed_costs`` and
+    ``capex`` are per year (as in :class:`cbcv.config.Financials`). Build it with
+    :func:`draw_financials` from a config, or directly: scalars are broadcast to the length of
+    the array inputs (or to ``n_draws`` with :meth:`from_values`).
+    """
+
+    contribution_margin: np.ndarray
+    discount_rate: np.ndarray
+    acquisition_cost: np.ndarray
+    fixed_costs: np.ndarray
+    capex: np.ndarray
+    tax_rate: np.ndarray
+    net_debt: np.ndarray
+    non_operating_assets: np.ndarray
+    shares_outstanding: float
+    market_price: float | None = None
+    horizon_years: float = 10.0
+    uncertain: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        arrays = {k: np.atleast_1d(np.asarray(getattr(self, k), dtype=float)) for k in DRAWN_INPUTS}
+        sizes = {a.size for a in arrays.values() if a.size != 1}
+        if any(a.ndim != 1 for a in arrays.values()) or len(sizes) > 1:
+            raise ValueError("financial draws must be scalars or 1-d arrays of one common length")
+        n = sizes.pop() if sizes else 1
+        for k, a in arrays.items():
+            a = np.broadcast_to(a, (n,)).copy() if a.size != n else a.copy()
+            a.setflags(write=False)
+            object.__setattr__(self, k, a)
+        _check_rate(self.discount_rate)
+        if not self.shares_outstanding > 0:
+            raise ConfigError("financials.shares_outstanding: must be positive")
+        if self.market_price is not None and not self.market_price > 0:
+            raise ConfigError("financials.market_price: must be positive")
+        if not self.horizon_years > 0:
+            raise ConfigError("financials.horizon_years: must be positive")
+        if np.any((self.tax_rate < 0) | (self.tax_rate > 1)):
+            raise ConfigError(
+                "financials.tax_rate: draws must lie in [0, 1]; truncate the distribution "
+                "(low: 0, high: 1) or use a beta"
+            )
+
+    @classmethod
+    def from_values(cls, n_draws: int, **values: Any) -> FinancialDraws:
+        """Inputs at the given values for ``n_draws`` draws: scalars are repeated, arrays of
+        ``n_draws`` are used as they are. ``contribution_margin``, ``discount_rate`` and
+        ``shares_outstanding`` are required; the other drawn inputs default to 0."""
+        defaults: dict[str, Any] = {k: 0.0 for k in DRAWN_INPUTS}
+        defaults.update(values)
+        for k in DRAWN_INPUTS:
+            defaults[k] = np.broadcast_to(np.asarray(defaults[k], dtype=float), (int(n_draws),))
+        return cls(**defaults)
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.discount_rate.size)
+
+    def replace(self, **changes: Any) -> FinancialDraws:
+        """A copy with some fields replaced (arrays or scalars)."""
+        return dataclasses.replace(self, **changes)
+
+    def summary(self, interval: float = 0.9) -> pd.DataFrame:
+        """Median, mean and interval of each drawn input (constants show as a point)."""
+        return summarize_draws({k: getattr(self, k) for k in DRAWN_INPUTS}, interval)
+
+
+def _check_params(dist: Distribution, name: str) -> None:
+    required, optional = _PARAMS[dist.dist]
+    given = {k for k in ("mean", "sd", "low", "high", "mode", "alpha", "beta") if getattr(dist, k) is not None}
+    extra = sorted(given - set(required) - set(optional))
+    if extra:
+        raise ConfigError(
+            f"financials.{name}: a {dist.dist} distribution does not use {', '.join(extra)} "
+            f"(it takes {', '.join(required + optional)})"
+        )
+
+
+def sample_distribution(dist: Distribution, n: int, rng: np.random.Generator, name: str = "input") -> np.ndarray:
+    """``n`` draws of one :class:`~cbcv.config.Distribution` (see the module docstring for each
+    kind's parametrisation). Invalid parameters raise :class:`ConfigError` naming ``name``."""
+    _check_params(dist, name)
+    kind = dist.dist
+    if kind == "normal":
+        mean, sd = float(dist.mean), float(dist.sd)  # type: ignore[arg-type]
+        if dist.low is None and dist.high is None:
+            return rng.normal(mean, sd, size=n)
+        a = -np.inf if dist.low is None else (dist.low - mean) / sd
+        b = np.inf if dist.high is None else (dist.high - mean) / sd
+        if stats.norm.cdf(b) - stats.norm.cdf(a) < 1e-12:
+            raise ConfigError(f"financials.{name}: the truncation range holds no probability mass")
+        return stats.truncnorm.rvs(a, b, loc=mean, scale=sd, size=n, random_state=rng)
+    if kind == "lognormal":
+        mean, sd = float(dist.mean), float(dist.sd)  # type: ignore[arg-type]
+        if mean <= 0:
+            raise ConfigError(f"financials.{name}: a lognormal distribution needs a positive mean")
+        s2 = np.log1p((sd / mean) ** 2)
+        return rng.lognormal(np.log(mean) - s2 / 2, np.sqrt(s2), size=n)
+    if kind == "uniform":
+        return rng.uniform(dist.low, dist.high, size=n)
+    if kind == "triangular":
+        low, mode, high = float(dist.low), float(dist.mode), float(dist.high)  # type: ignore[arg-type]
+        if not low <= mode <= high:
+            raise ConfigError(f"financials.{name}: a triangular distribution needs low <= mode <= high")
+        return rng.triangular(low, mode, high, size=n)
+    # beta
+    a, b = float(dist.alpha), float(dist.beta)  # type: ignore[arg-type]
+    if a <= 0 or b <= 0:
+        raise ConfigError(f"financials.{name}: a beta distribution needs positive alpha and beta")
+    low = 0.0 if dist.low is None else float(dist.low)
+    high = 1.0 if dist.high is None else float(dist.high)
+    if low >= high:
+        raise ConfigError(f"financials.{name}: low must be below high")
+    return low + (high - low) * rng.beta(a, b, size=n)
+
+
+def _stream(seed: int | None, name: str) -> np.random.Generator:
+    """An input's own random stream: the same seed and name always give the same draws."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+
+def draw_financials(financials: Financials, n_draws: int, seed: int | None = None) -> FinancialDraws:
+    """Draw every financial input ``n_draws`` times (constants repeated).
+
+    ``n_draws`` is normally the number of posterior draws (chains × draws), so that draw ``d``
+    of the financial inputs pairs with posterior draw ``d``. ``seed`` makes the draws
+    reproducible; each input has its own stream (see the module docstring).
+    """
+    if int(n_draws) < 1:
+        raise ValueError(f"n_draws must be at least 1, got {n_draws!r}")
+    n = int(n_draws)
+    values: dict[str, Any] = {}
+    uncertain = []
+    for name in DRAWN_INPUTS:
+        spec = getattr(financials, name)
+        if isinstance(spec, Distribution):
+            values[name] = sample_distribution(spec, n, _stream(seed, name), name)
+            uncertain.append(name)
+        else:
+            values[name] = np.full(n, float(spec))
+    return FinancialDraws(
+        **values,
+        shares_outstanding=float(financials.shares_outstanding),
+        market_price=None if financials.market_price is None else float(financials.market_price),
+        horizon_years=float(financials.horizon_years),
+        uncertain=tuple(uncertain),
+    )
