@@ -100,3 +100,27 @@ def test_audit_wrong_delimiter_and_empty_file(tmp_path: Path) -> None:
 def test_usage_error_exit_code() -> None:
     res = cbcv("audit")
     assert res.returncode == 2
+
+
+def test_fit_map_writes_fit_json_and_posterior(tmp_path: Path) -> None:
+    import arviz as az
+
+    res = cbcv(
+        "fit", "cdnow-sample", "--model", "bgnbd", "--calibration-end", "1997-09-30",
+        "--method", "map", "--out", str(tmp_path),
+    )
+    assert res.returncode == 0, res.stderr
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee (2005)
+    for name, value in published.items():
+        assert abs(fit["parameters"][name]["mean"] / value - 1) < 0.01, name
+    assert fit["n_customers"] == 2357 and fit["n_distinct"] < 2357 and fit["divergences"] == 0
+    idata = az.from_netcdf(tmp_path / "posterior.nc")
+    assert idata.constant_data.sizes["customer"] == 2357
+    assert float(idata.constant_data["x"].sum()) == 2457  # repeat transactions in calibration
+    assert idata.attrs["cbcv_model"] == "bgnbd" and idata.attrs["calibration_end"] == "1997-09-30"
+
+
+def test_fit_rejects_unknown_model(tmp_path: Path) -> None:
+    res = cbcv("fit", "cdnow-sample", "--model", "nbd2", "--calibration-end", "1997-09-30", "--out", str(tmp_path))
+    assert res.returncode == 1 and "unknown model 'nbd2'" in res.stderr

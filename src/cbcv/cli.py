@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -77,6 +78,51 @@ def audit(
 
 
 @app.command()
+def fit(
+    transactions: TransactionsArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="bgnbd, mbgnbd, pareto_nbd or gamma_gamma")],
+    calibration_end: Annotated[str, typer.Option(help="last day of the calibration period, YYYY-MM-DD")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for fit.json and posterior.nc")],
+    time_unit: Annotated[str, typer.Option(help="day, week or month")] = "week",
+    method: Annotated[str, typer.Option(help="nuts or map")] = "nuts",
+    draws: Annotated[int, typer.Option(min=1)] = 1000,
+    tune: Annotated[int, typer.Option(min=0)] = 1000,
+    chains: Annotated[int, typer.Option(min=1)] = 4,
+    seed: int = 42,
+    config: ConfigOpt = None,
+) -> None:
+    """Fit a model to the calibration period; write fit.json and posterior.nc."""
+    from cbcv.data.summary import customer_summary
+    from cbcv.models import SamplerSettings
+    from cbcv.workflow import fit_summary_model, load_transactions_for, save_fit, summary_model
+
+    summary_model(model)
+    if method not in ("nuts", "map"):
+        raise CbcvError(f"--method: {method!r} is not nuts or map")
+    loaded = None
+    if config is not None:
+        from cbcv.config import load_config
+
+        loaded = load_config(config)
+    cal_end = _date(calibration_end, "--calibration-end")
+    _say(f"cbcv fit: loading {transactions}")
+    result = load_transactions_for(transactions, loaded)
+    summary = customer_summary(result.transactions, calibration_end=cal_end, time_unit=time_unit)
+    _say(f"cbcv fit: {len(summary):,} customers; fitting {model} by {method.upper()} ...")
+    settings = SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed)  # type: ignore[arg-type]
+    fitted = fit_summary_model(summary, model, settings)
+    meta = {
+        "source": transactions,
+        "sha256": result.reconciliation.sha256,
+        "calibration_end": cal_end.isoformat(),
+        "time_unit": time_unit,
+        "seed": seed,
+    }
+    save_fit(fitted, summary, out, meta)
+    _say(f"cbcv fit: done in {fitted.fit_seconds:.1f} s -> {out / 'fit.json'}")
+
+
+@app.command()
 def report(
     config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),
@@ -91,6 +137,9 @@ def report(
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1; usage errors
     are reported by the argument parser with exit code 2."""
+    # pip-installed PyTensor warns once that it found no BLAS; cbcv's likelihoods are
+    # elementwise, so this costs nothing here and would only clutter the command's stderr.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         app()
     except CbcvError as exc:

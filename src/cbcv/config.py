@@ -136,6 +136,17 @@ class Financials(_Strict):
     shares_outstanding: float = Field(gt=0)
     market_price: float | None = Field(default=None, gt=0)
     horizon_years: float = Field(default=10.0, gt=0)
+    acquisition_period: Literal["month", "quarter"] = "quarter"
+    terminal_value: Literal["none", "gordon"] = Field(
+        default="none", description="value of customers acquired after the horizon"
+    )
+    terminal_growth: float = Field(default=0.0, ge=-0.5, lt=0.5)
+    cost_growth: float = Field(default=0.0, ge=-0.5, lt=0.5)
+    capex_deductible: bool = True
+    scenarios: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='named scenarios: multipliers of inputs, e.g. {"CAC +20%": {"acquisition_cost": 1.2}}',
+    )
     assumptions_note: str | None = Field(
         default=None, description="shown in the report wherever these figures appear"
     )

@@ -7,11 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
 
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.config import LoadedConfig
 from cbcv.data.datasets import is_dataset, load_dataset
 from cbcv.data.load import LoadResult, load_transactions
+from cbcv.errors import CbcvError
+from cbcv.models import SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
+from cbcv.models.base import ESS_MIN, RHAT_MAX
 
 
 def load_transactions_for(
@@ -108,3 +116,103 @@ def write_audit(
         table.to_csv(path, index=False)
         written.append(path)
     return written
+
+
+def fit_summary_model(
+    summary: pd.DataFrame, name: str, settings: SamplerSettings, priors: dict | None = None
+) -> CLVModel:
+    """Fit one of the summary-based models (``SUMMARY_MODELS``) to a customer summary."""
+    model = summary_model(name)(priors=priors)
+    model.fit(summary, settings)
+    return model
+
+
+def summary_model(name: str) -> type[CLVModel]:
+    """The class of a model fitted from a transaction summary; one clear error otherwise."""
+    cls = get_model(name)
+    if name not in SUMMARY_MODELS:
+        raise CbcvError(
+            f"model {name!r} is not fitted from a transaction summary; choose from "
+            f"{', '.join(SUMMARY_MODELS)} (fit bgbb, sbg and bdw from Python with their data forms)"
+        )
+    return cls
+
+
+def fit_record(model: CLVModel) -> dict[str, Any]:
+    """The ``fit.json`` contract: per parameter mean, sd, 94% HDI, r_hat, ess_bulk; divergences;
+    customers; seconds; and whether the fit passes the diagnostic thresholds."""
+    idata = model.idata
+    assert idata is not None
+    method = idata.attrs.get("method", "nuts")
+    if method == "nuts":
+        table = model.summary()
+    else:  # a MAP point: no spread, no sampling diagnostics
+        table = pd.DataFrame({"mean": {n: float(v[0]) for n, v in model.draws().items()}})
+
+    def num(v: Any) -> float | None:
+        v = float(v)
+        return v if np.isfinite(v) else None
+
+    params = {
+        str(name): {
+            "mean": num(row["mean"]),
+            "sd": num(row["sd"]) if method == "nuts" else None,
+            "hdi_low": num(row["hdi_low"]) if method == "nuts" else None,
+            "hdi_high": num(row["hdi_high"]) if method == "nuts" else None,
+            "r_hat": num(row.get("r_hat", np.nan)) if method == "nuts" else None,
+            "ess_bulk": num(row.get("ess_bulk", np.nan)) if method == "nuts" else None,
+            "ess_tail": num(row.get("ess_tail", np.nan)) if method == "nuts" else None,
+        }
+        for name, row in table.iterrows()
+    }
+    return {
+        "model": model.name,
+        "method": method,
+        "parameters": params,
+        "divergences": model.divergences(),
+        "n_customers": int(idata.attrs.get("n_customers", 0)),
+        "n_distinct": int(idata.attrs.get("n_distinct", 0)),
+        "seconds": round(float(idata.attrs.get("fit_seconds", 0.0)), 3),
+        "diagnostics": diagnostics_verdict(model.name, method, params, model.divergences()),
+    }
+
+
+def diagnostics_verdict(
+    name: str, method: str, params: dict[str, dict[str, float | None]], divergences: int
+) -> dict[str, Any]:
+    """Pass/fail against r_hat <= RHAT_MAX, ess_bulk >= ESS_MIN and no divergences, with the
+    failing figures named (used by the report's diagnostics gate)."""
+    if method != "nuts":
+        return {"ok": True, "problems": [], "note": "MAP fit: no sampling diagnostics"}
+    problems = []
+    for p, s in params.items():
+        if s["r_hat"] is not None and s["r_hat"] > RHAT_MAX:
+            problems.append(f"{name}: r_hat of {p} is {s['r_hat']:.3f} (> {RHAT_MAX})")
+        if s["ess_bulk"] is not None and s["ess_bulk"] < ESS_MIN:
+            problems.append(f"{name}: bulk ESS of {p} is {s['ess_bulk']:.0f} (< {ESS_MIN:.0f})")
+    if divergences:
+        problems.append(f"{name}: {divergences} divergent transitions")
+    return {"ok": not problems, "problems": problems}
+
+
+def save_fit(model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict[str, Any]) -> list[Path]:
+    """Write ``fit.json`` and ``posterior.nc`` (the posterior, with the summary it was fitted on
+    as ``constant_data`` and ``meta`` in the attributes)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    idata = model.idata
+    assert idata is not None
+    cols = [c for c in ("x", "t_x", "T", "mean_repeat_spend", "total_spend") if c in summary]
+    data = xr.Dataset(
+        {c: ("customer", summary[c].to_numpy(dtype=float)) for c in cols},
+        coords={"customer": summary["customer_id"].astype(str).to_numpy()},
+    )
+    if "constant_data" in idata.groups():
+        del idata.constant_data
+    idata.add_groups({"constant_data": data})
+    idata.attrs.update({k: json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for k, v in meta.items()})
+    nc = model.save(out / "posterior.nc")
+    record = fit_record(model) | {"meta": meta}
+    fj = out / "fit.json"
+    fj.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return [fj, nc]

@@ -1,1 +1,69 @@
-"""cbcv.models."""
+"""cbcv.models: one class per model family, parameter names as in the papers.
+
+=============  ==========================================  ========================  ==================
+name           class                                       parameters                data
+=============  ==========================================  ========================  ==================
+bgnbd          :class:`~cbcv.models.bgnbd.BetaGeoModel`      r, alpha, a, b            x, t_x, T
+mbgnbd         :class:`~cbcv.models.bgnbd.ModifiedBetaGeoModel`  r, alpha, a, b      x, t_x, T
+pareto_nbd     :class:`~cbcv.models.pareto_nbd.ParetoNBDModel`  r, alpha, s, beta    x, t_x, T
+gamma_gamma    :class:`~cbcv.models.gamma_gamma.GammaGammaModel`  p, q, gamma        x, mean_repeat_spend
+bgbb           :class:`~cbcv.models.bgbb.BetaGeoBetaBinomModel`  alpha, beta, gamma, delta  x, t_x, n
+sbg            :class:`~cbcv.models.sbg.ShiftedBetaGeoModel`  alpha, beta             durations / survivors
+bdw            :class:`~cbcv.models.bdw.BetaDiscreteWeibullModel`  gamma, delta, c     durations / survivors
+=============  ==========================================  ========================  ==================
+"""
+
+from __future__ import annotations
+
+from cbcv.errors import CbcvError
+from cbcv.models.base import CLVModel, Prior, SamplerSettings, compress
+from cbcv.models.bdw import BetaDiscreteWeibullModel
+from cbcv.models.bgbb import BetaGeoBetaBinomModel
+from cbcv.models.bgnbd import BetaGeoModel, ModifiedBetaGeoModel
+from cbcv.models.gamma_gamma import GammaGammaModel
+from cbcv.models.pareto_nbd import ParetoNBDModel
+from cbcv.models.sbg import ShiftedBetaGeoModel
+
+MODELS: dict[str, type[CLVModel]] = {
+    cls.name: cls
+    for cls in (
+        BetaGeoModel,
+        ModifiedBetaGeoModel,
+        ParetoNBDModel,
+        GammaGammaModel,
+        BetaGeoBetaBinomModel,
+        ShiftedBetaGeoModel,
+        BetaDiscreteWeibullModel,
+    )
+}
+#: Models fitted on the per-customer summary of a transaction log (``customer_summary``).
+SUMMARY_MODELS: tuple[str, ...] = ("bgnbd", "mbgnbd", "pareto_nbd", "gamma_gamma")
+#: Purchase-frequency models among them (the others model spend).
+FREQUENCY_MODELS: tuple[str, ...] = ("bgnbd", "mbgnbd", "pareto_nbd")
+
+
+def get_model(name: str) -> type[CLVModel]:
+    """The model class registered under ``name``; a clear error for an unknown name."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise CbcvError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+
+
+__all__ = [
+    "MODELS",
+    "SUMMARY_MODELS",
+    "FREQUENCY_MODELS",
+    "BetaDiscreteWeibullModel",
+    "BetaGeoBetaBinomModel",
+    "BetaGeoModel",
+    "CLVModel",
+    "GammaGammaModel",
+    "ModifiedBetaGeoModel",
+    "ParetoNBDModel",
+    "Prior",
+    "SamplerSettings",
+    "ShiftedBetaGeoModel",
+    "compress",
+    "get_model",
+]
