@@ -1,0 +1,124 @@
+"""Predictions over posterior draws against published values and independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate
+
+from cbcv import predict as P
+from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, Prior, SamplerSettings
+
+FLAT = {"dist": "HalfFlat"}
+
+
+def _fixed(cls, **values):
+    """A model 'fitted' to fixed parameter values (one draw), to test formulas in isolation."""
+    import arviz as az
+
+    model = cls()
+    model.idata = az.from_dict(posterior={k: np.array([[v]]) for k, v in values.items()})
+    return model
+
+
+BG = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)  # Fader, Hardie & Lee (2005a), CDNOW
+PN = dict(r=0.553, alpha=10.578, s=0.606, beta=11.669)  # Fader, Hardie & Lee (2005b), CDNOW
+ONE = pd.DataFrame({"x": [2], "t_x": [30.43], "T": [38.86]})
+
+
+def test_bgnbd_published_conditional_expectation() -> None:
+    # Fader, Hardie & Lee (2005a), section 5: E[Y(39) | x=2, t_x=30.43, T=38.86] = 1.226
+    assert P.expected_purchases(_fixed(BetaGeoModel, **BG), 39.0, ONE)[0, 0] == pytest.approx(1.226, abs=5e-4)
+
+
+def test_p_alive_against_bayes_by_quadrature() -> None:
+    # P(alive) for Pareto/NBD by integrating the posterior over (lambda, mu) numerically
+    r, alpha, s, beta = PN.values()
+    x, t_x, T = 3, 20.0, 38.0
+    from scipy.stats import gamma as G
+
+    def lik(lam, mu, alive):
+        if alive:
+            return lam**x * np.exp(-(lam + mu) * T)
+        return lam**x * mu / (lam + mu) * (np.exp(-(lam + mu) * t_x) - np.exp(-(lam + mu) * T))
+
+    def post(alive):
+        f = lambda mu, lam: lik(lam, mu, alive) * G.pdf(lam, r, scale=1 / alpha) * G.pdf(mu, s, scale=1 / beta)  # noqa: E731
+        return integrate.dblquad(f, 1e-12, 5.0, 1e-12, 5.0, epsabs=1e-14)[0]
+
+    ref = post(True) / (post(True) + post(False))
+    got = P.p_alive(_fixed(ParetoNBDModel, **PN), pd.DataFrame({"x": [x], "t_x": [t_x], "T": [T]}))[0, 0]
+    assert got == pytest.approx(ref, rel=2e-3)
+
+
+def test_bgnbd_expectation_matches_monte_carlo() -> None:
+    # E[Y(t)|data] for BG/NBD by simulating from the posterior of (lambda, p) given the data
+    rng = np.random.default_rng(1)
+    r, alpha, a, b = BG.values()
+    x, T, t = 2, 38.86, 39.0
+    n = 400_000
+    lam = rng.gamma(r + x, 1 / (alpha + T), n)
+    p = rng.beta(a, b + x, n)
+    pa = P.p_alive(_fixed(BetaGeoModel, **BG), ONE)[0, 0]
+    alive = rng.random(n) < pa
+    # simulate purchases in (T, T+t]: exponential gaps; drop out after each purchase w.p. p
+    count = np.zeros(n)
+    clock = np.zeros(n)
+    active = alive.copy()
+    for _ in range(60):
+        clock = clock + rng.exponential(1 / lam)
+        buy = active & (clock <= t)
+        count += buy
+        active = buy & (rng.random(n) >= p)
+    mc, se = count.mean(), count.std() / np.sqrt(n)
+    got = P.expected_purchases(_fixed(BetaGeoModel, **BG), t, ONE)[0, 0]
+    assert abs(got - mc) < 4 * se
+
+
+def test_dert_closed_form_equals_quadrature_and_discounted_sum() -> None:
+    pn = _fixed(ParetoNBDModel, **PN)
+    delta = P.continuous_rate(0.15, "week")
+    data = pd.DataFrame({"x": [0, 2, 10, 1], "t_x": [0.0, 30.43, 37.0, 0.5], "T": [38.86, 38.86, 38.0, 20.0]})
+    closed = P.dert(pn, data, delta=delta, method="closed")
+    quad = P.dert(pn, data, delta=delta, method="quadrature")
+    np.testing.assert_allclose(closed, quad, rtol=5e-5)
+    # BG/NBD: quadrature against a fine discounted sum of expected increments (10 years weekly/10)
+    bg = _fixed(BetaGeoModel, **BG)
+    grid = np.linspace(0.0, 3000.0, 30001)
+    ey = np.array([P.expected_purchases(bg, t, ONE)[0, 0] if t > 0 else 0.0 for t in grid[::100]])
+    coarse = grid[::100]
+    mid = (coarse[1:] + coarse[:-1]) / 2
+    approx = float((np.diff(ey) * np.exp(-delta * mid)).sum())
+    assert P.dert(bg, ONE, delta=delta)[0, 0] == pytest.approx(approx, rel=2e-3)
+
+
+def test_population_expectation_and_spend() -> None:
+    bg = _fixed(BetaGeoModel, **BG)
+    t = np.array([39.0])
+    # E[X(t)] is the average over customers of age t of the conditional E[Y(t)] at x=0,T=0
+    zero = pd.DataFrame({"x": [0], "t_x": [0.0], "T": [0.0]})
+    assert P.expected_purchases_population(bg, t)[0, 0] == pytest.approx(
+        P.expected_purchases(bg, 39.0, zero)[0, 0], rel=1e-9
+    )
+    gg = _fixed(GammaGammaModel, p=6.25, q=3.74, gamma=15.44)
+    spend = P.expected_spend(gg, pd.DataFrame({"x": [0, 2], "mean_repeat_spend": [np.nan, 50.0]}))
+    assert spend[0, 0] == pytest.approx(6.25 * 15.44 / 2.74)
+    w = 6.25 * 2 / (6.25 * 2 + 3.74 - 1)
+    assert spend[0, 1] == pytest.approx((1 - w) * 6.25 * 15.44 / 2.74 + w * 50.0)
+
+
+def test_chunking_is_exact_and_draws_are_kept(cdnow_weekly) -> None:
+    model = BetaGeoModel(priors={k: Prior("HalfFlat") for k in BG})
+    model.fit(cdnow_weekly, SamplerSettings(method="map"))
+    import arviz as az
+
+    base = model.draws()
+    rng = np.random.default_rng(0)
+    model.idata = az.from_dict(
+        posterior={k: (v[0] * (1 + 0.01 * rng.standard_normal(50)))[None, :] for k, v in base.items()}
+    )
+    full = P.expected_purchases(model, 39.0, cdnow_weekly)
+    tiny = P.expected_purchases(model, 39.0, cdnow_weekly, max_bytes=50 * 8 * 24 * 7)
+    assert full.shape == (50, 2357)
+    np.testing.assert_array_equal(full, tiny)
