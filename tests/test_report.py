@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,12 @@ def cbcv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reports")
-    res = cbcv("report", "configs/cdnow-sample.yaml", "--out", str(out))
+    # the shipped sample config with a small sampler (CI budget); everything else as shipped
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow-sample.yaml").read_text())
+    cfg["sampler"] = {"method": "nuts", "draws": 300, "tune": 300, "chains": 2}
+    config = out / "cdnow-sample.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = cbcv("report", str(config), "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = Path(json.loads(res.stdout)["run_dir"])
     assert run_dir.parent == out / "cdnow-sample"
@@ -58,15 +64,32 @@ def test_report_renders_audit_without_code(sample_report: Path) -> None:
 
 
 @pytest.mark.slow
+def test_report_model_section(sample_report: Path) -> None:
+    body = BeautifulSoup((sample_report / "02_model_fit_and_validation.html").read_text(), "html.parser").body
+    text = body.get_text(" ")
+    for section in ("Parameters", "Holdout validation", "Tracking cumulative repeat transactions",
+                    "Conditional expectations", "Posterior predictive check", "P(alive) calibration",
+                    "Default purchase model"):
+        assert section in text, section
+    assert not body.select(".jp-CodeCell .jp-InputArea, .highlight")
+    assert "Traceback" not in text
+    assert len(body.select('img[src^="data:image/png;base64,"]')) >= 4
+
+
+@pytest.mark.slow
 def test_report_provenance(sample_report: Path) -> None:
     prov = json.loads((sample_report / "provenance.json").read_text())
     assert prov["status"] == "ok"
     assert prov["input"]["file"] == "data/raw/CDNOW_sample.txt"
+    assert prov["config"]["sampler"]["draws"] == 300
     assert re.fullmatch(r"[0-9a-f]{64}", prov["input"]["sha256"])
     assert prov["seed"] == prov["config"]["seed"]
     assert prov["packages"]["pymc"] and prov["packages"]["cbcv"]
     assert "commit" in prov["git"]
-    assert set(prov["seconds_by_notebook"]) == {"01_customer_base_audit"}
+    assert set(prov["seconds_by_notebook"]) == {"01_customer_base_audit", "02_model_fit_and_validation"}
+    fit = json.loads((sample_report / "models" / "bgnbd" / "fit.json").read_text())
+    assert fit["n_customers"] == 2357 and set(fit["parameters"]) == {"r", "alpha", "a", "b"}
+    assert (sample_report / "models" / "pareto_nbd" / "posterior.nc").is_file()
     rec = json.loads((sample_report / "audit" / "reconciliation.json").read_text())
     assert rec["rows_read"] == rec["rows_accepted"] + rec["rows_rejected"] == 6919
 

@@ -246,3 +246,25 @@ def compare_models(models: Mapping[str, CLVModel], cal_hold: pd.DataFrame) -> pd
             row.update({"elpd_loo": float(loo.elpd_loo), "elpd_loo_se": float(loo.se), "p_loo": float(loo.p_loo)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def choose_default(comparison: pd.DataFrame) -> tuple[str, str]:
+    """The default purchase model and the reason: the best LOO (elpd) when every model has one
+    and the difference exceeds twice its standard error, else the smallest absolute holdout
+    error of total transactions."""
+    table = comparison.set_index("model")
+    if table["elpd_loo"].notna().all() and len(table) > 1:
+        ranked = table.sort_values("elpd_loo", ascending=False)
+        best, second = ranked.index[0], ranked.index[1]
+        gap = ranked.loc[best, "elpd_loo"] - ranked.loc[second, "elpd_loo"]
+        se = float(np.hypot(ranked.loc[best, "elpd_loo_se"], ranked.loc[second, "elpd_loo_se"]))
+        if gap > 2 * se:
+            return str(best), f"{best} has the best LOO (elpd {ranked.loc[best, 'elpd_loo']:.1f}, {gap:.1f} ahead of {second}, more than twice the standard error {se:.1f})"
+    best = str(table["holdout_error_pct"].abs().idxmin())
+    return best, (
+        f"{best} predicts the holdout total best ({table.loc[best, 'holdout_predicted']:,.0f} against "
+        f"{table.loc[best, 'holdout_actual']:,.0f} actual, {table.loc[best, 'holdout_error_pct']:+.1f}%); "
+        "LOO does not separate the models by more than twice its standard error"
+        if table["elpd_loo"].notna().all() else
+        f"{best} predicts the holdout total best ({table.loc[best, 'holdout_error_pct']:+.1f}%)"
+    )

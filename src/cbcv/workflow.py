@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.config import LoadedConfig
 from cbcv.data.datasets import is_dataset, load_dataset
 from cbcv.data.load import LoadResult, load_transactions
+from cbcv.data.summary import calibration_holdout, customer_summary
 from cbcv.errors import CbcvError
-from cbcv.models import SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
+from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
 from cbcv.models.base import ESS_MIN, RHAT_MAX
 
 
@@ -216,3 +218,70 @@ def save_fit(model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict
     fj = out / "fit.json"
     fj.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return [fj, nc]
+
+
+@dataclass(frozen=True)
+class CompanyFits:
+    """The calibration(/holdout) summary of a company and its fitted models, by name."""
+
+    summary: pd.DataFrame
+    models: dict[str, CLVModel]
+    records: dict[str, dict[str, Any]]
+
+    def frequency_models(self) -> dict[str, CLVModel]:
+        return {k: v for k, v in self.models.items() if k in FREQUENCY_MODELS}
+
+
+def company_summary(loaded: LoadedConfig, result: LoadResult) -> pd.DataFrame:
+    """Per-customer calibration summary, with holdout columns when the config has a holdout."""
+    cfg = loaded.config
+    if cfg.holdout_end is not None:
+        return calibration_holdout(
+            result.transactions, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
+            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
+        )
+    return customer_summary(
+        result.transactions, calibration_end=cfg.calibration_end, time_unit=cfg.time_unit,
+        cohort_period=cfg.cohort_period,
+    )
+
+
+def fit_company_models(
+    loaded: LoadedConfig, result: LoadResult, out: str | Path | None = None, progress: Any = None
+) -> CompanyFits:
+    """Fit every model the config names (summary-based ones) with its sampler settings and seed;
+    with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``."""
+    cfg = loaded.config
+    summary = company_summary(loaded, result)
+    s = cfg.sampler
+    settings = SamplerSettings(
+        method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores,
+        seed=cfg.seed, target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
+    )
+    models: dict[str, CLVModel] = {}
+    records: dict[str, dict[str, Any]] = {}
+    meta = {
+        "source": cfg.data.source, "sha256": result.reconciliation.sha256,
+        "calibration_end": cfg.calibration_end.isoformat(), "time_unit": cfg.time_unit, "seed": cfg.seed,
+    }
+    for name in cfg.models:
+        if name not in SUMMARY_MODELS:
+            continue
+        if progress:
+            progress(f"fitting {name} ({s.method}) ...")
+        model = fit_summary_model(summary, name, settings)
+        models[name] = model
+        records[name] = fit_record(model)
+        if out is not None:
+            save_fit(model, summary, Path(out) / name, meta)
+    return CompanyFits(summary=summary, models=models, records=records)
+
+
+def parameter_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, parameter): mean, sd, 94% HDI, r_hat, bulk ESS."""
+    rows = [
+        {"model": m, "parameter": p, **stats}
+        for m, rec in records.items()
+        for p, stats in rec["parameters"].items()
+    ]
+    return pd.DataFrame(rows)
