@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +125,23 @@ def test_fit_map_writes_fit_json_and_posterior(tmp_path: Path) -> None:
 def test_fit_rejects_unknown_model(tmp_path: Path) -> None:
     res = cbcv("fit", "cdnow-sample", "--model", "nbd2", "--calibration-end", "1997-09-30", "--out", str(tmp_path))
     assert res.returncode == 1 and "unknown model 'nbd2'" in res.stderr
+
+
+def test_predict_with_holdout_writes_forecast(tmp_path: Path) -> None:
+    fit_dir = tmp_path / "fit"
+    res = cbcv("fit", "cdnow-sample", "--model", "bgnbd", "--calibration-end", "1997-09-30",
+               "--method", "map", "--out", str(fit_dir))
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "pred" / "customers.csv"
+    res = cbcv("predict", str(fit_dir), "--transactions", "cdnow-sample", "--horizon", "39",
+               "--holdout-end", "1998-06-30", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out, dtype={"customer_id": str})
+    assert len(table) == 2357 and table["p_alive"].between(0, 1).all()
+    # Fader, Hardie & Lee (2005a): E[Y(39) | x=2, t_x=30.43, T=38.86] = 1.226 (customer 00004)
+    assert table.set_index("customer_id").loc["00004", "expected_purchases"] == pytest.approx(1.226, abs=2e-3)
+    forecast = json.loads((out.parent / "forecast.json").read_text())
+    assert forecast["total"]["actual"] == 1882
+    assert forecast["total"]["predicted_mean"] == pytest.approx(table["expected_purchases"].sum())
+    res = cbcv("predict", str(tmp_path / "nofit"), "--transactions", "cdnow-sample", "--horizon", "39", "--out", str(out))
+    assert res.returncode == 1 and "no posterior here" in res.stderr

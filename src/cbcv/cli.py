@@ -123,6 +123,40 @@ def fit(
 
 
 @app.command()
+def predict(
+    fit_dir: Annotated[Path, typer.Argument(help="folder written by cbcv fit (posterior.nc)")],
+    transactions: Annotated[str, typer.Option("--transactions", "-t", help="the transaction log (path or data set)")],
+    horizon: Annotated[float, typer.Option(help="forecast window in the fit's time unit")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="per-customer predictions (.csv or .parquet)")],
+    holdout_end: Annotated[
+        str | None, typer.Option(help="compare with actual transactions up to this date: writes forecast.json")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Per-customer predictions from a fitted posterior; with --holdout-end, the holdout check."""
+    from cbcv.workflow import load_fit, load_transactions_for, predict_customers, write_forecast
+
+    model, meta = load_fit(fit_dir)
+    loaded = None
+    if config is not None:
+        from cbcv.config import load_config
+
+        loaded = load_config(config)
+    _say(f"cbcv predict: {model.name} from {fit_dir}; loading {transactions}")
+    result = load_transactions_for(transactions, loaded)
+    table, summary = predict_customers(model, meta, result.transactions, horizon, holdout_end=_date(holdout_end, "--holdout-end"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
+    if holdout_end is not None:
+        path = write_forecast(model, summary, out.parent / "forecast.json")
+        _say(f"cbcv predict: holdout comparison -> {path}")
+    _say(f"cbcv predict: {len(table):,} customers -> {out}")
+
+
+@app.command()
 def report(
     config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),

@@ -285,3 +285,68 @@ def parameter_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
         for p, stats in rec["parameters"].items()
     ]
     return pd.DataFrame(rows)
+
+
+def load_fit(fit_dir: str | Path) -> tuple[CLVModel, dict[str, str]]:
+    """A model object holding the posterior saved by :func:`save_fit`, and the fit's metadata."""
+    import arviz as az
+
+    path = Path(fit_dir) / "posterior.nc"
+    if not path.is_file():
+        raise CbcvError(f"{path}: no posterior here (run cbcv fit first)")
+    idata = az.from_netcdf(str(path))
+    name = idata.attrs.get("cbcv_model")
+    if name is None:
+        raise CbcvError(f"{path}: not a cbcv posterior (no cbcv_model attribute)")
+    model = get_model(str(name))()
+    model.idata = idata
+    return model, {k: str(v) for k, v in idata.attrs.items()}
+
+
+def predict_customers(
+    model: CLVModel,
+    meta: dict[str, str],
+    transactions: pd.DataFrame,
+    horizon: float,
+    *,
+    holdout_end: dt.date | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-customer predictions (posterior mean and 90% interval) for the customers of the fit's
+    calibration period, and the summary they were computed from."""
+    from cbcv import predict as P
+
+    cal_end = meta.get("calibration_end")
+    unit = meta.get("time_unit", "week")
+    if cal_end is None:
+        raise CbcvError("the posterior does not record its calibration end")
+    if holdout_end is not None:
+        summary = calibration_holdout(transactions, calibration_end=cal_end, holdout_end=holdout_end, time_unit=unit)
+    else:
+        summary = customer_summary(transactions, calibration_end=cal_end, time_unit=unit)
+    table = summary[["customer_id", "x", "t_x", "T"]].copy()
+    if model.name == "gamma_gamma":
+        s = P.summarise(P.expected_spend(model, summary))
+        table[["expected_spend", "expected_spend_low", "expected_spend_high"]] = s.to_numpy()
+    else:
+        s = P.summarise(P.expected_purchases(model, horizon, summary))
+        table[["expected_purchases", "expected_purchases_low", "expected_purchases_high"]] = s.to_numpy()
+        table["p_alive"] = P.p_alive(model, summary).mean(axis=0)
+    table.attrs["horizon"] = horizon
+    return table, summary
+
+
+def write_forecast(model: CLVModel, summary: pd.DataFrame, path: str | Path) -> Path:
+    """``forecast.json``: predicted (mean, 90% interval) against actual holdout transactions,
+    in total and by calibration frequency."""
+    from cbcv import validation as V
+
+    path = Path(path)
+    totals = V.holdout_totals(model, summary)
+    record = {
+        "model": model.name,
+        "holdout_length": float(summary["T_holdout"].iloc[0]),
+        "total": totals.to_dict(),
+        "by_frequency": V.conditional_expectations(model, summary).to_dict(orient="records"),
+    }
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return path
