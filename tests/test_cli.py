@@ -20,7 +20,7 @@ def cbcv(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_audit_bundled_sample_with_config(tmp_path: Path) -> None:
-    res = cbcv("audit", "cdnow-sample", "--config", "configs/cdnow-sample.yaml", "--out", str(tmp_path))
+    res = cbcv("audit", "cdnow-sample", "--config", "configs/cdnow.yaml", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     rec = json.loads((tmp_path / "reconciliation.json").read_text())
     assert rec["rows_read"] == 6919 == rec["rows_accepted"] + rec["rows_rejected"]

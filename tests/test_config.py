@@ -26,7 +26,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("name", ["cdnow.yaml", "cdnow-sample.yaml"])
+@pytest.mark.parametrize("name", ["cdnow.yaml", "cdnow-master.yaml"])
 def test_shipped_configs_validate(name: str) -> None:
     loaded = load_config(ROOT / "configs" / name)
     cfg = loaded.config

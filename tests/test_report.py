@@ -34,14 +34,14 @@ def cbcv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reports")
     # the shipped sample config with a small sampler (CI budget); everything else as shipped
-    cfg = yaml.safe_load((ROOT / "configs" / "cdnow-sample.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
     cfg["sampler"] = {"method": "nuts", "draws": 300, "tune": 300, "chains": 2}
-    config = out / "cdnow-sample.yaml"
+    config = out / "cdnow.yaml"
     config.write_text(yaml.safe_dump(cfg))
     res = cbcv("report", str(config), "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = Path(json.loads(res.stdout)["run_dir"])
-    assert run_dir.parent == out / "cdnow-sample"
+    assert run_dir.parent == out / "cdnow"
     return run_dir
 
 

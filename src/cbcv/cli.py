@@ -157,6 +157,20 @@ def predict(
 
 
 @app.command()
+def value(
+    config: Annotated[Path, typer.Argument(help="company config YAML with financials")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for valuation.json")],
+) -> None:
+    """Fit the configured models, value the company per posterior draw, write OUT/valuation.json."""
+    from cbcv.valuation.company import value_company
+
+    _say(f"cbcv value: {config}")
+    path = value_company(config, out, progress=lambda m: _say(f"cbcv value: {m}"))
+    _say(f"cbcv value: wrote {path}")
+    print(json.dumps({"valuation": str(path)}))
+
+
+@app.command()
 def report(
     config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),

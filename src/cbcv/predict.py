@@ -38,7 +38,10 @@ from cbcv.errors import CbcvError
 from cbcv.models.base import CLVModel, compress
 from cbcv.models.special import log_power_integral_np
 
-DERT_NODES = 40
+#: Gauss–Laguerre nodes for DERT by quadrature. Against the Pareto/NBD closed form the relative
+#: error is ≤ 7e-4 at 20 nodes (annual rate 5%; 2e-4 at 15%) and ≤ 3e-5 at 60; each node costs
+#: one conditional expectation per (draw, customer), so 20 is the default.
+DERT_NODES = 20
 MAX_BYTES = 256 * 2**20
 #: temporaries held per (draw, row) element while evaluating one prediction
 _TEMPS = 24
@@ -186,8 +189,10 @@ def _dert_pareto(p: Params, d: dict[str, np.ndarray], delta: float) -> np.ndarra
     )
 
 
-def _dert_quadrature(name: str, p: Params, d: dict[str, np.ndarray], delta: float) -> np.ndarray:
-    nodes, weights = np.polynomial.laguerre.laggauss(DERT_NODES)
+def _dert_quadrature(
+    name: str, p: Params, d: dict[str, np.ndarray], delta: float, n_nodes: int = DERT_NODES
+) -> np.ndarray:
+    nodes, weights = np.polynomial.laguerre.laggauss(n_nodes)
     total = np.zeros(np.broadcast_shapes(p["r"].shape, d["x"].shape))
     for u, w in zip(nodes, weights, strict=True):
         total += w * _expected(name, u / delta, p, d)
@@ -202,10 +207,12 @@ def dert(
     max_draws: int | None = None,
     max_bytes: int = MAX_BYTES,
     method: str = "auto",
+    n_nodes: int = DERT_NODES,
 ) -> np.ndarray:
     """Discounted expected residual transactions at continuous rate ``delta`` per time unit
     (see :func:`continuous_rate`), per draw and customer. ``method``: "closed" (Pareto/NBD
-    only), "quadrature", or "auto" (closed form where there is one)."""
+    only), "quadrature" (``n_nodes`` Gauss–Laguerre nodes), or "auto" (closed form where there
+    is one)."""
     name = _frequency(model)
     if delta <= 0:
         raise CbcvError(f"DERT needs a positive discount rate, got {delta}")
@@ -214,7 +221,7 @@ def dert(
         raise CbcvError(f"{name}: no closed-form DERT; use method='quadrature'")
 
     def fn(p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
-        return _dert_pareto(p, d, delta) if closed else _dert_quadrature(name, p, d, delta)
+        return _dert_pareto(p, d, delta) if closed else _dert_quadrature(name, p, d, delta, n_nodes)
 
     rows, inverse = _rows(data, ("x", "t_x", "T"))
     return _chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
