@@ -8,7 +8,7 @@ code with a different array backend.
 The Pareto/NBD integral
 -----------------------
 The Pareto/NBD likelihood (Schmittlein, Morrison & Colombo 1987; Fader & Hardie 2005, "A Note on
-Deriving the Pareto/NBD Model and Related Expressions", eqs. 15-22) needs, for a customer who
+Deriving the Pareto/NBD Model and Related Expressions") needs, for a customer who
 may have died between the last purchase ``t_x`` and the end of calibration ``T``,
 
 .. math::
