@@ -92,7 +92,44 @@ def test_dert_closed_form_equals_quadrature_and_discounted_sum() -> None:
     coarse = grid[::100]
     mid = (coarse[1:] + coarse[:-1]) / 2
     approx = float((np.diff(ey) * np.exp(-delta * mid)).sum())
-    assert P.dert(bg, ONE, delta=delta, n_nodes=60)[0, 0] == pytest.approx(approx, rel=2e-3)
+    assert P.dert(bg, ONE, delta=delta, method="quadrature", n_nodes=60)[0, 0] == pytest.approx(approx, rel=2e-3)
+    assert P.dert(bg, ONE, delta=delta)[0, 0] == pytest.approx(approx, rel=2e-3)
+
+
+def _bg_dert_mpmath(r, alpha, a, b, x, t_x, T, delta, mbg=False):
+    """P(alive) · E[λ / (p λ + δ)] with λ ~ Gamma(r + x, α + T), p ~ Beta(a, b + x (+1)): the
+    p-expectation as mpmath's ₂F₁(1, a; a + b'; −λ/δ) / δ, the λ-expectation by mpmath
+    quadrature, and P(alive) from the likelihood's two terms (Fader, Hardie & Lee 2005, eq. 3)."""
+    import mpmath as mp
+
+    mp.mp.dps = 20
+    bp = b + x + (1 if mbg else 0)
+    k, rate = r + x, alpha + T
+    gam = mp.gamma(k)
+
+    def f(lam):
+        return (lam / delta * mp.hyp2f1(1, a, a + bp, -lam / delta)
+                * lam ** (k - 1) * mp.e ** (-rate * lam) * rate**k / gam)
+
+    e_alive = mp.quad(f, [0, 1e-6, 1e-4, 1e-2, 0.1 / rate, 1 / rate, 10 / rate, mp.inf])
+    head = mp.beta(a, b + x + (1 if mbg else 0)) / mp.beta(a, b) * rate ** -(r + x)
+    dead = 0 if (x == 0 and not mbg) else mp.beta(a + 1, b + x - (0 if mbg else 1)) / mp.beta(a, b) * (alpha + t_x) ** -(r + x)
+    return float(e_alive * head / (head + dead))
+
+
+@pytest.mark.parametrize("name, params", [("bgnbd", BG), ("bgnbd", dict(r=0.8, alpha=8.0, a=0.8, b=3.0)),
+                                          ("mbgnbd", dict(r=1.0, alpha=6.0, a=2.0, b=8.0))])
+def test_bg_dert_by_rate_quadrature_matches_mpmath(name, params) -> None:
+    # a < 1 (CDNOW: 0.793) is the case where the time-domain quadrature overflowed for x = 0
+    from cbcv.valuation.drivers import DrawSet
+
+    delta = P.continuous_rate(0.10, "week")
+    data = pd.DataFrame({"x": [0, 0, 2, 7], "t_x": [0.0, 0.0, 30.43, 35.0], "T": [0.0, 38.86, 38.86, 52.0]})
+    got = P.dert(DrawSet(name, {k: [v] for k, v in params.items()}), data, delta=delta)[0]
+    for i, row in enumerate(data.itertuples()):
+        ref = _bg_dert_mpmath(**params, x=row.x, t_x=row.t_x, T=row.T, delta=delta, mbg=name == "mbgnbd")
+        # a customer just acquired (T = 0) is the hardest case for the 64-node rule
+        assert got[i] == pytest.approx(ref, rel=3e-3 if row.T == 0 else 2e-5), (name, row)
 
 
 def test_population_expectation_and_spend() -> None:

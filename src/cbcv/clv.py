@@ -184,14 +184,9 @@ def dert_draws(
         raise CbcvError("DERT needs a positive discount rate in every draw")
     if np.all(delta == delta[0]):
         return P.dert(model, data, delta=float(delta[0]), max_draws=n_draws, max_bytes=max_bytes)
-    name = P._frequency(model)
     rows, inverse = P._rows(data, ("x", "t_x", "T"))
-    col = delta[:, None]
-
-    def fn(p: P.Params, d: dict[str, np.ndarray]) -> np.ndarray:
-        return P._dert_pareto(p, d, col) if name == "pareto_nbd" else P._dert_quadrature(name, p, d, col)  # type: ignore[arg-type]
-
-    return P._chunked(fn, P.posterior_draws(model, n_draws), rows, inverse, max_bytes)
+    fn, temps = P.dert_kernel(model, delta[:, None])
+    return P._chunked(fn, P.posterior_draws(model, n_draws), rows, inverse, max_bytes, temps)
 
 
 def _chunk_values(
