@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from bs4 import BeautifulSoup
+
+from conftest import run_cbcv
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT_SECTIONS = (
@@ -25,24 +26,7 @@ AUDIT_SECTIONS = (
 
 
 def cbcv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cbcv.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
-
-
-@pytest.fixture(scope="module")
-def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reports")
-    # the shipped sample config with a small sampler (CI budget); everything else as shipped
-    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
-    cfg["sampler"] = {"method": "nuts", "draws": 300, "tune": 300, "chains": 2}
-    config = out / "cdnow.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    res = cbcv("report", str(config), "--out", str(out))
-    assert res.returncode == 0, res.stderr[-3000:]
-    run_dir = Path(json.loads(res.stdout)["run_dir"])
-    assert run_dir.parent == out / "cdnow"
-    return run_dir
+    return run_cbcv(*args, cwd=cwd)
 
 
 @pytest.mark.slow
@@ -86,7 +70,11 @@ def test_report_provenance(sample_report: Path) -> None:
     assert prov["seed"] == prov["config"]["seed"]
     assert prov["packages"]["pymc"] and prov["packages"]["cbcv"]
     assert "commit" in prov["git"]
-    assert set(prov["seconds_by_notebook"]) == {"01_customer_base_audit", "02_model_fit_and_validation"}
+    assert set(prov["seconds_by_notebook"]) == {
+        "01_customer_base_audit", "02_model_fit_and_validation", "03_customer_lifetime_value",
+        "04_company_valuation",
+    }
+    assert prov["diagnostics"]["strict"] is False
     fit = json.loads((sample_report / "models" / "bgnbd" / "fit.json").read_text())
     assert fit["n_customers"] == 2357 and set(fit["parameters"]) == {"r", "alpha", "a", "b"}
     assert (sample_report / "models" / "pareto_nbd" / "posterior.nc").is_file()
@@ -130,3 +118,103 @@ def test_cli_help_and_usage_errors() -> None:
     res = cbcv("report", "no/such/config.yaml")
     assert res.returncode == 1
     assert res.stderr.strip() == "cbcv: error: no/such/config.yaml: config file not found"
+
+
+@pytest.mark.slow
+def test_report_valuation_sections_and_valuation_json(sample_report: Path) -> None:
+    body = BeautifulSoup((sample_report / "04_company_valuation.html").read_text(), "html.parser").body
+    text = body.get_text(" ")
+    for section in ("Value per share", "From customer equity to equity value", "Unit economics",
+                    "Revenue forecast", "Sensitivities", "Scenarios", "Illustrative financial assumptions"):
+        assert section in text, section
+    assert not body.select(".jp-CodeCell .jp-InputArea, .highlight")
+    assert "Traceback" not in text and not re.search(r"\b0\d{4}\b", text)
+    clv_page = BeautifulSoup((sample_report / "03_customer_lifetime_value.html").read_text(), "html.parser").body
+    assert "The most valuable customers" in clv_page.get_text(" ")
+    assert not re.search(r"\b0\d{4}\b", clv_page.get_text(" "))
+    val = json.loads((sample_report / "valuation.json").read_text())
+    vps = val["value_per_share"]
+    assert 0 < vps["low"] < vps["median"] < vps["high"]
+    assert val["n_draws"] == 600 and val["market_price"] == 5.0
+    assert 0.0 <= val["prob_value_above_price"] <= 1.0
+    bridge = val["bridge"]
+    # CDNOW is one acquisition cohort: no acquisition model, future customers at zero
+    assert bridge["future_customer_equity"]["mean"] == 0.0 and not val["future_customers"]["included"]
+    assert bridge["equity_value"]["mean"] == pytest.approx(bridge["existing_customer_equity"]["mean"], rel=1e-9)
+    assert set(val["scenarios"]) == {"base", "retention +5%", "retention -5%", "margin -10%", "discount rate +2 pts"}
+    assert val["scenarios"]["retention +5%"]["median"] > val["scenarios"]["base"]["median"]
+    assert val["scenarios"]["margin -10%"]["median"] == pytest.approx(0.9 * val["scenarios"]["base"]["median"], rel=0.02)
+    assert {"margin", "retention", "discount_rate"} <= set(val["tornado"])
+    assert val["unit_economics"]["CLV / CAC"]["median"] > 0
+    layers = val["revenue_forecast"]["mean_by_layer"]
+    assert list(layers) == ["existing"] and len(layers["existing"]) == 40
+
+
+@pytest.mark.slow
+def test_report_index_opens_with_the_executive_summary(sample_report: Path) -> None:
+    soup = BeautifulSoup((sample_report / "index.html").read_text(), "html.parser")
+    summary = soup.select_one("#executive-summary")
+    assert summary is not None
+    text = summary.get_text(" ")
+    assert "Value per share" in text and "90% interval" in text and "Market price" in text
+    assert "illustrative" in text.lower()
+    assert "Unit economics" in text and "CLV / CAC" in text
+    captions = [f.get_text() for f in summary.select("figcaption")]
+    for key in ("From customer equity to equity value", "C3", "Revenue forecast"):
+        assert any(key in c for c in captions), (key, captions)
+    assert len(summary.select('img[src^="data:image/png;base64,"]')) == len(captions) >= 4
+    # the diagnostics verdict is there: a pass line or a banner naming each failing fit
+    prov = json.loads((sample_report / "provenance.json").read_text())
+    banner = summary.select_one(".banner")
+    if prov["diagnostics"]["ok"]:
+        assert banner is None and summary.select_one(".pass") is not None
+    else:
+        assert all(p in banner.get_text(" ") for p in prov["diagnostics"]["problems"])
+    # the summary comes first, then the sections, the assumptions and the methodology
+    page = str(soup)
+    assert page.index("executive-summary") < page.index("<h2>Sections") < page.index('id="assumptions"') < page.index('id="methodology"')
+    assert "contribution margin" in soup.select_one("#assumptions").find_next("table").get_text(" ")
+    links = [a["href"] for a in soup.select("a[href$='.html']")]
+    assert links == [f"{n}.html" for n in ("01_customer_base_audit", "02_model_fit_and_validation",
+                                            "03_customer_lifetime_value", "04_company_valuation")]
+
+
+@pytest.mark.slow
+def test_strict_gate_fails_on_poor_diagnostics(tmp_path: Path) -> None:
+    # far too few draws for r_hat and ESS: the banner names the failures; --strict exits 1
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
+    cfg["sampler"] = {"method": "nuts", "draws": 15, "tune": 15, "chains": 2}
+    cfg["models"] = ["bgnbd"]
+    cfg["report"] = {"notebooks": ["02_model_fit_and_validation"]}
+    config = tmp_path / "poor.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = cbcv("report", str(config), "--out", str(tmp_path / "r"), "--strict")
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("cbcv: error:")]
+    assert len(lines) == 1 and "diagnostics gate" in lines[0] and "bgnbd" in lines[0]
+    (run_dir,) = (tmp_path / "r" / "cdnow").iterdir()
+    banner = BeautifulSoup((run_dir / "index.html").read_text(), "html.parser").select_one("#executive-summary .banner")
+    assert banner is not None and "bgnbd" in banner.get_text(" ")
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["diagnostics"]["strict"] is True and not prov["diagnostics"]["ok"]
+    assert prov["status"] == "ok"  # every notebook ran; the gate is about the fits
+
+
+def test_summary_banner_and_gate_from_fit_records(tmp_path: Path) -> None:
+    from cbcv.config import load_config
+    from cbcv.report.summary import diagnostics_problems, executive_summary
+
+    cfg = load_config(ROOT / "configs" / "cdnow.yaml").config
+    good = {"diagnostics": {"ok": True, "problems": []}}
+    bad = {"diagnostics": {"ok": False, "problems": ["pareto_nbd: 3 divergent transitions"]}}
+    for name, rec in (("bgnbd", good), ("pareto_nbd", bad)):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "fit.json").write_text(json.dumps(rec))
+    assert diagnostics_problems(tmp_path) == ["pareto_nbd: 3 divergent transitions"]
+    html = BeautifulSoup(executive_summary(tmp_path, cfg), "html.parser")
+    assert "pareto_nbd: 3 divergent transitions" in html.select_one(".banner").get_text()
+    assert "no valuation" in html.get_text()
+    (tmp_path / "models" / "pareto_nbd" / "fit.json").write_text(json.dumps(good))
+    assert diagnostics_problems(tmp_path) == []
+    html = BeautifulSoup(executive_summary(tmp_path, cfg), "html.parser")
+    assert html.select_one(".banner") is None and "every fit passes" in html.select_one(".pass").get_text()

@@ -119,12 +119,12 @@ def test_future_equity_is_zero_when_cac_equals_clv_at_acquisition() -> None:
                                      acquisition_cost=clv_new, horizon_years=2.0)
     tx = _acquisition_log()
     kwargs = dict(time_unit="week", period="quarter", end="2022-12-31", settings=SamplerSettings(method="map"))
-    fe, note = VC.future_equity(tx, freq, spend, fin, market=5000.0, **kwargs)
+    fe, note, acq = VC.future_equity(tx, freq, spend, fin, market=5000.0, **kwargs)
     assert fe is not None and "acquisition model" in note
     assert fe.acquisitions.shape == (1, 8)
     assert fe.pv_clv[0] > 0
     assert fe.total[0] == pytest.approx(0.0, abs=1e-9 * fe.pv_clv[0])
-    none, why = VC.future_equity(tx, freq, spend, fin, market=None, **kwargs)
+    none, why, no_acq = VC.future_equity(tx, freq, spend, fin, market=None, **kwargs)
     assert none is None and "no market size" in why
 
 

@@ -174,11 +174,15 @@ def value(
 def report(
     config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="exit non-zero when a fit misses the r_hat, ESS or divergence thresholds"),
+    ] = False,
 ) -> None:
     """Run the notebook suite through papermill into OUT/<company>/<run-id>/."""
     from cbcv.report.runner import run_report
 
-    result = run_report(config, out)
+    result = run_report(config, out, strict=True if strict else None)
     print(json.dumps({"run_dir": str(result.run_dir), "index": str(result.index)}))
 
 

@@ -119,6 +119,14 @@ class Distribution(_Strict):
 Quantity = Annotated[float | Distribution, Field(union_mode="left_to_right")]
 
 
+class MarketSizeSpec(_Strict):
+    """The addressable market for the acquisition model: a median number of prospects and the
+    standard deviation of its logarithm (0: known exactly)."""
+
+    median: float = Field(gt=0)
+    log_sd: float = Field(default=0.0, ge=0)
+
+
 class Financials(_Strict):
     """Financial inputs of the valuation; each may be a number or a distribution.
 
@@ -137,6 +145,11 @@ class Financials(_Strict):
     market_price: float | None = Field(default=None, gt=0)
     horizon_years: float = Field(default=10.0, gt=0)
     acquisition_period: Literal["month", "quarter"] = "quarter"
+    market_size: MarketSizeSpec | None = Field(
+        default=None,
+        description="addressable market (prospects) for the acquisition model of future customers; "
+        "without it future customers are valued at zero",
+    )
     terminal_value: Literal["none", "gordon"] = Field(
         default="none", description="value of customers acquired after the horizon"
     )

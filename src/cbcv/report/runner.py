@@ -27,6 +27,13 @@ from cbcv.errors import ReportError
 from cbcv.paths import notebooks_dir, repo_root
 from cbcv.report.provenance import git_state, package_versions, sha256_file
 from cbcv.report.render import IndexEntry, render_notebook_html, write_index
+from cbcv.report.summary import STYLE as SUMMARY_STYLE
+from cbcv.report.summary import (
+    assumptions_table,
+    diagnostics_problems,
+    executive_summary,
+    methodology_appendix,
+)
 
 KERNEL_NAME = "cbcv-python3"
 SECTION_TITLES = {
@@ -112,8 +119,11 @@ def run_report(
     notebooks: Sequence[str] | None = None,
     progress: Progress = _stderr,
     extra_parameters: dict[str, Any] | None = None,
+    strict: bool | None = None,
 ) -> ReportResult:
-    """Run the report suite for one company config. Raises ReportError on a failing notebook."""
+    """Run the report suite for one company config. Raises ReportError on a failing notebook,
+    and, when ``strict`` (default: the config's ``report.strict``), on a fit that misses the
+    diagnostics thresholds (after the whole report has been written, with its warning banner)."""
     started = time.perf_counter()
     t0 = dt.datetime.now(dt.UTC)
     loaded = load_config(config_path)
@@ -162,11 +172,14 @@ def run_report(
             break
 
     git = git_state(repo_root())
+    problems = diagnostics_problems(run_dir)
+    strict = cfg.report.strict if strict is None else strict
     provenance = {
         "run_id": run_dir.name,
         "company": cfg.company.name,
         "status": "failed" if failure else "ok",
         "error": failure,
+        "diagnostics": {"ok": not problems, "problems": problems, "strict": strict},
         "started_utc": t0.isoformat(timespec="seconds"),
         "seconds_total": round(time.perf_counter() - started, 2),
         "seconds_by_notebook": timings,
@@ -187,9 +200,16 @@ def run_report(
         ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
     ]
     title = cfg.report.title or f"{cfg.company.name}: customer-based valuation report"
-    index = write_index(run_dir, title=title, entries=entries, facts=facts)
+    index = write_index(
+        run_dir, title=title, entries=entries, facts=facts, summary_html=executive_summary(run_dir, cfg),
+        appendix_html=assumptions_table(cfg) + methodology_appendix(), extra_style=SUMMARY_STYLE,
+    )
     if failure:
         raise ReportError(f"{failure} (executed copy kept in {run_dir / (names[len(entries) - 1] + '.ipynb')})")
+    if problems:
+        progress(f"cbcv report: diagnostics warning: {'; '.join(problems)}")
+        if strict:
+            raise ReportError(f"diagnostics gate (--strict): {'; '.join(problems)} (report written to {index})")
     seconds = time.perf_counter() - started
     progress(f"cbcv report: done in {seconds:.1f} s -> {index}")
     return ReportResult(run_dir=run_dir, index=index, provenance=prov_path, seconds=seconds)

@@ -39,8 +39,23 @@ from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
 from cbcv.valuation.acquisition import AcquisitionModel, MarketSize, acquisitions_from_transactions
 from cbcv.valuation.bridge import ValuationResult, value_bridge
-from cbcv.valuation.equity import FutureEquity, future_customer_equity
+from cbcv.valuation.drivers import (
+    UnitEconomics,
+    dert_function,
+    existing_revenue_by_period,
+    new_customer_dert_function,
+    new_customer_revenue_by_age,
+    population_spend,
+    unit_economics,
+)
+from cbcv.valuation.equity import (
+    FutureEquity,
+    RevenueLayers,
+    future_customer_equity,
+    revenue_layers,
+)
 from cbcv.valuation.inputs import FinancialDraws, continuous_rate, draw_financials, horizon_periods
+from cbcv.valuation.sensitivity import ValuationModel, elasticities, scenarios, tornado
 
 #: Periods with new customers needed before the acquisition model is fitted.
 MIN_ACQUISITION_PERIODS = 8
@@ -58,6 +73,17 @@ class CompanyValuation:
     future: FutureEquity | None
     future_note: str
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sensitivity: ValuationModel | None = None
+    tornado: pd.DataFrame | None = None
+    elasticities: pd.DataFrame | None = None
+    scenarios: pd.DataFrame | None = None
+    revenue: RevenueLayers | None = None
+    unit_economics: UnitEconomics | None = None
+    source: str = ""
+
+    def diagnostics_problems(self) -> list[str]:
+        """The diagnostics gate's findings over every fit (empty when all pass)."""
+        return [p for r in self.models.values() for p in r.get("diagnostics", {}).get("problems", [])]
 
     def to_json_dict(self) -> dict[str, Any]:
         out = self.result.to_json_dict()
@@ -65,10 +91,16 @@ class CompanyValuation:
             "purchase": self.purchase_model,
             "spend": "gamma_gamma",
             "choice_reason": self.choice_reason,
-            "fits": self.models,
+            "source": self.source,
+            "fits": {
+                k: {"method": r["method"], "n_customers": r["n_customers"], "divergences": r["divergences"],
+                    "diagnostics_ok": r["diagnostics"]["ok"], "problems": r["diagnostics"]["problems"]}
+                for k, r in self.models.items()
+            },
             "n_draws": self.result.n_draws,
             "pairing": self.clv.meta.get("pairing"),
         }
+        out["diagnostics"] = {"ok": not self.diagnostics_problems(), "problems": self.diagnostics_problems()}
         out["existing_customers"] = {
             "customers": self.clv.n_customers,
             **{k: float(v) for k, v in self.clv.summary().loc["clv_per_customer"].items()},
@@ -77,8 +109,33 @@ class CompanyValuation:
         out["financial_inputs"] = {
             name: {k: float(v) for k, v in row.items()} for name, row in self.financials.summary().iterrows()
         }
+        if self.unit_economics is not None:
+            out["unit_economics"] = self.unit_economics.to_json_dict(self.result.interval)
+        if self.tornado is not None:
+            out["tornado"] = _records(self.tornado)
+        if self.elasticities is not None:
+            out["elasticities"] = _records(self.elasticities)
+        if self.scenarios is not None:
+            out["scenarios"] = _records(self.scenarios)
+        if self.revenue is not None:
+            out["revenue_forecast"] = {
+                "unit": self.unit_economics.period if self.unit_economics else None,
+                "periods": [str(p) for p in self.revenue.periods],
+                "mean_by_layer": {str(k): [float(v) for v in col] for k, col in self.revenue.mean_table().items()},
+            }
         out["assumptions_note"] = self.result.conventions.get("assumptions_note")
         return out
+
+
+def _records(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A table by row label with JSON-safe numbers (NaN and inf become null)."""
+    out: dict[str, dict[str, Any]] = {}
+    for k, row in table.iterrows():
+        out[str(k)] = {
+            c: (float(v) if np.isfinite(float(v)) else None) if isinstance(v, int | float | np.number) else v
+            for c, v in row.items()
+        }
+    return out
 
 
 def choose_purchase_model(frequency: dict[str, CLVModel], summary: pd.DataFrame) -> tuple[str, str]:
@@ -113,8 +170,9 @@ def future_equity(
     settings: SamplerSettings,
     terminal: str = "none",
     terminal_growth: float = 0.0,
-) -> tuple[FutureEquity | None, str]:
-    """Future customer equity, or ``None`` and the reason it is left out (step 6)."""
+) -> tuple[FutureEquity | None, str, np.ndarray | None]:
+    """Future customer equity, or ``None`` and the reason it is left out (step 6), and the
+    ``(draws, periods)`` forecast acquisitions (``None`` without future customers)."""
     history = acquisitions_from_transactions(transactions, freq=period, end=end)  # type: ignore[arg-type]
     active = int((history["new_customers"] > 0).sum())
     if active < MIN_ACQUISITION_PERIODS:
@@ -122,12 +180,12 @@ def future_equity(
             f"future customers valued at zero: the acquisition history has {active} {period}(s) with new "
             f"customers (at least {MIN_ACQUISITION_PERIODS} are needed to fit an acquisition model); "
             "the value is that of the existing customers only"
-        )
+        ), None
     if market is None:
         return None, (
-            "future customers valued at zero: no market size was given for the acquisition model; "
-            "the value is that of the existing customers only"
-        )
+            "future customers valued at zero: no market size (financials.market_size) was given for the "
+            "acquisition model; the value is that of the existing customers only"
+        ), None
     n = fin.n_draws
     model = AcquisitionModel(market)
     model.fit(history, settings)
@@ -146,18 +204,47 @@ def future_equity(
     return fe, (
         f"future customers from an acquisition model ({model.distribution}, market {model.market.to_dict()}) "
         f"fitted to {len(history)} {period}s, over {steps} {period}s"
+    ), expected
+
+
+#: Shocks of the tornado chart: each input at 90% and 110% of its value.
+TORNADO_STEP = 0.10
+#: Posterior draws used for the period-by-period revenue forecast (a chart; the value itself
+#: uses every draw up to ``max_draws``).
+REVENUE_DRAWS = 200
+#: Posterior draws (evenly thinned, each paired with a fresh draw of the financial inputs) used
+#: for the tornado, elasticities and scenarios: each shock recomputes DERT for every customer,
+#: and all shocks share these draws, so their differences carry no Monte Carlo noise.
+SENSITIVITY_DRAWS = 250
+
+
+def _market(fin_cfg: Any) -> MarketSize | None:
+    m = fin_cfg.market_size
+    return None if m is None else MarketSize(m.median, m.log_sd)
+
+
+def _sampler_settings(cfg: Any) -> SamplerSettings:
+    s = cfg.sampler
+    return SamplerSettings(
+        method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, seed=cfg.seed,
+        target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
     )
 
 
 def value_loaded(
     loaded: LoadedConfig,
     *,
+    result: Any = None,
+    run_dir: str | Path | None = None,
     market: MarketSize | float | None = None,
     max_draws: int | None = 1000,
     progress: Any = None,
 ) -> CompanyValuation:
-    """Value the company a loaded config describes (module docstring, steps 2-7)."""
-    from cbcv.workflow import fit_company_models, load_company
+    """Value the company a loaded config describes (module docstring, steps 2-7), with the
+    sensitivities (tornado, elasticities, the config's scenarios), the forward revenue by layer
+    and the unit economics of a new customer. ``run_dir``: reuse the posteriors that notebook 02
+    saved there (:func:`company_models`); ``market`` overrides ``financials.market_size``."""
+    from cbcv.workflow import fit_record, load_company
 
     cfg = loaded.config
     if cfg.financials is None:
@@ -167,27 +254,24 @@ def value_loaded(
         )
     if "gamma_gamma" not in cfg.models:
         raise ConfigError(f"{loaded.path}: models: a valuation needs gamma_gamma for the spend per transaction")
-    result = load_company(loaded)
-    fits = fit_company_models(loaded, result, None, progress)
-    name, reason = choose_purchase_model(fits.frequency_models(), fits.summary)
-    freq, spend = fits.models[name], fits.models["gamma_gamma"]
+    result = result if result is not None else load_company(loaded)
+    summary, models, source = company_models(loaded, result, run_dir, progress)
+    name, reason = choose_purchase_model({k: v for k, v in models.items() if k in P.FREQUENCY}, summary)
+    freq, spend = models[name], models["gamma_gamma"]
     n = min(n_model_draws(freq), n_model_draws(spend), max_draws or np.iinfo(np.int64).max)
     fin_cfg = cfg.financials
     fin = draw_financials(fin_cfg, n, seed=cfg.seed)
+    unit, period = cfg.time_unit, fin_cfg.acquisition_period
     if progress:
         progress(f"customer lifetime value over {n} draws ...")
     clv = customer_clv(
-        freq, spend, fits.summary, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
-        time_unit=cfg.time_unit, max_draws=n, keep_draws=False,
+        freq, spend, summary, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
+        time_unit=unit, max_draws=n, keep_draws=False,
     )
-    s = cfg.sampler
-    settings = SamplerSettings(
-        method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, seed=cfg.seed,
-        target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
-    )
-    future, note = future_equity(
-        result.transactions, freq, spend, fin, time_unit=cfg.time_unit, period=fin_cfg.acquisition_period,
-        end=cfg.calibration_end, market=market, settings=settings, terminal=fin_cfg.terminal_value,
+    future, note, acquisitions = future_equity(
+        result.transactions, freq, spend, fin, time_unit=unit, period=period,
+        end=cfg.calibration_end, market=market if market is not None else _market(fin_cfg),
+        settings=_sampler_settings(cfg), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth,
     )
     valuation = value_bridge(
@@ -196,24 +280,64 @@ def value_loaded(
     )
     valuation.conventions["assumptions_note"] = fin_cfg.assumptions_note
     valuation.conventions["future_customers"] = note
+    if progress:
+        progress("sensitivities, scenarios, revenue forecast and unit economics ...")
+    n_s = min(n, SENSITIVITY_DRAWS)
+    thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
+    sens = ValuationModel(
+        financials=draw_financials(fin_cfg, n_s, seed=cfg.seed),
+        dert=dert_function(freq, summary, unit, n_s),
+        spend=P.expected_spend(spend, summary, max_draws=n_s),
+        acquisitions=acquisitions[thin_s] if acquisitions is not None else None,
+        new_customer_dert=new_customer_dert_function(freq, unit, n_s) if acquisitions is not None else None,
+        new_customer_spend=population_spend(spend, n_s),
+        acquisition_unit=period,
+        terminal=fin_cfg.terminal_value,  # type: ignore[arg-type]
+        terminal_growth=fin_cfg.terminal_growth,
+        bridge_options={"cost_growth": fin_cfg.cost_growth, "capex_deductible": fin_cfg.capex_deductible},
+        currency=cfg.company.currency,
+    )
+    steps = horizon_periods(fin.horizon_years, period)
+    n_rev = min(n, REVENUE_DRAWS)
+    thin = np.linspace(0, n - 1, n_rev).round().astype(int)
+    existing_rev = existing_revenue_by_period(
+        freq, spend, summary, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev
+    )
+    new_rev = new_customer_revenue_by_age(freq, spend, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev)
+    acq = acquisitions[thin] if acquisitions is not None else np.zeros((n_rev, 0))
+    labels = pd.period_range(pd.Period(cfg.calibration_end, freq=_PANDAS_FREQ[period]) + 1, periods=steps)
+    revenue = revenue_layers(existing_rev, new_rev, acq, periods=labels.astype(str),
+                             cohort_labels=[f"acquired {p}" for p in labels.astype(str)])
+    ue = unit_economics(
+        freq, spend, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
+        acquisition_cost=fin.acquisition_cost, period=period, horizon_periods=steps, time_unit=unit,
+        n_draws=n, currency=cfg.company.currency,
+    )
     return CompanyValuation(
         result=valuation, clv=clv, financials=fin, purchase_model=name, choice_reason=reason,
-        future=future, future_note=note,
-        models={k: {"method": r["method"], "n_customers": r["n_customers"], "divergences": r["divergences"],
-                    "diagnostics_ok": r["diagnostics"]["ok"]} for k, r in fits.records.items()},
+        future=future, future_note=note, models={k: fit_record(m) for k, m in models.items()},
+        sensitivity=sens, tornado=tornado(sens, step=TORNADO_STEP), elasticities=elasticities(sens),
+        scenarios=scenarios(sens, fin_cfg.scenarios), revenue=revenue, unit_economics=ue, source=source,
     )
+
+
+_PANDAS_FREQ = {"month": "M", "quarter": "Q"}
+
+
+def write_valuation(valuation: CompanyValuation, loaded: LoadedConfig, out_dir: str | Path) -> Path:
+    """Write ``out_dir/valuation.json`` (see :meth:`CompanyValuation.to_json_dict`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "valuation.json"
+    record = {"company": loaded.config.company.name, "config": loaded.path.name, **valuation.to_json_dict()}
+    path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return path
 
 
 def value_company(config_path: str | Path, out_dir: str | Path, *, progress: Any = None) -> Path:
     """``cbcv value CONFIG --out DIR``: value the company and write ``DIR/valuation.json``."""
     loaded = load_config(config_path)
-    valuation = value_loaded(loaded, progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "valuation.json"
-    record = {"company": loaded.config.company.name, "config": str(loaded.path), **valuation.to_json_dict()}
-    path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    return path
+    return write_valuation(value_loaded(loaded, progress=progress), loaded, out_dir)
 
 
 #: Used by :func:`company_clv` when the config has no financials (shown as an assumption).

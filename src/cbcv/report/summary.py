@@ -1,0 +1,260 @@
+"""The report's executive summary, assumptions table, methodology appendix and diagnostics gate.
+
+The notebooks leave machine-readable results in the run folder: notebook 01 the C3 chart
+(``summary/c3.png``), notebook 02 each fit (``models/<name>/fit.json``), notebook 04 the
+valuation (``valuation.json``) and its charts (``summary/*.png``, written by
+:func:`write_valuation_assets`). :func:`executive_summary` turns whatever of these a run has into
+the HTML block that opens ``index.html``: the value per share with its interval against the
+market price, the bridge as a waterfall, unit economics, the C3 chart, the revenue forecast and
+the diagnostics verdict, with a warning banner naming every fit that misses a threshold
+(:func:`diagnostics_problems`, the gate behind ``cbcv report --strict``). Images are embedded,
+so the page stands alone; no customer identifier appears in any of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from cbcv.config import CompanyConfig, Distribution
+
+SUMMARY_DIR = "summary"
+#: Charts of the summary, in the order shown: (file stem, caption).
+CHARTS: tuple[tuple[str, str], ...] = (
+    ("waterfall", "From customer equity to equity value (posterior means; whiskers: 90% intervals)"),
+    ("value_per_share", "Posterior distribution of the value per share"),
+    ("c3", "Customer cohorts over time (C3): revenue and active customers by acquisition cohort"),
+    ("revenue", "Revenue forecast: existing customers and future cohorts"),
+    ("tornado", "Sensitivity of the value per share (each input at 90% and 110%)"),
+)
+
+REFERENCES: tuple[str, ...] = (
+    "Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), \u201cCounting Your Customers\u201d the Easy Way: "
+    "An Alternative to the Pareto/NBD Model, Marketing Science 24(2), 275\u2013284 (BG/NBD).",
+    "Schmittlein, D. C., Morrison, D. G. and Colombo, R. (1987), Counting Your Customers: Who Are They and "
+    "What Will They Do Next?, Management Science 33(1), 1\u201324 (Pareto/NBD).",
+    "Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), RFM and CLV: Using Iso-Value Curves for Customer "
+    "Base Analysis, Journal of Marketing Research 42(4), 415\u2013430 (gamma-gamma spend, DERT).",
+    "Fader, P. S. and Hardie, B. G. S. (2007), How to Project Customer Retention, Journal of Interactive "
+    "Marketing 21(1), 76\u201390 (shifted-beta-geometric).",
+    "Fader, P. S., Hardie, B. G. S. and Ross, S. (2022), The Customer-Base Audit, Wharton School Press.",
+    "Gupta, S., Lehmann, D. R. and Stuart, J. A. (2004), Valuing Customers, Journal of Marketing Research "
+    "41(1), 7\u201318.",
+    "McCarthy, D. M., Fader, P. S. and Hardie, B. G. S. (2017), Valuing Subscription-Based Businesses Using "
+    "Publicly Disclosed Customer Data, Journal of Marketing 81(1), 17\u201335.",
+    "McCarthy, D. M. and Fader, P. S. (2018), Customer-Based Corporate Valuation for Publicly Traded "
+    "Non-Contractual Firms, Journal of Marketing Research 55(5), 617\u2013635.",
+)
+
+STYLE = """
+.summary{border:1px solid #dde3ea;border-radius:6px;padding:1rem 1.2rem;margin:1rem 0;background:#fbfcfd}
+.headline{font-size:1.6rem;font-weight:600;margin:.2rem 0}.muted{color:#5b6b7c}
+.banner{background:#fdecea;border:1px solid #b3261e;color:#7a1a14;padding:.7rem 1rem;border-radius:6px;
+margin:1rem 0}.pass{background:#e8f5ec;border:1px solid #1b7f3b;color:#14532d;padding:.5rem 1rem;
+border-radius:6px;margin:1rem 0}.assumption{color:#8a5a00;font-style:italic}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto}figcaption{color:#5b6b7c;font-size:.9rem}
+.grid td,.grid th{text-align:right}.grid td:first-child,.grid th:first-child{text-align:left}
+"""
+
+
+# -- assets written by notebook 04 ----------------------------------------------------------------
+def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
+    """Write ``valuation.json`` and the summary's valuation charts into the run folder."""
+    from cbcv.plots.style import savefig
+    from cbcv.plots.valuation import (
+        plot_bridge_waterfall,
+        plot_revenue_layers,
+        plot_tornado,
+        plot_value_per_share,
+    )
+    from cbcv.valuation.company import write_valuation
+
+    run = Path(run_dir)
+    path = write_valuation(valuation, loaded, run)
+    folder = run / SUMMARY_DIR
+    currency = loaded.config.company.currency
+    savefig(plot_bridge_waterfall(valuation.result, per_share=False), folder / "waterfall.png")
+    savefig(plot_value_per_share(valuation.result), folder / "value_per_share.png")
+    if valuation.revenue is not None:
+        savefig(plot_revenue_layers(valuation.revenue, currency=currency), folder / "revenue.png")
+    if valuation.tornado is not None and len(valuation.tornado):
+        savefig(plot_tornado(valuation.tornado, currency=currency), folder / "tornado.png")
+    return path
+
+
+# -- reading a run --------------------------------------------------------------------------------
+def fit_records(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``models/<name>/fit.json`` of a run, by model name."""
+    out = {}
+    for fj in sorted(Path(run_dir).glob("models/*/fit.json")):
+        out[fj.parent.name] = json.loads(fj.read_text(encoding="utf-8"))
+    return out
+
+
+def diagnostics_problems(run_dir: str | Path) -> list[str]:
+    """Every fit's missed threshold (r_hat, ESS, divergences), naming the model and the figure."""
+    return [p for rec in fit_records(run_dir).values() for p in rec.get("diagnostics", {}).get("problems", [])]
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _money(v: float | None, currency: str, decimals: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    return f"{currency} {v:,.{decimals}f}"
+
+
+def _plain(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.1f}"
+
+
+def _interval(stats: dict[str, Any], currency: str, decimals: int = 2) -> str:
+    return (f"{_money(stats.get('median'), currency, decimals)} "
+            f"<span class=\"muted\">(90% interval {_money(stats.get('low'), currency, decimals)} "
+            f"to {_money(stats.get('high'), currency, decimals)})</span>")
+
+
+def _headline(val: dict[str, Any], currency: str, illustrative: bool) -> str:
+    vps = val["value_per_share"]
+    tag = ' <span class="assumption">(illustrative financial assumptions)</span>' if illustrative else ""
+    lines = [f'<p class="headline">Value per share: {_interval(vps, currency)}{tag}</p>']
+    price = val.get("market_price")
+    if price is not None:
+        p = val.get("prob_value_above_price")
+        lines.append(f"<p>Market price {_money(price, currency)}; P(value per share &gt; market price) = "
+                     f"<strong>{p:.0%}</strong>.</p>")
+    else:
+        lines.append('<p class="muted">No market price was given, so no comparison is shown.</p>')
+    bridge = val["bridge"]
+    ex, fu = bridge["existing_customer_equity"], bridge["future_customer_equity"]
+    lines.append(
+        f"<p>Existing customer equity {_interval(ex, currency, 0)}; future customer equity "
+        f"{_interval(fu, currency, 0)}. Equity value {_interval(bridge['equity_value'], currency, 0)}.</p>"
+    )
+    note = (val.get("future_customers") or {}).get("note")
+    if note and not (val.get("future_customers") or {}).get("included"):
+        lines.append(f'<p class="muted">{html.escape(note[0].upper() + note[1:])}.</p>')
+    return "\n".join(lines)
+
+
+def _unit_table(val: dict[str, Any], currency: str) -> str:
+    ue = val.get("unit_economics")
+    if not ue:
+        return ""
+    rows = []
+    for name, st in ue.items():
+        if not isinstance(st, dict):
+            continue
+        money = not (name.startswith("CLV /") or name.startswith("Payback"))
+        cells = "".join(
+            f"<td>{_money(st.get(k), currency) if money else _plain(st.get(k))}</td>" for k in ("median", "low", "high")
+        )
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    never = ue.get("share_never_paid_back")
+    foot = ('<p class="muted">CLV of a new customer counts its repeat purchases after the contribution '
+            "margin, discounted; payback is the number of periods until the undiscounted cumulative margin "
+            "covers the acquisition cost"
+            + (f" ({never:.0%} of draws do not pay back within the horizon)" if never else "") + ".</p>")
+    return ("<h3>Unit economics of a new customer</h3><table class=\"grid\"><tr><th>item</th><th>median</th>"
+            "<th>5%</th><th>95%</th></tr>" + "".join(rows) + "</table>" + foot)
+
+
+def _diagnostics_block(problems: list[str], records: dict[str, dict[str, Any]]) -> str:
+    if not records:
+        return ""
+    if problems:
+        items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+        return ('<div class="banner" role="alert"><strong>Diagnostics warning:</strong> some model fits miss '
+                f"the convergence thresholds; treat their figures with caution.<ul>{items}</ul></div>")
+    names = ", ".join(sorted(records))
+    return f'<div class="pass">Diagnostics: every fit passes (r_hat, effective sample size, divergences): {html.escape(names)}.</div>'
+
+
+def executive_summary(run_dir: str | Path, cfg: CompanyConfig) -> str:
+    """The HTML block that opens ``index.html`` (see the module docstring)."""
+    run = Path(run_dir)
+    currency = cfg.company.currency
+    records = fit_records(run)
+    problems = diagnostics_problems(run)
+    parts = ['<section class="summary" id="executive-summary"><h2>Executive summary</h2>',
+             _diagnostics_block(problems, records)]
+    vj = run / "valuation.json"
+    if vj.is_file():
+        val = json.loads(vj.read_text(encoding="utf-8"))
+        fin = cfg.financials
+        illustrative = bool(fin and fin.assumptions_note)
+        parts.append(_headline(val, currency, illustrative))
+        if fin and fin.assumptions_note:
+            parts.append(f'<p class="assumption">Assumptions: {html.escape(fin.assumptions_note)}</p>')
+        parts.append(_unit_table(val, currency))
+        models = val.get("models", {})
+        parts.append(f"<p class=\"muted\">Purchase model: {html.escape(str(models.get('purchase')))} "
+                     f"({html.escape(str(models.get('choice_reason')))}); spend model: gamma-gamma; "
+                     f"{val['n_draws']:,} posterior draws.</p>")
+    else:
+        parts.append('<p class="muted">This run has no valuation (notebook 04 was not run).</p>')
+    for stem, caption in CHARTS:
+        png = run / SUMMARY_DIR / f"{stem}.png"
+        if png.is_file():
+            parts.append(_img(png, caption))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _fmt_quantity(v: Any) -> str:
+    if isinstance(v, Distribution):
+        d = v.model_dump(exclude_none=True)
+        kind = d.pop("dist")
+        return f"{kind}(" + ", ".join(f"{k}={x:g}" for k, x in d.items()) + ")"
+    if isinstance(v, float | int):
+        return f"{v:,.6g}"
+    return html.escape(str(v))
+
+
+def assumptions_table(cfg: CompanyConfig) -> str:
+    """Every financial input as configured (numbers or distributions), flagged as assumptions."""
+    fin = cfg.financials
+    if fin is None:
+        return "<h2>Assumptions</h2><p>No financial inputs are configured.</p>"
+    rows = []
+    for name, value in fin:
+        if name in ("assumptions_note", "scenarios"):
+            continue
+        if name == "market_size" and value is not None:
+            value = f"median {value.median:,.0f}, log sd {value.log_sd:g}"
+        rows.append(f"<tr><td>{html.escape(name.replace('_', ' '))}</td><td>{_fmt_quantity(value)}</td></tr>")
+    for scen, shock in fin.scenarios.items():
+        text = ", ".join(f"{k} \u00d7{v:g}" for k, v in shock.items())
+        rows.append(f"<tr><td>scenario: {html.escape(scen)}</td><td>{html.escape(text)}</td></tr>")
+    note = f'<p class="assumption">{html.escape(fin.assumptions_note)}</p>' if fin.assumptions_note else ""
+    return (f"<h2 id=\"assumptions\">Assumptions</h2>{note}<table><tr><th>input</th><th>value</th></tr>"
+            + "".join(rows) + "</table>"
+            f"<p class=\"muted\">Rates are annual; money in {html.escape(cfg.company.currency)}; costs per year. "
+            "Inputs given as distributions are drawn once per posterior draw, so their uncertainty is in "
+            "every interval.</p>")
+
+
+def methodology_appendix() -> str:
+    """How the figures are computed, with references."""
+    refs = "".join(f"<li>{html.escape(r)}</li>" for r in REFERENCES)
+    return (
+        '<h2 id="methodology">Methodology</h2>'
+        "<p>Each customer's future purchases are forecast by a Bayesian purchase model (BG/NBD or "
+        "Pareto/NBD, chosen on the holdout period) and their spend per purchase by the gamma-gamma model, "
+        "both fitted by NUTS in PyMC. A customer's residual lifetime value is the contribution margin times "
+        "expected spend times discounted expected residual transactions (DERT). Existing customer equity "
+        "is its sum over customers; future customer equity is forecast acquisitions times (the CLV of a new "
+        "customer minus the acquisition cost), when the acquisition history identifies an acquisition "
+        "model. Operating value deducts the present value of fixed costs, capital expenditure and taxes; "
+        "equity value adds non-operating assets and subtracts net debt. Every step is computed per "
+        "posterior draw, paired with a draw of each uncertain financial input, so each figure carries a "
+        "credible interval (equal-tailed 90%). Costs and new customers are discounted mid-period.</p>"
+        f"<h3>References</h3><ol>{refs}</ol>"
+    )

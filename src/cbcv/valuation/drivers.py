@@ -1,0 +1,200 @@
+"""Model-based drivers of a valuation: DERT under a retention shock, a new customer's value,
+revenue by future period, and unit economics, all per posterior draw.
+
+Retention shocks (used by :mod:`cbcv.valuation.sensitivity` for the elasticity to retention and
+for scenarios such as "retention +5%") scale the population's dropout process, draw by draw:
+
+* Pareto/NBD: each customer's dropout rate ``μ ~ Gamma(s, β)``; dividing every ``μ`` by ``k``
+  gives ``Gamma(s, k β)``, so ``β → k β`` (exact);
+* BG/NBD and MBG/NBD: the dropout probability after each purchase ``p ~ Beta(a, b)``; dividing
+  it by ``k`` keeps ``a`` and sets ``b → k (a + b) − a``, which divides the mean ``a / (a + b)``
+  by ``k`` exactly (the shape of the distribution otherwise changes little for small shocks).
+
+The shocked parameters then feed the same prediction code as the fitted ones (P(alive) and DERT
+given each customer's history), so a shock moves today's P(alive) as well as the future.
+
+A new customer's CLV at acquisition counts its repeat purchases only (the first purchase is the
+acquisition itself): ``margin × E[spend] × DERT(x = 0, t_x = 0, T = 0)`` with ``E[spend] =
+p γ / (q − 1)``, the gamma-gamma population mean (Fader, Hardie & Lee 2005, "RFM and CLV",
+eq. 5 with x = 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cbcv import predict as P
+from cbcv.clv import dert_draws
+from cbcv.data.summary import unit_days
+from cbcv.models.base import CLVModel
+from cbcv.valuation.inputs import continuous_rate, draw_stats, periods_per_year
+
+#: A customer just acquired: no repeat purchase yet, age 0.
+NEW_CUSTOMER = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
+
+
+@dataclass(frozen=True)
+class DrawSet:
+    """Parameter draws of a model family without a fit of its own (shocked posteriors, or
+    known parameters as a single draw); it predicts like the fitted model (``name``, ``draws``)."""
+
+    name: str
+    params: Mapping[str, Any]
+
+    def draws(self) -> dict[str, np.ndarray]:
+        return {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in self.params.items()}
+
+
+def with_retention(model: CLVModel | DrawSet, factor: float, n_draws: int | None = None) -> DrawSet:
+    """The purchase model's draws with every dropout rate/probability divided by ``factor``
+    (module docstring); ``n_draws`` thins the draws as :func:`cbcv.predict.posterior_draws`."""
+    if not factor > 0:
+        raise ValueError("retention factor must be positive")
+    name = P._frequency(model)  # type: ignore[arg-type]
+    p = {k: v[:, 0] for k, v in P.posterior_draws(model, n_draws).items()}  # type: ignore[arg-type]
+    if name == "pareto_nbd":
+        p["beta"] = p["beta"] * factor
+    else:
+        p["b"] = factor * (p["a"] + p["b"]) - p["a"]
+    return DrawSet(name, p)
+
+
+def _rate_draws(annual_rate: Any, n: int, time_unit: str) -> np.ndarray:
+    return np.broadcast_to(np.asarray(continuous_rate(annual_rate, time_unit), dtype=float), (n,)).copy()
+
+
+def dert_function(
+    model: CLVModel, data: pd.DataFrame, time_unit: str, n_draws: int
+) -> Any:
+    """``f(retention, annual_rate) -> (draws, customers)`` DERT of the customers in ``data``,
+    the form :class:`cbcv.valuation.sensitivity.ValuationModel` takes."""
+
+    def f(retention: float, annual_rate: np.ndarray) -> np.ndarray:
+        shocked = with_retention(model, retention, n_draws)
+        return dert_draws(shocked, data, _rate_draws(annual_rate, n_draws, time_unit), n_draws)  # type: ignore[arg-type]
+
+    return f
+
+
+def new_customer_dert_function(model: CLVModel, time_unit: str, n_draws: int) -> Any:
+    """``f(retention, annual_rate) -> (draws,)``: DERT of a customer just acquired."""
+    inner = dert_function(model, NEW_CUSTOMER, time_unit, n_draws)
+    return lambda retention, annual_rate: inner(retention, annual_rate)[:, 0]
+
+
+def population_spend(spend_model: CLVModel, n_draws: int) -> np.ndarray:
+    """``(draws,)`` expected spend per transaction of a new customer, ``p γ / (q − 1)``."""
+    return P.expected_spend(spend_model, NEW_CUSTOMER, max_draws=n_draws)[:, 0]
+
+
+def period_length(period: str, time_unit: str) -> float:
+    """Length of one ``period`` (month, quarter, year) in model time units."""
+    return 365.25 / periods_per_year(period) / unit_days(time_unit)
+
+
+def existing_revenue_by_period(
+    freq_model: CLVModel,
+    spend_model: CLVModel,
+    summary: pd.DataFrame,
+    *,
+    period: str,
+    n_periods: int,
+    time_unit: str,
+    n_draws: int,
+) -> np.ndarray:
+    """``(draws, n_periods)`` expected revenue of today's customers in each future period:
+    Σ_i E[spend_i] × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]), with ``L`` the
+    period's length (undiscounted, in the period it is earned)."""
+    length = period_length(period, time_unit)
+    spend = P.expected_spend(spend_model, summary, max_draws=n_draws)
+    cumulative = np.zeros((spend.shape[0], n_periods + 1))
+    for k in range(1, n_periods + 1):
+        cumulative[:, k] = np.einsum(
+            "dc,dc->d", spend, P.expected_purchases(freq_model, k * length, summary, max_draws=n_draws)
+        )
+    return np.diff(cumulative, axis=1)
+
+
+def new_customer_revenue_by_age(
+    freq_model: CLVModel, spend_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int
+) -> np.ndarray:
+    """``(draws, n_periods)`` expected repeat revenue of one new customer in the period of its
+    acquisition (age 0) and each later one: E[spend] × ΔE[X(t)] (population E[X(t)])."""
+    length = period_length(period, time_unit)
+    t = np.arange(n_periods + 1) * length
+    cumulative = P.expected_purchases_population(freq_model, t, max_draws=n_draws)
+    return population_spend(spend_model, n_draws)[:, None] * np.diff(cumulative, axis=1)
+
+
+@dataclass(frozen=True)
+class UnitEconomics:
+    """A new customer's economics per draw: CLV at acquisition (repeat purchases, discounted,
+    after the contribution margin), the acquisition cost, and the payback time (undiscounted
+    cumulative margin ≥ acquisition cost; ``inf`` when not reached within the horizon)."""
+
+    clv: np.ndarray
+    acquisition_cost: np.ndarray
+    payback_periods: np.ndarray
+    period: str
+    currency: str | None = None
+
+    def table(self, interval: float = 0.9) -> pd.DataFrame:
+        """Rows CLV, CAC, CLV/CAC, payback; columns median, low, high (and notes)."""
+        rows: dict[str, dict[str, Any]] = {
+            "CLV of a new customer": draw_stats(self.clv, interval),
+            "Acquisition cost (CAC)": draw_stats(self.acquisition_cost, interval),
+        }
+        if np.all(self.acquisition_cost > 0):
+            rows["CLV / CAC"] = draw_stats(self.clv / self.acquisition_cost, interval)
+            finite = np.isfinite(self.payback_periods)
+            pb = np.where(finite, self.payback_periods, np.nan)
+            stats = {k: float(np.nanquantile(pb, q)) if finite.any() else np.inf for k, q in
+                     (("median", 0.5), ("low", (1 - interval) / 2), ("high", (1 + interval) / 2))}
+            stats["mean"] = float(np.nanmean(pb)) if finite.any() else np.inf
+            rows[f"Payback ({self.period}s)"] = stats
+        out = pd.DataFrame(rows).T[["median", "mean", "low", "high"]]
+        out.index.name = "item"
+        return out
+
+    def to_json_dict(self, interval: float = 0.9) -> dict[str, Any]:
+        t = self.table(interval)
+        out = {str(k): {c: _num(v) for c, v in row.items()} for k, row in t.iterrows()}
+        out["share_never_paid_back"] = float(np.mean(~np.isfinite(self.payback_periods)))
+        return out
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def unit_economics(
+    freq_model: CLVModel,
+    spend_model: CLVModel,
+    *,
+    margin: np.ndarray,
+    annual_discount_rate: np.ndarray,
+    acquisition_cost: np.ndarray,
+    period: str,
+    horizon_periods: int,
+    time_unit: str,
+    n_draws: int,
+    currency: str | None = None,
+) -> UnitEconomics:
+    """Unit economics of a new customer per draw (see :class:`UnitEconomics`)."""
+    dert_new = new_customer_dert_function(freq_model, time_unit, n_draws)(1.0, annual_discount_rate)
+    spend = population_spend(spend_model, n_draws)
+    clv = margin * spend * dert_new
+    by_age = new_customer_revenue_by_age(
+        freq_model, spend_model, period=period, n_periods=horizon_periods, time_unit=time_unit, n_draws=n_draws
+    )
+    cum_margin = np.cumsum(margin[:, None] * by_age, axis=1)
+    reached = cum_margin >= acquisition_cost[:, None]
+    first = np.argmax(reached, axis=1).astype(float) + 1.0
+    payback = np.where(reached.any(axis=1), first, np.inf)
+    return UnitEconomics(clv, np.asarray(acquisition_cost, dtype=float), payback, period, currency)
