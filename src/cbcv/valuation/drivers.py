@@ -153,7 +153,7 @@ class UnitEconomics:
             rows["CLV / CAC"] = draw_stats(self.clv / self.acquisition_cost, interval)
             finite = np.isfinite(self.payback_periods)
             pb = np.where(finite, self.payback_periods, np.nan)
-            stats = {k: float(np.nanquantile(pb, q)) if finite.any() else np.inf for k, q in
+            stats = {k: float(np.nanquantile(pb, q, method="inverted_cdf")) if finite.any() else np.inf for k, q in
                      (("median", 0.5), ("low", (1 - interval) / 2), ("high", (1 + interval) / 2))}
             stats["mean"] = float(np.nanmean(pb)) if finite.any() else np.inf
             rows[f"Payback ({self.period}s)"] = stats
