@@ -228,7 +228,7 @@ def peer_model_config(model: str) -> dict[str, Any]:
 def _posterior_table(idata: Any, params: Sequence[str]) -> dict[str, dict[str, float]]:
     import arviz as az
 
-    s = az.summary(idata, var_names=list(params), kind="all")
+    s = az.summary(idata, var_names=list(params), kind="all", round_to="none")  # unrounded: MC errors are ~1e-4
     cols = ("mean", "sd", "mcse_mean", "r_hat", "ess_bulk")
     return {p: {c: float(s.loc[p, c]) for c in cols} for p in params}
 
