@@ -43,5 +43,9 @@ lab: $(LAB_STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+## make bench-scale: 1M and 10M simulated customers end to end (stage times, peak memory)
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
+
 clean-venv:
 	rm -rf $(VENV)

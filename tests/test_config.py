@@ -36,7 +36,10 @@ def test_shipped_configs_validate(name: str) -> None:
 
 
 def test_minimal_config_defaults_and_relative_source(tmp_path: Path) -> None:
-    p = write(tmp_path, "company: {name: Acme Retail}\ndata: {source: tx.csv}\ncalibration_end: 2020-06-30\n")
+    p = write(
+        tmp_path,
+        "company: {name: Acme Retail}\ndata: {source: tx.csv}\ncalibration_end: 2020-06-30\n",
+    )
     loaded = load_config(p)
     assert loaded.config.company.folder == "acme-retail"
     assert loaded.config.time_unit == "week"
@@ -45,7 +48,10 @@ def test_minimal_config_defaults_and_relative_source(tmp_path: Path) -> None:
 
 
 def test_missing_field_names_file_and_field(tmp_path: Path) -> None:
-    p = write(tmp_path, "company: {name: Acme}\ndata: {columns: {amount: spend}}\ncalibration_end: 2020-06-30\n")
+    p = write(
+        tmp_path,
+        "company: {name: Acme}\ndata: {columns: {amount: spend}}\ncalibration_end: 2020-06-30\n",
+    )
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)
@@ -88,7 +94,14 @@ def test_financial_inputs_accept_numbers_or_distributions() -> None:
     assert isinstance(cfg.financials.discount_rate, Distribution)
     with pytest.raises(ConfigError, match=r"financials.discount_rate.*needs mean, sd"):
         parse_config(
-            {**MINIMAL, "financials": {"contribution_margin": 0.3, "discount_rate": {"dist": "normal", "mean": 0.1}, "shares_outstanding": 1}},
+            {
+                **MINIMAL,
+                "financials": {
+                    "contribution_margin": 0.3,
+                    "discount_rate": {"dist": "normal", "mean": 0.1},
+                    "shares_outstanding": 1,
+                },
+            },
             "x.yaml",
         )
 
@@ -102,3 +115,79 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     p = write(tmp_path, "- just\n- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(p)
+
+
+def test_engine_section_defaults_to_duckdb_and_accepts_spark() -> None:
+    cfg = parse_config(MINIMAL)
+    assert cfg.engine.name == "duckdb"
+    assert (cfg.engine.memory_limit, cfg.engine.threads) == (None, None)
+    assert cfg.engine.spark.master == "local[2]"
+    cfg = parse_config(
+        {
+            **MINIMAL,
+            "engine": {
+                "name": "spark",
+                "memory_limit": "8GB",
+                "threads": 2,
+                "spark": {
+                    "master": "spark://host:7077",
+                    "conf": {
+                        "spark.executor.memory": "16g",
+                        "spark.executor.instances": 20,
+                        "spark.dynamicAllocation.enabled": True,
+                    },
+                },
+            },
+        }
+    )
+    assert cfg.engine.name == "spark"
+    assert cfg.engine.spark.master == "spark://host:7077"
+    assert cfg.engine.spark.conf == {
+        "spark.executor.memory": "16g",
+        "spark.executor.instances": "20",
+        "spark.dynamicAllocation.enabled": "true",
+    }
+
+
+@pytest.mark.parametrize(
+    ("engine", "pattern"),
+    [
+        ({"name": "polars"}, r"^x\.yaml: engine\.name: Input should be 'duckdb' or 'spark'$"),
+        ({"memory_limit": "lots"}, r"^x\.yaml: engine\.memory_limit: 'lots' is not a memory size"),
+        ({"threads": 0}, r"^x\.yaml: engine\.threads: "),
+        ({"spark": {"mastr": "yarn"}}, r"^x\.yaml: engine\.spark\.mastr: unknown field$"),
+        (
+            {"spark": {"conf": {"spark.jars": ["a"]}}},
+            r"^x\.yaml: engine\.spark\.conf\.spark\.jars: ",
+        ),
+    ],
+)
+def test_bad_engine_settings_give_one_line(engine: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern) as e:
+        parse_config({**MINIMAL, "engine": engine}, "x.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_engine_caps_reach_duckdb_and_summaries() -> None:
+    import pandas as pd
+
+    from cbcv.data._sql import scratch_connection
+    from cbcv.data.engine import summaries_for_engine
+    from cbcv.data.summary import customer_summary
+
+    setting = "SELECT current_setting('memory_limit'), current_setting('threads')"
+    with scratch_connection(memory_limit="1GB", threads=1) as con:
+        limit, threads = con.execute(setting).fetchone()
+    assert "MiB" in limit and float(limit.split()[0]) < 1000 and threads == 1
+    with pytest.raises(ConfigError, match="memory_limit"), scratch_connection(memory_limit="lots"):
+        pass
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "date": pd.to_datetime(["2020-01-01", "2020-01-15", "2020-02-01"]),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
+    engine = parse_config({**MINIMAL, "engine": {"memory_limit": "1GB", "threads": 1}}).engine
+    got = summaries_for_engine(engine, tx, calibration_end="2020-06-30")
+    pd.testing.assert_frame_equal(got, customer_summary(tx, calibration_end="2020-06-30"))

@@ -2,7 +2,8 @@
 
 One file describes one company: where its transactions are and how their columns are named,
 the as-of (valuation) date, the calibration/holdout split, the time unit, the models to fit and
-the sampler settings, the financial inputs of the valuation, and what the report contains.
+the sampler settings, the financial inputs of the valuation, what the report contains, and the
+engine that runs the data layer's SQL (``engine``: DuckDB by default, or Spark).
 
 A wrong, missing or unknown field gives one :class:`~cbcv.errors.ConfigError` line naming the
 file and the field (``configs/acme.yaml: data.columns.amount: field required``).
@@ -63,7 +64,9 @@ class ColumnMap(_Strict):
 
 
 class DataSource(_Strict):
-    source: str = Field(description="a bundled data set (cdnow, cdnow-sample) or a CSV/Parquet/DuckDB path")
+    source: str = Field(
+        description="a bundled data set (cdnow, cdnow-sample) or a CSV/Parquet/DuckDB path"
+    )
     table: str | None = Field(default=None, description="table name when source is a DuckDB file")
     columns: ColumnMap = ColumnMap()
     date_format: str | None = Field(default=None, description="strptime format, e.g. %Y%m%d")
@@ -73,6 +76,61 @@ class DataSource(_Strict):
         description="reject exact duplicate rows; turn off when the source has no order id and "
         "identical rows are genuine repeat purchases (as in CDNOW)",
     )
+
+
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
+
+
+class SparkSettings(_Strict):
+    """Where Spark runs: ``master`` as ``spark-submit --master`` takes it (``local[2]``,
+    ``local[*]``, ``spark://host:7077``, ``yarn``, ``k8s://https://host:443``) and extra Spark
+    properties (``spark.executor.memory: 8g``); numbers and booleans are passed as text."""
+
+    master: str = Field(default="local[2]", min_length=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_as_text(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[Any, Any] = {}
+        for key, value in v.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, int | float):
+                value = str(value)
+            out[key] = value
+        return out
+
+    @field_validator("conf")
+    @classmethod
+    def _keys_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not k or k != k.strip()]
+        if bad:
+            raise ValueError(f"Spark property names must be non-empty without spaces: {bad}")
+        return v
+
+
+class EngineSettings(_Strict):
+    """The engine of the data layer (validation and summaries).
+
+    ``duckdb`` (default) runs embedded on this machine; ``memory_limit`` (DuckDB's syntax, e.g.
+    ``8GB``; beyond it DuckDB spills to disk) and ``threads`` cap it, ``null`` keeps DuckDB's
+    defaults. ``spark`` runs the same SQL on the Spark cluster named by ``spark.master``.
+    """
+
+    name: Literal["duckdb", "spark"] = "duckdb"
+    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 8GB")
+    threads: int | None = Field(default=None, ge=1)
+    spark: SparkSettings = SparkSettings()
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_ok(cls, v: str | None) -> str | None:
+        if v is not None and not _MEMORY.fullmatch(v.strip()):
+            raise ValueError(f"{v!r} is not a memory size such as 8GB, 512MB or 16GiB")
+        return None if v is None else v.strip()
 
 
 class Sampler(_Strict):
@@ -108,7 +166,9 @@ class Distribution(_Strict):
         }[self.dist]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"a {self.dist} distribution needs {', '.join(need)} (missing {', '.join(missing)})")
+            raise ValueError(
+                f"a {self.dist} distribution needs {', '.join(need)} (missing {', '.join(missing)})"
+            )
         if self.sd is not None and self.sd <= 0:
             raise ValueError("sd must be positive")
         if self.low is not None and self.high is not None and self.low >= self.high:
@@ -184,7 +244,9 @@ class ReportSettings(_Strict):
 class CompanyConfig(_Strict):
     company: Company
     data: DataSource
-    as_of: dt.date | None = Field(default=None, description="valuation date; later rows are rejected")
+    as_of: dt.date | None = Field(
+        default=None, description="valuation date; later rows are rejected"
+    )
     calibration_end: dt.date
     holdout_end: dt.date | None = None
     time_unit: TimeUnit = "week"
@@ -194,6 +256,7 @@ class CompanyConfig(_Strict):
     seed: int = 42
     financials: Financials | None = None
     report: ReportSettings = ReportSettings()
+    engine: EngineSettings = EngineSettings()
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> CompanyConfig:
@@ -228,7 +291,9 @@ class LoadedConfig(BaseModel):
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "float", "Distribution")))
+    return ".".join(
+        str(p) for p in loc if not str(p).startswith(("function-", "float", "Distribution"))
+    )
 
 
 def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:

@@ -126,23 +126,28 @@ def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None
 
 # -- conditional expected transactions ------------------------------------------------------------
 def _expected(name: str, t: np.ndarray | float, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
-    x, T = d["x"], d["T"]
+    return _p_alive(name, p, d) * expected_given_alive(name, t, p, d["x"], d["T"])
+
+
+def expected_given_alive(name: str, t: Any, p: Params, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """E[transactions in (T, T + t] | x, T, alive at T]: the conditional expectation without its
+    P(alive) factor. It depends on (x, T) only, not on t_x, so a scorer evaluates it once per
+    distinct (x, T) pair and multiplies by each (x, t_x, T)'s P(alive)."""
     r, alpha = p["r"], p["alpha"]
-    alive = _p_alive(name, p, d)
     if name == "pareto_nbd":
         s, beta = p["s"], p["beta"]
         growth = -np.expm1((s - 1.0) * (np.log(beta + T) - np.log(beta + T + t)))
-        return alive * (r + x) * (beta + T) / ((alpha + T) * (s - 1.0)) * growth
+        return (r + x) * (beta + T) / ((alpha + T) * (s - 1.0)) * growth
     a, b = p["a"], p["b"]
+    # ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; c; z) with Euler's transformation
+    # ₂F₁(A, B; C; z) = (1−z)^(C−A−B) ₂F₁(C−A, C−B; C; z): the large parameters (r + x, b + x)
+    # cancel against the power, leaving (1−z)^(a−1) ₂F₁(c−r−x, a−1; c; z), which stays finite
+    # and accurate for customers with hundreds of purchases (the direct form overflows).
     z = t / (alpha + T + t)
-    head = (r + x) * np.log((alpha + T) / (alpha + T + t))
-    if name == "bgnbd":
-        lead = (a + b + x - 1.0) / (a - 1.0)
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
-    else:
-        lead = (a + b + x) / (a - 1.0)
-        hyp = special.hyp2f1(r + x, b + x + 1.0, a + b + x, z)
-    return lead * (1.0 - np.exp(head) * hyp) * alive
+    c = a + b + x - (1.0 if name == "bgnbd" else 0.0)
+    lead = c / (a - 1.0)
+    hyp = special.hyp2f1(c - r - x, a - 1.0, c, z)
+    return lead * -np.expm1((a - 1.0) * np.log1p(-z) + np.log(hyp))
 
 
 def expected_purchases(
@@ -180,21 +185,18 @@ def continuous_rate(annual_rate: float, time_unit: str) -> float:
     return float(np.log1p(annual_rate) * unit_days(time_unit) / 365.25)
 
 
-def _dert_pareto(p: Params, d: dict[str, np.ndarray], delta: float) -> np.ndarray:
-    x, t_x, T = d["x"], d["t_x"], d["T"]
+def _dert_pareto(p: Params, d: dict[str, np.ndarray], delta: Any) -> np.ndarray:
+    return _p_alive("pareto_nbd", p, d) * _dert_pareto_alive(p, d["x"], d["T"], delta)
+
+
+def _dert_pareto_alive(p: Params, x: np.ndarray, T: np.ndarray, delta: Any) -> np.ndarray:
+    """Pareto/NBD DERT given alive at T (Fader, Hardie & Lee 2005b, eq. 2 divided by P(alive)):
+    (r + x)/(α + T) · δ^(s−1) (β + T)^s U(s, s; δ(β + T)), with Tricomi's U. Depends on (x, T)."""
     r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
-    log_alive = (
-        special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-        - (r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    )
-    log_int = log_power_integral_np(alpha, r + x, beta, s + 1.0, t_x, T)
-    log_ratio = np.log(s) + log_int + (r + x) * np.log(alpha + T) + s * np.log(beta + T)
-    log_lik = log_alive + np.logaddexp(0.0, log_ratio)
     z = delta * (beta + T)
-    log_u = np.log(special.hyperu(s, s, z))
     return np.exp(
-        r * np.log(alpha) + s * np.log(beta) + (s - 1.0) * np.log(delta) + special.gammaln(r + x + 1.0)
-        + log_u - special.gammaln(r) - (r + x + 1.0) * np.log(alpha + T) - log_lik
+        np.log(r + x) - np.log(alpha + T) + (s - 1.0) * np.log(delta) + s * np.log(beta + T)
+        + np.log(special.hyperu(s, s, z))
     )
 
 
@@ -220,7 +222,7 @@ def _dert_bg(
     d: dict[str, np.ndarray],
     delta: Any,
     n_nodes: int = BG_DERT_NODES,
-    rules: dict[float, tuple[np.ndarray, np.ndarray]] | None = None,
+    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """BG/NBD and MBG/NBD DERT by one-dimensional quadrature over the purchase rate.
 
@@ -238,21 +240,159 @@ def _dert_bg(
     hypergeometric function is only needed at negative arguments, where it is fast and finite
     for every a > 0 (the time-domain quadrature overflows for x = 0 when a < 1).
     """
-    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
-    rules = {} if rules is None else rules
     # the expectation depends on (x, T) only, not on t_x: evaluate it once per distinct pair
     pairs, back = np.unique(np.stack([d["x"][0], d["T"][0]]), axis=1, return_inverse=True)
-    x, T = pairs[0][None, :], pairs[1][None, :]
-    ux, inv = np.unique(x, return_inverse=True)
-    for v in ux[[float(u) not in rules for u in ux]]:
-        rules[float(v)] = gamma_rules(r[:, 0] + v, n_nodes)  # (draws, n) each
-    nodes = np.stack([rules[float(v)][0] for v in ux], axis=1)[:, inv.ravel(), :]
-    weights = np.stack([rules[float(v)][1] for v in ux], axis=1)[:, inv.ravel(), :]
-    b_post = b + x + (1.0 if name == "mbgnbd" else 0.0)
-    y = nodes * (1.0 / ((alpha + T) * delta))[..., None]
-    hyp = special.hyp2f1(1.0, a[..., None], (a + b_post)[..., None], -y)
-    alive_value = np.sum(weights * y * hyp, axis=-1)
+    alive_value = _dert_bg_alive(name, p, pairs[0][None, :], pairs[1][None, :], delta, n_nodes, rules)
     return _p_alive(name, p, d) * alive_value[:, back.ravel()]
+
+
+def _dert_bg_alive(
+    name: str,
+    p: Params,
+    x: np.ndarray,
+    T: np.ndarray,
+    delta: Any,
+    n_nodes: int = BG_DERT_NODES,
+    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """E_u[y ₂F₁(1, a; a + b'; −y)] of :func:`_dert_bg` (DERT given alive at T) for ``(1, pairs)``
+    rows of ``x`` and ``T``; Gauss rules per distinct (x, nodes) are kept in ``rules``, with
+    :func:`nodes_for` nodes per x."""
+    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    rules = {} if rules is None else rules
+    out = np.empty(np.broadcast_shapes(r.shape, x.shape))
+    sizes = np.array([nodes_for(v, n_nodes) for v in x[0]])
+    for size in np.unique(sizes):
+        cols = np.flatnonzero(sizes == size)
+        xs, Ts = x[:, cols], T[:, cols]
+        ux, inv = np.unique(xs, return_inverse=True)
+        for v in ux[[(float(u), int(size)) not in rules for u in ux]]:
+            rules[(float(v), int(size))] = gamma_rules(r[:, 0] + v, int(size))  # (draws, n) each
+        nodes = np.stack([rules[(float(v), int(size))][0] for v in ux], axis=1)[:, inv.ravel(), :]
+        weights = np.stack([rules[(float(v), int(size))][1] for v in ux], axis=1)[:, inv.ravel(), :]
+        b_post = b + xs + (1.0 if name == "mbgnbd" else 0.0)
+        y = nodes * (1.0 / ((alpha + Ts) * delta))[..., None]
+        hyp = hyp2f1_one_negative(a[..., None], (a + b_post)[..., None], y)
+        out[:, cols] = np.sum(weights * y * hyp, axis=-1)
+    return out
+
+
+def nodes_for(x: float, n_nodes: int = BG_DERT_NODES) -> int:
+    """Gauss nodes of the BG/NBD DERT rule for a customer with ``x`` repeat purchases: the
+    integrand is smoother the larger the Gamma shape r + x, so fewer nodes reach the same
+    accuracy. Against a 128-node rule (CDNOW's estimates and a ten-purchase-a-year base):
+    x < 5 keeps ``n_nodes`` (64: ≤ 3e-5 for x ≥ 1), 5 ≤ x < 10 uses 24 (≤ 4e-9), x ≥ 10 uses 12
+    (≤ 2e-9); heavy buyers dominate the distinct (x, T) pairs of a large base."""
+    if x < 5:
+        return n_nodes
+    return min(n_nodes, 24 if x < 10 else 12)
+
+
+#: Above this c, :func:`hyp2f1_one_negative` integrates instead of calling scipy's hyp2f1, which
+#: returns nan or inf for large c and large arguments (c = 175, y = 2700: a customer with 170
+#: purchases) and loses digits from c ≈ 25.
+HYP_DIRECT_MAX_C = 20.0
+_LEGENDRE = np.polynomial.legendre.leggauss(200)
+
+
+def hyp2f1_one_negative(a: Any, c: Any, y: Any) -> np.ndarray:
+    """₂F₁(1, a; c; −y) for a > 0, c > 0, y ≥ 0 (broadcast).
+
+    scipy's ``hyp2f1`` for c ≤ :data:`HYP_DIRECT_MAX_C` (accurate to 1e-10 there against
+    mpmath); above, Euler's integral ₂F₁(1, a; c; −y) = (c − 1) ∫₀¹ (1 − t)^(c−2) (1 + y t)^(−a) dt
+    in the variable s = log t, where the integrand is a smooth bump between s ≈ −log y and
+    s ≈ −log c, by 200-point Gauss–Legendre on [min(−log y, −log c) − 45, 0] (relative error
+    below 1e-14 against mpmath for c up to 1000 and y up to 1e7; tests/test_predict.py)."""
+    a, c, y = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, c, y)))
+    out = np.empty(a.shape)
+    big = c > HYP_DIRECT_MAX_C
+    out[~big] = special.hyp2f1(1.0, a[~big], c[~big], -y[~big])
+    if big.any():
+        nodes, weights = _LEGENDRE
+        ab, cb, yb = a[big], c[big], y[big]
+        res = np.empty(ab.shape)
+        step = 20_000
+        for i in range(0, ab.size, step):
+            aa, cc, yy = ab[i : i + step, None], cb[i : i + step, None], yb[i : i + step, None]
+            lo = np.minimum(-np.log(np.maximum(yy, 1e-300)), -np.log(cc)) - 45.0
+            s = lo * (1.0 - nodes) / 2.0  # maps [-1, 1] onto [lo, 0]
+            log_f = s + (cc - 2.0) * np.log1p(-np.exp(s)) - aa * np.log1p(yy * np.exp(s))
+            res[i : i + step] = (cc[:, 0] - 1.0) * (-lo[:, 0] / 2.0) * (np.exp(log_f) @ weights)
+        out[big] = res
+    return out
+
+
+def dert_given_alive(
+    name: str,
+    p: Params,
+    x: np.ndarray,
+    T: np.ndarray,
+    delta: Any,
+    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
+    grid: int | None = None,
+) -> np.ndarray:
+    """DERT given alive at T, per draw and (x, T) pair (``x``, ``T``: ``(1, pairs)``): Pareto/NBD's
+    closed form or the BG/NBD and MBG/NBD rate quadrature. DERT = P(alive) × this.
+
+    ``grid`` (BG/NBD, MBG/NBD): for each x with more than ``grid`` distinct T, evaluate the
+    quadrature at ``grid`` Chebyshev points of log(ᾱ + T) spanning that x's T and interpolate
+    (barycentric formula) — the function is smooth in log(α + T), and a large base has hundreds
+    of distinct T per x. Relative error below 1e-7 at 16 points against direct evaluation on a
+    grid of 1,500 pairs with x up to 170 (tests/test_scoring.py; 2e-14 on a simulated 100k base)."""
+    if name == "pareto_nbd":
+        return _dert_pareto_alive(p, x, T, delta)
+    if grid is None:
+        return _dert_bg_alive(name, p, x, T, delta, rules=rules)
+    return _interpolated_in_T(
+        lambda xs, Ts: _dert_bg_alive(name, p, xs, Ts, delta, rules=rules),
+        x, T, float(np.mean(p["alpha"])), grid,
+    )
+
+
+def _interpolated_in_T(
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x: np.ndarray,
+    T: np.ndarray,
+    shift: float,
+    grid: int,
+) -> np.ndarray:
+    """``fn`` at the ``(1, pairs)`` rows ``x``, ``T``, by Chebyshev interpolation in
+    log(shift + T) for every x with more than ``grid`` distinct T (exact evaluation otherwise)."""
+    xs, Ts = x[0], T[0]
+    ux, inv = np.unique(xs, return_inverse=True)
+    k = np.arange(grid)
+    cheb = np.cos((2 * k + 1) * np.pi / (2 * grid))  # Chebyshev points of the first kind
+    bary = (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * grid))
+    direct: list[np.ndarray] = []
+    plans: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (columns, grid T, weights)
+    for j in range(len(ux)):
+        cols = np.flatnonzero(inv == j)
+        lo, hi = np.log(shift + Ts[cols].min()), np.log(shift + Ts[cols].max())
+        if len(np.unique(Ts[cols])) <= grid or hi - lo < 1e-12:
+            direct.append(cols)
+            continue
+        nodes = (lo + hi) / 2 + (hi - lo) / 2 * cheb
+        t = np.log(shift + Ts[cols])
+        diff = t[:, None] - nodes[None, :]
+        hit = np.isclose(diff, 0.0, rtol=0.0, atol=1e-14)
+        diff[hit] = 1.0
+        w = bary[None, :] / diff
+        w[hit.any(axis=1)] = hit[hit.any(axis=1)]
+        plans.append((cols, np.exp(nodes) - shift, w / w.sum(axis=1, keepdims=True)))
+    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (columns, values)
+    if direct:
+        cols = np.concatenate(direct)
+        parts.append((cols, fn(x[:, cols], T[:, cols])))
+    if plans:
+        gx = np.concatenate([np.full(grid, xs[c[0]]) for c, _, _ in plans])[None, :]
+        gT = np.concatenate([g for _, g, _ in plans])[None, :]
+        at_grid = fn(gx, gT)
+        for i, (cols, _, w) in enumerate(plans):
+            parts.append((cols, at_grid[:, i * grid : (i + 1) * grid] @ w.T))
+    out = np.empty((parts[0][1].shape[0], xs.size))
+    for cols, values in parts:
+        out[:, cols] = values
+    return out
 
 
 def _dert_quadrature(
@@ -304,7 +444,7 @@ def dert_kernel(
         return (lambda p, d: _dert_quadrature(name, p, d, delta, n_nodes)), _TEMPS
     if name == "pareto_nbd":
         return (lambda p, d: _dert_pareto(p, d, delta)), _TEMPS
-    rules: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    rules: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
     return (lambda p, d: _dert_bg(name, p, d, delta, rules=rules)), _TEMPS + 8 * BG_DERT_NODES
 
 

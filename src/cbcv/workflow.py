@@ -17,6 +17,7 @@ import xarray as xr
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.config import LoadedConfig
 from cbcv.data.datasets import is_dataset, load_dataset
+from cbcv.data.engine import summaries_for_engine
 from cbcv.data.load import LoadResult, load_transactions
 from cbcv.data.summary import calibration_holdout, customer_summary
 from cbcv.errors import CbcvError
@@ -233,16 +234,12 @@ class CompanyFits:
 
 
 def company_summary(loaded: LoadedConfig, result: LoadResult) -> pd.DataFrame:
-    """Per-customer calibration summary, with holdout columns when the config has a holdout."""
+    """Per-customer calibration summary, with holdout columns when the config has a holdout, on
+    the engine the config chooses (``engine.name``: DuckDB by default, or Spark)."""
     cfg = loaded.config
-    if cfg.holdout_end is not None:
-        return calibration_holdout(
-            result.transactions, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
-            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
-        )
-    return customer_summary(
-        result.transactions, calibration_end=cfg.calibration_end, time_unit=cfg.time_unit,
-        cohort_period=cfg.cohort_period,
+    return summaries_for_engine(
+        cfg.engine, result.transactions, calibration_end=cfg.calibration_end,
+        holdout_end=cfg.holdout_end, time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
     )
 
 

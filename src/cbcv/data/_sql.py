@@ -1,10 +1,12 @@
-"""Small private helpers for building DuckDB SQL safely and opening a scratch connection."""
+"""Small private helpers for building SQL safely (DuckDB, or Spark SQL through :class:`Dialect`)
+and opening a scratch DuckDB connection."""
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -24,16 +26,114 @@ def literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """The few places where DuckDB SQL and Spark SQL differ in the queries cbcv writes.
+
+    One query builder takes a dialect and asks it for these pieces; everything else (CTEs,
+    window functions, ``FILTER (WHERE ...)`` aggregates, ``CAST(x AS DATE)``, ``DATE '...'``
+    literals, ``USING`` joins, ``||``) is written once and is valid in both.
+    """
+
+    name: str
+    #: identifier quote character (``"`` in DuckDB, a backtick in Spark)
+    quote: str
+    #: the text type in ``CAST(... AS <type>)``
+    text_type: str
+    #: the sum of a DOUBLE column: DuckDB's error-compensated ``fsum``; Spark has plain ``sum``
+    exact_sum: str
+    #: label ``YYYY-MM`` of a DATE expression ``{d}``
+    month_label: str
+
+    def ident(self, name: str) -> str:
+        """Quote ``name`` as an identifier (the quote character doubled inside)."""
+        return self.quote + str(name).replace(self.quote, self.quote * 2) + self.quote
+
+    def literal(self, value: str) -> str:
+        """Quote ``value`` as a string literal."""
+        if self.name == "spark":  # Spark SQL unescapes backslashes in literals
+            return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + str(value).replace("'", "''") + "'"
+
+    def day(self, value: date) -> str:
+        """A DATE literal."""
+        return f"DATE {self.literal(value.isoformat())}"
+
+    def days_between(self, start: str, end: str) -> str:
+        """Whole days from the DATE expression ``start`` to ``end`` (``end - start``)."""
+        if self.name == "spark":
+            return f"datediff({end}, {start})"
+        return f"datediff('day', {start}, {end})"
+
+    def double(self, value: float) -> str:
+        """A DOUBLE literal (a bare ``7.0`` is a DECIMAL in Spark and would make ``/`` exact-decimal)."""
+        if self.name == "spark":
+            return f"CAST({float(value)!r} AS DOUBLE)"
+        return repr(value)
+
+    def day_to_timestamp(self, expr: str) -> str:
+        """A DATE expression as the engine's output type for a day: DuckDB gives a TIMESTAMP
+        (pandas ``datetime64``), Spark keeps the DATE (no session-time-zone arithmetic)."""
+        if self.name == "spark":
+            return expr
+        return f"CAST({expr} AS TIMESTAMP)"
+
+
+DUCKDB = Dialect(
+    name="duckdb",
+    quote='"',
+    text_type="VARCHAR",
+    exact_sum="fsum",
+    month_label="strftime({d}, '%Y-%m')",
+)
+SPARK = Dialect(
+    name="spark",
+    quote="`",
+    text_type="STRING",
+    exact_sum="sum",
+    month_label="date_format({d}, 'yyyy-MM')",
+)
+DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "spark": SPARK}
+
+
+def dialect(name: str | Dialect) -> Dialect:
+    """The :class:`Dialect` called ``name`` (``duckdb`` or ``spark``); ConfigError for others."""
+    if isinstance(name, Dialect):
+        return name
+    try:
+        return DIALECTS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"SQL dialect {name!r} is not one of {', '.join(DIALECTS)}") from None
+
+
 @contextlib.contextmanager
-def scratch_connection() -> Iterator[duckdb.DuckDBPyConnection]:
+def scratch_connection(
+    *, memory_limit: str | None = None, threads: int | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection that spills to a private temporary folder.
 
     DuckDB keeps intermediate tables in memory and writes them to ``temp_directory`` when they
     outgrow its memory limit, so a file larger than memory can still be validated. The folder is
     removed when the block ends.
+
+    ``memory_limit`` (DuckDB's syntax, e.g. ``"8GB"``) and ``threads`` cap DuckDB's memory and
+    worker threads; ``None`` keeps DuckDB's defaults (80% of RAM, one thread per core). A value
+    DuckDB refuses is a :class:`~cbcv.errors.ConfigError`.
     """
+    config: dict[str, Any] = {"temp_directory": "", "preserve_insertion_order": True}
+    if memory_limit is not None:
+        config["memory_limit"] = str(memory_limit)
+    if threads is not None:
+        config["threads"] = int(threads)
     with tempfile.TemporaryDirectory(prefix="cbcv-duckdb-") as spill:
-        con = duckdb.connect(config={"temp_directory": spill, "preserve_insertion_order": True})
+        config["temp_directory"] = spill
+        try:
+            con = duckdb.connect(config=config)
+        except duckdb.Error as exc:
+            raise ConfigError(
+                f"DuckDB settings memory_limit={memory_limit!r}, threads={threads!r}: "
+                f"{first_line(exc)}"
+            ) from exc
         try:
             yield con
         finally:

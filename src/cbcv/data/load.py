@@ -59,13 +59,14 @@ Returns
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -190,6 +191,19 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
+class _Checked:
+    rejections: pd.DataFrame
+    reconciliation: Reconciliation
+
+
+#: The accepted rows of the ``checked`` table, in source order.
+_ACCEPTED_SQL = (
+    "SELECT customer_id, CAST(date AS TIMESTAMP) AS date, amount, source_row "
+    "FROM checked WHERE reason IS NULL ORDER BY source_row"
+)
+
+
+@dataclass(frozen=True)
 class _Staged:
     """A source copied into the scratch database as text, with a ``__cbcv_row`` view ``rows``."""
 
@@ -248,14 +262,88 @@ def load_transactions(
     ConfigError
         ``columns``, ``as_of``, ``date_format`` or ``delimiter`` is invalid.
     """
+    with _checked_rows(
+        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates
+    ) as (con, checked):
+        return LoadResult(
+            transactions=_accepted_frame(con),
+            rejections=checked.rejections,
+            reconciliation=checked.reconciliation,
+        )
+
+
+@contextlib.contextmanager
+def _checked_rows(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    columns: Mapping[str, str] | None,
+    as_of: Any,
+    date_format: str | None,
+    delimiter: str | None,
+    table: str | None,
+    source_name: str | None,
+    reject_duplicates: bool,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, _Checked]]:
+    """A scratch connection whose table ``checked`` holds every row with its verdict."""
     col_map = _column_map(columns)
     as_of_day = parse_day(as_of, "as_of")
     delim = _parse_delimiter(delimiter)
-    with scratch_connection() as con:
+    with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
         if date_format is not None:
             _check_date_format(con, date_format)
         staged = _stage(con, source, col_map, delim, table, source_name)
-        return _validate(con, staged, as_of_day, date_format, reject_duplicates)
+        yield con, _validate(con, staged, as_of_day, date_format, reject_duplicates)
+
+
+@dataclass(frozen=True)
+class ValidatedLog:
+    """What :func:`validate_to_parquet` wrote: the accepted rows as a Parquet file (the columns
+    of :attr:`LoadResult.transactions`, in source order), the rejections and the reconciliation."""
+
+    accepted: Path
+    rejections: pd.DataFrame
+    reconciliation: Reconciliation
+
+
+def validate_to_parquet(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    accepted: str | os.PathLike[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    as_of: str | date | datetime | pd.Timestamp | None = None,
+    date_format: str | None = None,
+    delimiter: str | None = None,
+    table: str | None = None,
+    source_name: str | None = None,
+    reject_duplicates: bool = True,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> ValidatedLog:
+    """:func:`load_transactions` for logs larger than memory: the accepted rows go straight from
+    DuckDB to the Parquet file ``accepted`` and never into pandas.
+
+    The rules, reasons and reconciliation are those of :func:`load_transactions` (same arguments).
+    ``memory_limit`` (DuckDB syntax, e.g. ``"4GB"``) caps DuckDB's memory; beyond it DuckDB
+    spills to a private temporary folder. ``threads`` caps its worker threads. Only the
+    rejections come back as a DataFrame (one or a few lines per rejected row).
+    """
+    out = Path(accepted).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _checked_rows(
+        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates,
+        memory_limit, threads,
+    ) as (con, checked):
+        try:
+            con.execute(
+                f"COPY ({_ACCEPTED_SQL}) TO {literal(str(out))} "
+                "(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)"
+            )
+        except duckdb.Error as exc:
+            raise DataError(f"{out.name}: cannot write accepted rows ({first_line(exc)})") from exc
+    return ValidatedLog(
+        accepted=out, rejections=checked.rejections, reconciliation=checked.reconciliation
+    )
 
 
 # --------------------------------------------------------------------------- arguments
@@ -725,7 +813,8 @@ def _validate(
     as_of: date | None,
     date_format: str | None,
     reject_duplicates: bool,
-) -> LoadResult:
+) -> _Checked:
+    """Check every staged row into the table ``checked`` (``reason`` NULL when accepted)."""
     id_col, date_col, amount_col = (staged.columns[k] for k in TRANSACTION_COLUMNS)
     everything = ", ".join(ident(c) for c in staged.all_columns)
     if reject_duplicates:
@@ -791,7 +880,6 @@ def _validate(
             f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
         )
 
-    transactions = _accepted_frame(con)
     rejections = _rejections_frame(con, staged, as_of, bad_amount)
     if int(rejections["primary"].sum()) != rows_rejected:  # pragma: no cover - invariant
         raise RuntimeError("rejections table does not match the reconciliation")
@@ -806,16 +894,11 @@ def _validate(
         reject_duplicates,
         tuple(notes),
     )
-    return LoadResult(
-        transactions=transactions, rejections=rejections, reconciliation=reconciliation
-    )
+    return _Checked(rejections=rejections, reconciliation=reconciliation)
 
 
 def _accepted_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    out = con.execute(
-        "SELECT customer_id, CAST(date AS TIMESTAMP) AS date, amount, source_row "
-        "FROM checked WHERE reason IS NULL ORDER BY source_row"
-    ).df()
+    out = con.execute(_ACCEPTED_SQL).df()
     return pd.DataFrame(
         {
             "customer_id": out["customer_id"].astype(str),
@@ -874,19 +957,25 @@ def _rejections_frame(
         frames = [field_level]
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     combined = combined.sort_values(["source_row", "ord"], na_position="last", kind="stable")
+    return rejections_table(combined)
+
+
+def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s :data:`REJECTION_COLUMNS` with the table's dtypes (nullable integer rows and
+    lines, text with None for missing, a boolean ``primary``), in ``frame``'s order."""
 
     def text(column: str) -> pd.Series:
-        values = combined[column].astype(object)
+        values = frame[column].astype(object)
         return values.where(values.notna(), None)
 
     return pd.DataFrame(
         {
-            "source_row": combined["source_row"].astype("Int64"),
-            "line": combined["line"].astype("Int64"),
+            "source_row": frame["source_row"].astype("Int64"),
+            "line": frame["line"].astype("Int64"),
             "column": text("column"),
             "raw_value": text("raw_value"),
             "reason": text("reason"),
-            "primary": combined["primary"].astype(bool),
+            "primary": frame["primary"].astype(bool),
             "detail": text("detail"),
         }
     ).reset_index(drop=True)

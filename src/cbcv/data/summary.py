@@ -1,4 +1,5 @@
-"""Per-customer summaries (recency, frequency, age, spend) computed in DuckDB SQL.
+"""Per-customer summaries (recency, frequency, age, spend) computed in SQL: DuckDB by default,
+the same query on Spark (:mod:`cbcv.data.spark`) when one machine is not enough.
 
 The summaries are the sufficient statistics of the non-contractual models: for each customer
 acquired on or before the calibration end, ``x`` repeat transactions, the time ``t_x`` of the last
@@ -21,6 +22,13 @@ one transaction with their net spend; return-only days are not transactions):
   ``spend_holdout`` their net spend, ``T_holdout`` = (holdout_end − calibration_end) / unit.
 * Cohorts are labelled by the period of the first purchase: month ``1997-01``, quarter
   ``1997Q1``, year ``1997``.
+
+The query is built once by :func:`summary_sql` for a SQL dialect (:class:`cbcv.data._sql.Dialect`):
+``duckdb`` (the default, run here) or ``spark`` (run by :mod:`cbcv.data.spark`). The dialects
+differ only in a few spellings: ``datediff``, the ``YYYY-MM`` label, DuckDB's error-compensated
+``fsum`` against Spark's ``sum`` (so Spark's sums may differ in the last bits), identifier
+quotes, DOUBLE literals, and the type of the first/last purchase column (DuckDB TIMESTAMP, Spark
+DATE). The customer-day step is :data:`cbcv.data.transactions.DAILY_SQL`, valid in both.
 """
 
 from __future__ import annotations
@@ -33,18 +41,19 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from cbcv.data._sql import first_line, literal, parse_day, scratch_connection
+from cbcv.data._sql import Dialect, dialect, first_line, literal, parse_day, scratch_connection
 from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
 from cbcv.errors import ConfigError, DataError
 
 #: Length of one time unit in days.
 TIME_UNIT_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
 
-#: Cohort period -> SQL label of a DATE expression ``{d}``.
+#: Cohort period -> SQL label of a DATE expression ``{d}`` (``{text}``: the dialect's text type;
+#: ``month`` is the dialect's own :attr:`~cbcv.data._sql.Dialect.month_label`).
 _COHORT_SQL: dict[str, str] = {
-    "month": "strftime({d}, '%Y-%m')",
-    "quarter": "CAST(year({d}) AS VARCHAR) || 'Q' || CAST(quarter({d}) AS VARCHAR)",
-    "year": "CAST(year({d}) AS VARCHAR)",
+    "month": "{month}",
+    "quarter": "CAST(year({d}) AS {text}) || 'Q' || CAST(quarter({d}) AS {text})",
+    "year": "CAST(year({d}) AS {text})",
 }
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -83,6 +92,8 @@ def customer_summary(
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """One row per customer whose first purchase is on or before ``calibration_end``.
 
@@ -100,6 +111,9 @@ def customer_summary(
     observation_start
         When given, only customers whose first purchase is on or after this day are summarised
         (e.g. to leave out customers whose earlier history the log does not cover).
+    memory_limit, threads
+        Caps on DuckDB's memory (e.g. ``"8GB"``; beyond it DuckDB spills to disk) and threads;
+        ``None`` keeps DuckDB's defaults. See :func:`cbcv.data._sql.scratch_connection`.
 
     Returns
     -------
@@ -111,8 +125,8 @@ def customer_summary(
     """
     end = _required_day(calibration_end, "calibration_end")
     start = parse_day(observation_start, "observation_start")
-    sql = _summary_sql(end, None, time_unit, cohort_period, start)
-    return _run(transactions, sql, end, holdout=False)
+    sql = summary_sql(end, None, time_unit, cohort_period, start)
+    return _run(transactions, sql, end, holdout=False, memory_limit=memory_limit, threads=threads)
 
 
 def calibration_holdout(
@@ -123,6 +137,8 @@ def calibration_holdout(
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """:func:`customer_summary` plus ``x_holdout``, ``spend_holdout`` and ``T_holdout``.
 
@@ -138,8 +154,8 @@ def calibration_holdout(
             f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
         )
     start = parse_day(observation_start, "observation_start")
-    sql = _summary_sql(end, stop, time_unit, cohort_period, start)
-    return _run(transactions, sql, end, holdout=True)
+    sql = summary_sql(end, stop, time_unit, cohort_period, start)
+    return _run(transactions, sql, end, holdout=True, memory_limit=memory_limit, threads=threads)
 
 
 def _required_day(value: Any, what: str) -> date:
@@ -149,22 +165,36 @@ def _required_day(value: Any, what: str) -> date:
     return day
 
 
-def _summary_sql(
+def summary_sql(
     end: date,
     stop: date | None,
     time_unit: str,
     cohort_period: str,
     start: date | None,
+    *,
+    dialect: str | Dialect = "duckdb",
+    source: str = "tx",
 ) -> str:
-    days = unit_days(time_unit)
+    """The summary query over the relation ``source`` (``customer_id``, ``date`` DATE, ``amount``
+    DOUBLE), for ``dialect`` ``duckdb`` or ``spark``.
+
+    Columns: ``customer_id, cohort, first_purchase_ts, last_purchase_ts, x, t_x, T,
+    n_transactions, total_spend, first_spend, mean_repeat_spend, mean_spend`` and, when ``stop``
+    (the holdout end) is given, ``x_holdout, spend_holdout, T_holdout``; sorted by customer id.
+    ``first_purchase_ts`` / ``last_purchase_ts`` are TIMESTAMPs in DuckDB and DATEs in Spark.
+    """
+    sq = _dialect(dialect)
+    days = sq.double(unit_days(time_unit))
     if cohort_period not in _COHORT_SQL:
         raise ConfigError(f"cohort_period {cohort_period!r} is not one of {', '.join(_COHORT_SQL)}")
-    cohort = _COHORT_SQL[cohort_period].format(d="first_purchase")
-    end_sql = f"DATE {literal(end.isoformat())}"
-    start_filter = (
-        f"WHERE first_purchase >= DATE {literal(start.isoformat())}" if start is not None else ""
+    cohort = (
+        _COHORT_SQL[cohort_period]
+        .format(month=sq.month_label, d="{d}", text=sq.text_type)
+        .format(d="first_purchase")
     )
-    daily = daily_sql("tx")
+    end_sql = sq.day(end)
+    start_filter = f"WHERE first_purchase >= {sq.day(start)}" if start is not None else ""
+    daily = daily_sql(source)
     calibration = f"""
         WITH days AS ({daily}),
         cal AS (
@@ -177,7 +207,7 @@ def _summary_sql(
                    min(date) AS first_purchase,
                    max(date) AS last_purchase,
                    count(*) AS n_transactions,
-                   fsum(amount) AS total_spend,
+                   {sq.exact_sum}(amount) AS total_spend,
                    max(amount) FILTER (WHERE k = 1) AS first_spend,
                    avg(amount) FILTER (WHERE k > 1) AS mean_repeat_spend,
                    avg(amount) AS mean_spend
@@ -186,29 +216,32 @@ def _summary_sql(
         summary AS (
             SELECT customer_id,
                    {cohort} AS cohort,
-                   CAST(first_purchase AS TIMESTAMP) AS first_purchase_ts,
-                   CAST(last_purchase AS TIMESTAMP) AS last_purchase_ts,
+                   {sq.day_to_timestamp("first_purchase")} AS first_purchase_ts,
+                   {sq.day_to_timestamp("last_purchase")} AS last_purchase_ts,
                    n_transactions - 1 AS x,
-                   datediff('day', first_purchase, last_purchase) / {days!r} AS t_x,
-                   datediff('day', first_purchase, {end_sql}) / {days!r} AS "T",
+                   {sq.days_between("first_purchase", "last_purchase")} / {days} AS t_x,
+                   {sq.days_between("first_purchase", end_sql)} / {days} AS {sq.ident("T")},
                    n_transactions, total_spend, first_spend, mean_repeat_spend, mean_spend
             FROM per_customer {start_filter}
         )"""
     if stop is None:
         return f"{calibration} SELECT * FROM summary ORDER BY customer_id"
-    stop_sql = f"DATE {literal(stop.isoformat())}"
-    horizon = (stop - end).days / days
+    stop_sql = sq.day(stop)
+    horizon = (stop - end).days / unit_days(time_unit)
     return f"""{calibration},
         holdout AS (
-            SELECT customer_id, count(*) AS x_holdout, fsum(amount) AS spend_holdout
+            SELECT customer_id, count(*) AS x_holdout, {sq.exact_sum}(amount) AS spend_holdout
             FROM days WHERE date > {end_sql} AND date <= {stop_sql}
             GROUP BY customer_id
         )
         SELECT s.*, coalesce(h.x_holdout, 0) AS x_holdout,
-               coalesce(h.spend_holdout, 0.0) AS spend_holdout,
-               {horizon!r} AS "T_holdout"
+               coalesce(h.spend_holdout, {sq.double(0.0)}) AS spend_holdout,
+               {sq.double(horizon)} AS {sq.ident("T_holdout")}
         FROM summary s LEFT JOIN holdout h USING (customer_id)
         ORDER BY customer_id"""
+
+
+_dialect = dialect
 
 
 def _register(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str:
@@ -259,23 +292,41 @@ def _check_columns(found: list[str], name: str) -> None:
         )
 
 
-def _run(transactions: Transactions, sql: str, end: date, *, holdout: bool) -> pd.DataFrame:
-    with scratch_connection() as con:
+def _run(
+    transactions: Transactions,
+    sql: str,
+    end: date,
+    *,
+    holdout: bool,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
         name = _register(con, transactions)
         try:
             out = con.execute(sql).df()
         except duckdb.Error as exc:
             raise DataError(f"{name}: cannot summarise ({first_line(exc)})") from exc
+    out = out.rename(
+        columns={"first_purchase_ts": "first_purchase", "last_purchase_ts": "last_purchase"}
+    )
+    return summary_frame(out, name, end, holdout=holdout)
+
+
+def summary_frame(out: pd.DataFrame, name: str, end: date | None, *, holdout: bool) -> pd.DataFrame:
+    """The summary query's result (``first_purchase``/``last_purchase`` as dates or timestamps)
+    as the documented frame: :data:`SUMMARY_COLUMNS` (+ :data:`HOLDOUT_COLUMNS`) with their
+    dtypes, sorted by ``customer_id``. DataError naming ``name`` when it has no row."""
     if out.empty:
-        raise DataError(
-            f"{name}: no customer made a purchase on or before calibration_end {end.isoformat()}"
-        )
+        when = f" {end.isoformat()}" if end is not None else ""
+        raise DataError(f"{name}: no customer made a purchase on or before calibration_end{when}")
+    out = out.sort_values("customer_id", kind="stable").reset_index(drop=True)
     frame = pd.DataFrame(
         {
             "customer_id": out["customer_id"].astype(str),
             "cohort": out["cohort"].astype(str),
-            "first_purchase": pd.to_datetime(out["first_purchase_ts"]).astype("datetime64[ns]"),
-            "last_purchase": pd.to_datetime(out["last_purchase_ts"]).astype("datetime64[ns]"),
+            "first_purchase": pd.to_datetime(out["first_purchase"]).astype("datetime64[ns]"),
+            "last_purchase": pd.to_datetime(out["last_purchase"]).astype("datetime64[ns]"),
             "x": out["x"].astype("int64"),
             "t_x": out["t_x"].astype("float64"),
             "T": out["T"].astype("float64"),

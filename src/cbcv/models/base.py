@@ -97,6 +97,14 @@ def compress(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, 
     return distinct, np.asarray(codes, dtype=np.int64)
 
 
+def _n_customers(data: pd.DataFrame) -> int:
+    """Customers behind ``data``: its rows, or the sum of its ``count`` column when each row
+    stands for several customers."""
+    if "count" in data.columns:
+        return int(round(float(pd.to_numeric(data["count"], errors="coerce").sum())))
+    return int(len(data))
+
+
 class CLVModel(ABC):
     """Base class of cbcv's Bayesian models (one subclass per model family)."""
 
@@ -167,7 +175,7 @@ class CLVModel(ABC):
                 "method": settings.method,
                 "settings": json.dumps(asdict(settings)),
                 "priors": json.dumps({k: v.to_dict() for k, v in self.priors.items()}),
-                "n_customers": int(len(data)),
+                "n_customers": _n_customers(data),
                 "n_distinct": int(len(self.arrays["weight"])),
                 "fit_seconds": float(self.fit_seconds),
             }

@@ -26,7 +26,8 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from cbcv.errors import DataError
-from cbcv.models.base import CLVModel, Prior, compress
+from cbcv.models.base import CLVModel, Prior
+from cbcv.models.sbg import compress_counts, optional_counts
 
 #: The columns every continuous-time non-contractual model reads.
 RFT_COLUMNS: tuple[str, ...] = ("x", "t_x", "T")
@@ -100,11 +101,15 @@ def validate_rft(data: pd.DataFrame, model: str) -> pd.DataFrame:
 def prepare_rft(data: pd.DataFrame, model: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Validate (x, t_x, T) and compress exactly to distinct rows with a ``weight``.
 
+    An optional ``count`` column gives the customers each row stands for (as counted out of
+    core by :func:`cbcv.data.streaming.summary_counts`), so a fit on ten million customers needs
+    only their distinct summaries in memory; the inverse index then has one entry per customer.
+
     Returns the arrays ``x``, ``t_x``, ``T``, ``weight`` (float64, one entry per distinct row)
     and, per input row, the position of its distinct row.
     """
     frame = validate_rft(data, model)
-    distinct, inverse = compress(frame, RFT_COLUMNS)
+    distinct, inverse = compress_counts(frame, RFT_COLUMNS, optional_counts(data, model))
     arrays = {k: distinct[k].to_numpy(dtype=np.float64) for k in (*RFT_COLUMNS, "weight")}
     return arrays, inverse
 

@@ -1,0 +1,193 @@
+"""Out-of-core steps for logs larger than memory: summaries to Parquet and counted summaries.
+
+:func:`cbcv.data.summary.customer_summary` returns one pandas row per customer, which is right
+for an analyst's notebook and wrong for ten million customers. The functions here run the same
+SQL (:func:`cbcv.data.summary.summary_sql`, written once) but keep its result in DuckDB and on
+disk:
+
+* :func:`write_summaries` writes the per-customer summary (and holdout columns) to Parquet;
+* :func:`summary_counts` counts customers per distinct ``(x, t_x, T)`` (or any columns) of such
+  a file, the only thing a frequency model's fit needs (pass the frame with its ``count`` column
+  to ``BetaGeoModel.fit`` and friends);
+* :func:`sample_rows` draws a reproducible random sample of a file's rows (e.g. repeat buyers
+  for the gamma-gamma spend model, whose likelihood cannot be compressed: spend is continuous).
+
+DuckDB's ``memory_limit`` caps the memory of each step; beyond it DuckDB spills to a private
+temporary folder, so the steps run on files larger than memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
+from cbcv.data.summary import (
+    HOLDOUT_COLUMNS,
+    SUMMARY_COLUMNS,
+    _register,
+    _required_day,
+    summary_sql,
+)
+from cbcv.errors import ConfigError, DataError
+
+#: Columns a frequency model's fit reads.
+RFT: tuple[str, ...] = ("x", "t_x", "T")
+
+
+@dataclass(frozen=True)
+class WrittenSummaries:
+    """What :func:`write_summaries` wrote: the file, its customers and the time unit used."""
+
+    path: Path
+    n_customers: int
+    time_unit: str
+    holdout: bool
+
+
+def write_summaries(
+    transactions: pd.DataFrame | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    calibration_end: Any,
+    holdout_end: Any = None,
+    time_unit: str = "week",
+    cohort_period: str = "quarter",
+    observation_start: Any = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> WrittenSummaries:
+    """Per-customer summaries of validated transactions (a Parquet path or a DataFrame) written
+    to the Parquet file ``out``, never into pandas.
+
+    The rows and columns are those of :func:`cbcv.data.summary.customer_summary` (with
+    ``holdout_end``: of :func:`cbcv.data.summary.calibration_holdout`), sorted by customer id.
+    """
+    end = _required_day(calibration_end, "calibration_end")
+    stop = parse_day(holdout_end, "holdout_end")
+    if stop is not None and stop <= end:
+        raise ConfigError(
+            f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
+        )
+    start = parse_day(observation_start, "observation_start")
+    sql = summary_sql(end, stop, time_unit, cohort_period, start)
+    renamed = {"first_purchase": "first_purchase_ts", "last_purchase": "last_purchase_ts"}
+    cols = [*SUMMARY_COLUMNS, *(HOLDOUT_COLUMNS if stop is not None else ())]
+    select = ", ".join(
+        f"{ident(renamed[c])} AS {ident(c)}" if c in renamed else ident(c) for c in cols
+    )
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
+        name = _register(con, transactions)
+        try:
+            con.execute(
+                f"COPY (SELECT {select} FROM ({sql})) TO {literal(str(path))} "
+                "(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)"
+            )
+            n = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(path))})").fetchone()
+        except duckdb.Error as exc:
+            raise DataError(f"{name}: cannot summarise ({first_line(exc)})") from exc
+    n_customers = int(n[0]) if n else 0
+    if n_customers == 0:
+        raise DataError(
+            f"{name}: no customer made a purchase on or before calibration_end {end.isoformat()}"
+        )
+    return WrittenSummaries(
+        path=path, n_customers=n_customers, time_unit=time_unit, holdout=stop is not None
+    )
+
+
+def _source(summaries: str | os.PathLike[str] | WrittenSummaries) -> tuple[Path, str]:
+    path = summaries.path if isinstance(summaries, WrittenSummaries) else Path(summaries)
+    if not path.is_file():
+        raise DataError(f"{path.name}: file not found ({path})")
+    return path, f"read_parquet({literal(str(path))})"
+
+
+def summary_counts(
+    summaries: str | os.PathLike[str] | WrittenSummaries,
+    columns: Sequence[str] = RFT,
+    *,
+    where: str | None = None,
+    resolution: float | None = None,
+    memory_limit: str | None = None,
+) -> pd.DataFrame:
+    """Customers per distinct value of ``columns`` in a summary Parquet file: the ``columns``
+    plus ``count`` (int64), sorted by ``columns``. ``where`` is an optional SQL filter on the
+    file's columns (e.g. ``"x > 0"``). The frequency models fit this frame exactly as they
+    would fit the per-customer summary (their likelihood is a sum over customers).
+
+    ``resolution`` (in the summaries' time unit, e.g. ``1.0`` for whole weeks) rounds ``t_x``
+    and ``T`` to the nearest multiple before counting. It is an approximation, off by default:
+    it shrinks the number of distinct rows (and so the cost of a gradient) by orders of
+    magnitude on large bases whose times are exact days, but moves the estimates a little
+    (CDNOW's r goes from 0.243 to 0.231 at whole weeks). ``attrs["n_distinct_exact"]`` then
+    holds the unrounded count and ``attrs["resolution"]`` the rounding, so a fit can report it.
+    """
+    path, relation = _source(summaries)
+    cols = ", ".join(ident(c) for c in columns)
+    filt = f"WHERE {where}" if where else ""
+    if resolution is not None and not resolution > 0:
+        raise ConfigError(f"resolution must be a positive number of time units, got {resolution!r}")
+    rounded = {"t_x", "T"} if resolution is not None else set()
+    q = float(resolution or 1.0)
+    select = ", ".join(
+        f"round({ident(c)} / {q!r}) * {q!r} AS {ident(c)}" if c in rounded else ident(c)
+        for c in columns
+    )
+    with scratch_connection(memory_limit=memory_limit) as con:
+        try:
+            out = con.execute(
+                f"SELECT {cols}, count(*) AS count FROM (SELECT {select} FROM {relation} {filt}) "
+                f"GROUP BY {cols} ORDER BY {cols}"
+            ).df()
+            exact = None
+            if rounded:
+                exact = con.execute(
+                    f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {relation} {filt})"
+                ).fetchone()
+        except duckdb.Error as exc:
+            raise DataError(f"{path.name}: cannot count summaries ({first_line(exc)})") from exc
+    out["count"] = out["count"].astype("int64")
+    out.attrs["resolution"] = resolution
+    out.attrs["n_distinct_exact"] = int(exact[0]) if exact else len(out)
+    return out
+
+
+def sample_rows(
+    summaries: str | os.PathLike[str] | WrittenSummaries,
+    n: int,
+    *,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    seed: int = 0,
+    memory_limit: str | None = None,
+) -> pd.DataFrame:
+    """A reproducible simple random sample (without replacement) of at most ``n`` rows of a
+    summary Parquet file, optionally filtered by ``where``; all rows when fewer match.
+
+    Rows are ranked by a seeded hash of their position in the file, so the sample depends only
+    on the file, ``where``, ``n`` and ``seed`` (not on DuckDB's threads)."""
+    if n <= 0:
+        raise ConfigError(f"sample size must be positive, got {n}")
+    path, _ = _source(summaries)
+    rel = f"read_parquet({literal(str(path))}, file_row_number = true)"
+    cols = "*" if columns is None else ", ".join(ident(c) for c in columns)
+    filt = f"WHERE {where}" if where else ""
+    with scratch_connection(memory_limit=memory_limit) as con:
+        try:
+            out = con.execute(
+                f"SELECT {cols} FROM (SELECT * FROM {rel} {filt}) "
+                f"ORDER BY hash(file_row_number + {int(seed)} * 1000003), file_row_number "
+                f"LIMIT {int(n)}"
+            ).df()
+        except duckdb.Error as exc:
+            raise DataError(f"{path.name}: cannot sample ({first_line(exc)})") from exc
+    return out.drop(columns=["file_row_number"], errors="ignore")
