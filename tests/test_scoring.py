@@ -126,6 +126,8 @@ def test_streamed_summaries_counts_and_a_counted_fit(cdnow_sample_tx, cdnow_week
     assert np.allclose(weekly["T"], weekly["T"].round())
     c = BetaGeoModel()
     c.fit(weekly, map_)
+    assert c.idata.attrs["resolution"] == 1.0 and c.idata.attrs["n_distinct_exact"] == len(counts)
+    assert "resolution" not in b.idata.attrs  # exact counts: nothing to report
     # rounding to whole weeks moves r a little (0.243 -> about 0.23): an approximation, off by default
     assert 0.2 < float(c.idata.posterior["r"].mean()) < float(a.idata.posterior["r"].mean())
     sample = sample_rows(written, 300, where="x > 0", seed=7)

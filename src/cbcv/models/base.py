@@ -134,13 +134,18 @@ class CLVModel(ABC):
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Pointwise (unweighted) log-likelihood, one entry per distinct row."""
 
+    def total_logp(self, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pt.TensorVariable:
+        """The fit's log-likelihood, Σ weight × :meth:`logp`. A family may override it with an
+        algebraically equal sum that is cheaper to differentiate (terms shared by many rows
+        evaluated once); the pointwise :meth:`logp` stays the reference, used for LOO."""
+        data = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in arrays.items()}
+        return pt.sum(data["weight"] * self.logp(params, data))
+
     # -- shared machinery ---------------------------------------------------------------------
     def build_model(self, arrays: Mapping[str, np.ndarray]) -> pm.Model:
         with pm.Model() as model:
             params = {n: self.priors[n].create(n) for n in self.param_names}
-            data = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in arrays.items()}
-            ll = self.logp(params, data)
-            pm.Potential("loglike", pt.sum(data["weight"] * ll))
+            pm.Potential("loglike", self.total_logp(params, arrays))
         return model
 
     def fit(self, data: pd.DataFrame, settings: SamplerSettings | None = None) -> az.InferenceData:
@@ -176,6 +181,10 @@ class CLVModel(ABC):
                 "settings": json.dumps(asdict(settings)),
                 "priors": json.dumps({k: v.to_dict() for k, v in self.priors.items()}),
                 "n_customers": _n_customers(data),
+                # summaries rounded before counting (cbcv.data.streaming.summary_counts)
+                **({"resolution": float(data.attrs["resolution"]),
+                    "n_distinct_exact": int(data.attrs.get("n_distinct_exact", 0))}
+                   if data.attrs.get("resolution") is not None else {}),
                 "n_distinct": int(len(self.arrays["weight"])),
                 "fit_seconds": float(self.fit_seconds),
             }
