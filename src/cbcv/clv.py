@@ -52,36 +52,29 @@ P_ALIVE_BINS = 10
 ATTRIBUTES = ("customer_id", "cohort", "first_purchase", "x", "t_x", "T", "total_spend", "mean_repeat_spend")
 
 
-@dataclass(frozen=True)
-class CustomerCLV:
-    """Residual CLV of the existing customers, per draw (see the module docstring).
-
-    * ``total``: ``(draws,)`` sum of CLV over customers (the existing-customer equity);
-    * ``customers``: one row per customer (summary attributes, then ``clv_mean``, ``clv_median``,
-      ``clv_low``, ``clv_high``, ``p_alive_mean``, ``spend_mean``, ``dert_mean``, ``rank`` by
-      posterior mean CLV, 1 = most valuable, and ``value_decile``, 1 = top 10%);
-    * ``group_draws``: per grouping column (``value_decile`` always), ``(draws × groups)`` CLV sums;
-    * ``top_share_draws``: ``(draws × fractions)`` share of the total held by the top customers;
-    * ``p_alive_counts``: ``(draws × bins)`` customers per P(alive) bin, per draw;
-    * ``draws``: the full ``(draws, customers)`` CLV array when kept, else ``None``.
-    """
+class CLVTables:
+    """Tables from per-draw CLV figures, shared by :class:`CustomerCLV` (in memory) and
+    :class:`cbcv.scoring.ScoredBase` (out of core). A subclass holds ``total`` ``(draws,)``,
+    ``group_draws`` (name → draws × groups DataFrame), ``top_share_draws``, ``p_alive_counts``
+    ``(draws × bins)``, ``interval`` and ``n_customers``, and says how many customers each group
+    and each P(alive) bin (by posterior mean) holds."""
 
     total: np.ndarray
-    customers: pd.DataFrame
     group_draws: dict[str, pd.DataFrame]
     top_share_draws: pd.DataFrame
     p_alive_counts: np.ndarray
-    draws: np.ndarray | None = None
-    interval: float = 0.9
-    meta: dict[str, Any] = field(default_factory=dict)
+    interval: float
+    n_customers: int
+
+    def _group_sizes(self, column: str) -> pd.Series:
+        raise NotImplementedError
+
+    def _p_alive_by_mean(self) -> np.ndarray:
+        raise NotImplementedError
 
     @property
     def n_draws(self) -> int:
         return int(self.total.size)
-
-    @property
-    def n_customers(self) -> int:
-        return len(self.customers)
 
     def totals(self) -> np.ndarray:
         """Total CLV of the base per draw, ``(draws,)``."""
@@ -101,11 +94,11 @@ class CustomerCLV:
         if column not in self.group_draws:
             raise CbcvError(
                 f"no grouping {column!r}; computed: {', '.join(self.group_draws)} "
-                "(pass it in group_by to customer_clv)"
+                "(pass it in group_by)"
             )
         draws = self.group_draws[column]
         st = draw_stats(draws.to_numpy(), interval or self.interval)
-        counts = self.customers.groupby(column, observed=True, dropna=False).size()
+        counts = self._group_sizes(column)
         out = pd.DataFrame(st, index=draws.columns)
         out.insert(0, "customers", counts.reindex(draws.columns).fillna(0).astype(int).to_numpy())
         out["per_customer"] = out["mean"] / out["customers"].where(out["customers"] > 0)
@@ -135,7 +128,7 @@ class CustomerCLV:
         ``share`` of customers (by posterior mean)."""
         bins = self.p_alive_counts.shape[1]
         edges = np.linspace(0.0, 1.0, bins + 1)
-        by_mean = np.bincount(_bin_index(self.customers["p_alive_mean"].to_numpy(), bins), minlength=bins)
+        by_mean = self._p_alive_by_mean()
         st = draw_stats(self.p_alive_counts, interval or self.interval)
         return pd.DataFrame(
             {
@@ -149,6 +142,41 @@ class CustomerCLV:
                 "share": by_mean / max(self.n_customers, 1),
             }
         )
+
+
+@dataclass(frozen=True)
+class CustomerCLV(CLVTables):
+    """Residual CLV of the existing customers, per draw (see the module docstring).
+
+    * ``total``: ``(draws,)`` sum of CLV over customers (the existing-customer equity);
+    * ``customers``: one row per customer (summary attributes, then ``clv_mean``, ``clv_median``,
+      ``clv_low``, ``clv_high``, ``p_alive_mean``, ``spend_mean``, ``dert_mean``, ``rank`` by
+      posterior mean CLV, 1 = most valuable, and ``value_decile``, 1 = top 10%);
+    * ``group_draws``: per grouping column (``value_decile`` always), ``(draws × groups)`` CLV sums;
+    * ``top_share_draws``: ``(draws × fractions)`` share of the total held by the top customers;
+    * ``p_alive_counts``: ``(draws × bins)`` customers per P(alive) bin, per draw;
+    * ``draws``: the full ``(draws, customers)`` CLV array when kept, else ``None``.
+    """
+
+    total: np.ndarray
+    customers: pd.DataFrame
+    group_draws: dict[str, pd.DataFrame]
+    top_share_draws: pd.DataFrame
+    p_alive_counts: np.ndarray
+    draws: np.ndarray | None = None
+    interval: float = 0.9
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_customers(self) -> int:  # type: ignore[override]
+        return len(self.customers)
+
+    def _group_sizes(self, column: str) -> pd.Series:
+        return self.customers.groupby(column, observed=True, dropna=False).size()
+
+    def _p_alive_by_mean(self) -> np.ndarray:
+        bins = self.p_alive_counts.shape[1]
+        return np.bincount(_bin_index(self.customers["p_alive_mean"].to_numpy(), bins), minlength=bins)
 
     def top_customers(self, n: int = 20) -> pd.DataFrame:
         """The ``n`` most valuable customers by posterior mean CLV, **without their ids**: rank,

@@ -53,11 +53,12 @@ import pyarrow.parquet as pq
 from scipy import sparse
 
 from cbcv import predict as P
+from cbcv.clv import CLVTables
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.errors import CbcvError, DataError
 from cbcv.models.base import CLVModel
 from cbcv.valuation.equity import N_DECILES, per_draw
-from cbcv.valuation.inputs import continuous_rate, draw_stats, summarize_draws
+from cbcv.valuation.inputs import continuous_rate
 
 #: Draws used for each customer's interval (means and all totals use every draw).
 INTERVAL_DRAWS = 400
@@ -305,7 +306,7 @@ def _gather(pairs: PairValues, cols: slice) -> tuple[np.ndarray, np.ndarray | No
 
 
 @dataclass(frozen=True)
-class ScoredBase:
+class ScoredBase(CLVTables):
     """Result of :func:`score_customers`: per-draw figures in memory, customers on disk.
 
     * ``path``: the per-customer Parquet file (see :data:`OUTPUT_COLUMNS`);
@@ -332,53 +333,11 @@ class ScoredBase:
     interval: float = 0.9
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def n_draws(self) -> int:
-        return int(self.total.size)
+    def _group_sizes(self, column: str) -> pd.Series:
+        return self.group_counts[column]
 
-    def summary(self, interval: float | None = None) -> pd.DataFrame:
-        """Total and mean-per-customer CLV: median, mean, low, high."""
-        return summarize_draws(
-            {"total_clv": self.total, "clv_per_customer": self.total / self.n_customers},
-            interval or self.interval,
-        )
-
-    def by(self, column: str, interval: float | None = None) -> pd.DataFrame:
-        """CLV by group (``value_decile`` or a ``group_by`` column): customers, median, mean,
-        low, high of the group total, ``per_customer`` and ``share`` of the mean total."""
-        if column not in self.group_draws:
-            raise CbcvError(f"no grouping {column!r}; computed: {', '.join(self.group_draws)}")
-        draws = self.group_draws[column]
-        out = pd.DataFrame(draw_stats(draws.to_numpy(), interval or self.interval), index=draws.columns)
-        out.insert(0, "customers", self.group_counts[column].reindex(draws.columns).fillna(0).astype(int).to_numpy())
-        out["per_customer"] = out["mean"] / out["customers"].where(out["customers"] > 0)
-        mean_total = float(self.total.mean())
-        out["share"] = out["mean"] / mean_total if mean_total != 0 else np.nan
-        out.index.name = column
-        return out.reset_index()
-
-    def concentration(self, interval: float | None = None) -> pd.DataFrame:
-        """Share of the total held by the top customers (by posterior mean CLV)."""
-        out = summarize_draws(dict(self.top_share_draws.items()), interval or self.interval)
-        out.index.name = "customers"
-        return out.reset_index()
-
-    def p_alive_distribution(self, interval: float | None = None) -> pd.DataFrame:
-        """Customers per P(alive) bin: by posterior mean (``customers``, ``share``) and the
-        per-draw count's median and interval."""
-        bins = self.p_alive_counts.shape[1]
-        edges = np.linspace(0.0, 1.0, bins + 1)
-        st = draw_stats(self.p_alive_counts, interval or self.interval)
-        return pd.DataFrame(
-            {
-                "bin": [f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)],
-                "customers": self.p_alive_by_mean.astype(np.int64),
-                "customers_median": st["median"],
-                "customers_low": st["low"],
-                "customers_high": st["high"],
-                "share": self.p_alive_by_mean / max(self.n_customers, 1),
-            }
-        )
+    def _p_alive_by_mean(self) -> np.ndarray:
+        return self.p_alive_by_mean.astype(np.int64)
 
     def write_aggregates(self, folder: str | os.PathLike[str], top: int = 20) -> dict[str, Path]:
         """Everything a report needs, as small files in ``folder``: ``clv_total.npy`` (the

@@ -90,6 +90,7 @@ from cbcv.data.summary import (
     _check_columns,
     _required_day,
     summary_frame,
+    summary_period,
     summary_sql,
 )
 from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
@@ -1020,8 +1021,7 @@ def customer_summary_spark(
     input is checked for missing values (one pass); an empty result is reported by
     :func:`summary_to_pandas`.
     """
-    end = _required_day(calibration_end, "calibration_end")
-    start = parse_day(observation_start, "observation_start")
+    end, _, start = summary_period(calibration_end, None, observation_start)
     return _summarise(spark, transactions, end, None, time_unit, cohort_period, start)
 
 
@@ -1037,13 +1037,9 @@ def calibration_holdout_spark(
 ) -> DataFrame:
     """:func:`customer_summary_spark` plus ``x_holdout`` (long), ``spend_holdout`` and
     ``T_holdout`` (double), as :func:`cbcv.data.summary.calibration_holdout`."""
-    end = _required_day(calibration_end, "calibration_end")
-    stop = _required_day(holdout_end, "holdout_end")
-    if stop <= end:
-        raise ConfigError(
-            f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
-        )
-    start = parse_day(observation_start, "observation_start")
+    end, stop, start = summary_period(
+        calibration_end, _required_day(holdout_end, "holdout_end"), observation_start
+    )
     return _summarise(spark, transactions, end, stop, time_unit, cohort_period, start)
 
 

@@ -27,12 +27,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
+from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
     SUMMARY_COLUMNS,
     _register,
-    _required_day,
+    summary_period,
     summary_sql,
 )
 from cbcv.errors import ConfigError, DataError
@@ -69,13 +69,7 @@ def write_summaries(
     The rows and columns are those of :func:`cbcv.data.summary.customer_summary` (with
     ``holdout_end``: of :func:`cbcv.data.summary.calibration_holdout`), sorted by customer id.
     """
-    end = _required_day(calibration_end, "calibration_end")
-    stop = parse_day(holdout_end, "holdout_end")
-    if stop is not None and stop <= end:
-        raise ConfigError(
-            f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
-        )
-    start = parse_day(observation_start, "observation_start")
+    end, stop, start = summary_period(calibration_end, holdout_end, observation_start)
     sql = summary_sql(end, stop, time_unit, cohort_period, start)
     renamed = {"first_purchase": "first_purchase_ts", "last_purchase": "last_purchase_ts"}
     cols = [*SUMMARY_COLUMNS, *(HOLDOUT_COLUMNS if stop is not None else ())]

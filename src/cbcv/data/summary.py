@@ -123,8 +123,7 @@ def customer_summary(
     ``first_spend``, ``mean_repeat_spend`` (NaN when ``x == 0``) and ``mean_spend`` (over all
     calibration transactions) float64.
     """
-    end = _required_day(calibration_end, "calibration_end")
-    start = parse_day(observation_start, "observation_start")
+    end, _, start = summary_period(calibration_end, None, observation_start)
     sql = summary_sql(end, None, time_unit, cohort_period, start)
     return _run(transactions, sql, end, holdout=False, memory_limit=memory_limit, threads=threads)
 
@@ -147,13 +146,9 @@ def calibration_holdout(
     ``T_holdout`` = (holdout_end − calibration_end) / unit is the same for every customer.
     Customers first buying after ``calibration_end`` are not included.
     """
-    end = _required_day(calibration_end, "calibration_end")
-    stop = _required_day(holdout_end, "holdout_end")
-    if stop <= end:
-        raise ConfigError(
-            f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
-        )
-    start = parse_day(observation_start, "observation_start")
+    end, stop, start = summary_period(
+        calibration_end, _required_day(holdout_end, "holdout_end"), observation_start
+    )
     sql = summary_sql(end, stop, time_unit, cohort_period, start)
     return _run(transactions, sql, end, holdout=True, memory_limit=memory_limit, threads=threads)
 
@@ -163,6 +158,21 @@ def _required_day(value: Any, what: str) -> date:
     if day is None:
         raise ConfigError(f"{what} is required (a date, YYYY-MM-DD)")
     return day
+
+
+def summary_period(
+    calibration_end: Any, holdout_end: Any = None, observation_start: Any = None
+) -> tuple[date, date | None, date | None]:
+    """The summary's days, parsed and checked once for every engine: (calibration end, holdout
+    end or None, observation start or None); ConfigError when a day is unparseable, missing or
+    the holdout does not end after the calibration."""
+    end = _required_day(calibration_end, "calibration_end")
+    stop = parse_day(holdout_end, "holdout_end")
+    if stop is not None and stop <= end:
+        raise ConfigError(
+            f"holdout_end {stop.isoformat()} must be after calibration_end {end.isoformat()}"
+        )
+    return end, stop, parse_day(observation_start, "observation_start")
 
 
 def summary_sql(
