@@ -377,3 +377,22 @@ def test_customer_base_audit_bundles_the_tables(three_customers):
     early = customer_base_audit(three_customers, as_of="1997-03-31")
     assert early.cohorts["revenue"].tolist() == [35.0]
     assert early.interpurchase_stats["repeat_purchases"].tolist() == [0]
+
+
+def test_as_of_applies_the_customer_day_rule_once():
+    # a day whose return exceeds its purchase is a purchase occasion with a negative net amount;
+    # cutting the log with as_of must not turn it into a dropped returns-only day
+    tx = _log(
+        [
+            ("A", "1997-01-10", 10.0),
+            ("A", "1997-02-10", 5.0),
+            ("A", "1997-02-10", -12.0),
+            ("B", "1997-03-01", 8.0),
+            ("B", "1997-06-01", 9.0),
+        ]
+    )
+    whole = customer_base_audit(tx)
+    cut = customer_base_audit(tx, as_of="1997-12-31")
+    for name, table in whole.tables().items():
+        pd.testing.assert_frame_equal(cut.tables()[name], table, obj=name)
+    assert whole.cohorts["transactions"].sum() == 4

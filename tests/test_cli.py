@@ -70,6 +70,25 @@ def test_audit_quarantines_bad_rows_and_reconciles(tmp_path: Path) -> None:
     assert dict(zip(primary["source_row"], primary["raw_value"], strict=True))[3] == "2024-13-40"
 
 
+
+def test_audit_out_of_core_writes_the_same_outputs(tmp_path: Path) -> None:
+    # validated to OUT/accepted.parquet and audited in SQL: same reconciliation, rejections, tables
+    outs = {}
+    for flag in ([], ["--out-of-core"]):
+        out = tmp_path / ("ooc" if flag else "mem")
+        res = cbcv("audit", "cdnow-sample", "--config", "configs/cdnow.yaml", "--out", str(out), *flag)
+        assert res.returncode == 0, res.stderr
+        outs[bool(flag)] = out
+    assert (outs[True] / "accepted.parquet").is_file()
+    assert "out of core" in res.stderr
+    mem_rec = json.loads((outs[False] / "reconciliation.json").read_text())
+    assert json.loads((outs[True] / "reconciliation.json").read_text()) == mem_rec
+    for path in sorted(outs[False].glob("*.csv")):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(outs[True] / path.name, keep_default_na=False),
+            pd.read_csv(path, keep_default_na=False), check_dtype=False, rtol=1e-9, obj=path.name,
+        )
+
 def test_audit_missing_column_is_one_line_naming_file_and_column(tmp_path: Path) -> None:
     src = tmp_path / "orders.csv"
     src.write_text("customer_id,date,total\nx,2024-01-01,3\n")

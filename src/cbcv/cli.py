@@ -56,18 +56,26 @@ def audit(
     cohort_period: Annotated[
         str | None, typer.Option(help="acquisition cohorts: month, quarter or year (default: the config's, else --period)")
     ] = None,
+    out_of_core: Annotated[
+        bool, typer.Option("--out-of-core", help="validate to OUT/accepted.parquet and audit in SQL "
+                           "(default: the config's engine.out_of_core)")
+    ] = False,
 ) -> None:
     """Validate a transaction log and write the customer-base audit tables, reconciliation.json
     and rejections.csv."""
-    from cbcv.workflow import load_transactions_for, write_audit
+    from cbcv.workflow import load_transactions_for, validate_source, write_audit
 
     loaded = None
     if config is not None:
         from cbcv.config import load_config
 
         loaded = load_config(config)
-    _say(f"cbcv audit: loading {transactions}")
-    result = load_transactions_for(transactions, loaded, as_of=_date(as_of, "--as-of"))
+    out_of_core = out_of_core or (loaded is not None and loaded.config.engine.out_of_core)
+    _say(f"cbcv audit: {'validating' if out_of_core else 'loading'} {transactions}"
+         + (" out of core" if out_of_core else ""))
+    day = _date(as_of, "--as-of")
+    result = (validate_source(transactions, out, loaded, as_of=day) if out_of_core
+              else load_transactions_for(transactions, loaded, as_of=day))
     rec = result.reconciliation
     _say(
         f"cbcv audit: {rec.rows_read} rows read, {rec.rows_accepted} accepted, "

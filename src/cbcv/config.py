@@ -118,9 +118,13 @@ class EngineSettings(_Strict):
     ``duckdb`` (default) runs embedded on this machine; ``memory_limit`` (DuckDB's syntax, e.g.
     ``8GB``; beyond it DuckDB spills to disk) and ``threads`` cap it, ``null`` keeps DuckDB's
     defaults. ``spark`` runs the same SQL on the Spark cluster named by ``spark.master``.
+    ``out_of_core`` (DuckDB): validate the log into a Parquet file under
+    ``data/processed/<company>/`` and compute the audit in SQL over it, never holding the log in
+    pandas (:func:`cbcv.workflow.validate_company`, :mod:`cbcv.audit.sql`).
     """
 
     name: Literal["duckdb", "spark"] = "duckdb"
+    out_of_core: bool = False
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 8GB")
     threads: int | None = Field(default=None, ge=1)
     spark: SparkSettings = SparkSettings()
@@ -139,7 +143,8 @@ class Sampler(_Strict):
     tune: int = Field(default=1000, ge=0)
     chains: int = Field(default=4, ge=1)
     cores: int | None = Field(default=None, ge=1)
-    target_accept: float = Field(default=0.9, gt=0, lt=1)
+    #: None: each model's default (0.9; 0.95 for the Pareto/NBD, see its docstring)
+    target_accept: float | None = Field(default=None, gt=0, lt=1)
     nuts_sampler: Literal["pymc", "nutpie"] = "pymc"
 
 

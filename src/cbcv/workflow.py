@@ -4,6 +4,7 @@ says, and write the audit's machine-readable outputs. Thin glue over ``cbcv.data
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -18,11 +19,18 @@ from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.config import LoadedConfig
 from cbcv.data.datasets import is_dataset, load_dataset
 from cbcv.data.engine import summaries_for_engine
-from cbcv.data.load import LoadResult, load_transactions
+from cbcv.data.load import (
+    LoadResult,
+    Reconciliation,
+    ValidatedLog,
+    load_transactions,
+    validate_to_parquet,
+)
 from cbcv.data.summary import calibration_holdout, customer_summary
 from cbcv.errors import CbcvError
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
 from cbcv.models.base import ESS_MIN, RHAT_MAX
+from cbcv.paths import repo_root
 
 
 def load_transactions_for(
@@ -46,12 +54,77 @@ def load_transactions_for(
     )
 
 
-def load_company(loaded: LoadedConfig) -> LoadResult:
-    """The company's validated transaction log, as its config describes it."""
+def load_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> LoadResult | ValidatedLog:
+    """The company's validated transaction log, as its config describes it: in memory
+    (:class:`LoadResult`), or with ``engine.out_of_core`` as a Parquet file
+    (:func:`validate_company`, :class:`ValidatedLog`)."""
+    if loaded.config.engine.out_of_core:
+        return validate_company(loaded, work_dir)
     return load_transactions_for(loaded.resolve_source(), loaded)
 
 
-def write_load_outputs(result: LoadResult, out: str | Path) -> list[Path]:
+def work_folder(loaded: LoadedConfig) -> Path:
+    """Where out-of-core runs keep derived data: ``data/processed/<company folder>/``
+    (git-ignored, regenerated)."""
+    return repo_root() / "data" / "processed" / loaded.config.company.folder
+
+
+def validate_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> ValidatedLog:
+    """Validate the company's log out of core into ``work_dir`` (default :func:`work_folder`),
+    see :func:`validate_source`."""
+    work = Path(work_dir) if work_dir is not None else work_folder(loaded)
+    return validate_source(loaded.resolve_source(), work, loaded)
+
+
+def validate_source(
+    source: str, work: str | Path, loaded: LoadedConfig | None = None, *, as_of: dt.date | None = None
+) -> ValidatedLog:
+    """Validate ``source`` (a bundled data set's name or a path) out of core
+    (:func:`cbcv.data.load.validate_to_parquet`, with the config's column map, date format,
+    delimiter, as-of date and DuckDB caps) into ``work/accepted.parquet``, with the rejections
+    beside it; ``as_of`` defaults to the config's.
+
+    A later call (the next notebook of the same report, say) reuses the file while
+    ``validated.json`` records the same source SHA-256, data settings and as-of date.
+    """
+    from cbcv.config import DataSource
+    from cbcv.data.datasets import dataset_path, read_dataset_frame
+    from cbcv.data.load import file_sha256
+
+    cfg = loaded.config if loaded is not None else None
+    data = cfg.data if cfg is not None else DataSource(source=str(source))
+    engine = cfg.engine if cfg is not None else None
+    as_of = as_of if as_of is not None else (cfg.as_of if cfg is not None else None)
+    work = Path(work)
+    path = dataset_path(source) if is_dataset(source) else Path(source)
+    sha = file_sha256(path, path.name) if path.is_file() else None
+    key = {"source": str(source), "sha256": sha, "data": data.model_dump(mode="json", exclude={"source"}),
+           "as_of": as_of.isoformat() if as_of else None}
+    accepted, rejections, manifest = (work / n for n in ("accepted.parquet", "rejections.parquet", "validated.json"))
+    if sha is not None and manifest.is_file() and accepted.is_file() and rejections.is_file():
+        saved = json.loads(manifest.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return ValidatedLog(accepted, pd.read_parquet(rejections),
+                                Reconciliation.from_dict(saved["reconciliation"]))
+    caps = {"memory_limit": engine.memory_limit if engine else None,
+            "threads": engine.threads if engine else None}
+    if is_dataset(source):
+        # as load_dataset: the bundled files have no order id, so no duplicate check
+        log = validate_to_parquet(read_dataset_frame(source), accepted, as_of=as_of,
+                                  source_name=path.name, reject_duplicates=False, **caps)
+        log = dataclasses.replace(log, reconciliation=dataclasses.replace(
+            log.reconciliation, source_type="dataset", sha256=sha))
+    else:
+        log = validate_to_parquet(source, accepted, columns=data.columns.model_dump(), as_of=as_of,
+                                  date_format=data.date_format, delimiter=data.delimiter, table=data.table,
+                                  reject_duplicates=data.reject_duplicates, **caps)
+    log.rejections.to_parquet(rejections, index=False)
+    manifest.write_text(json.dumps({"key": key, "reconciliation": log.reconciliation.to_dict()},
+                                   indent=2, default=str), encoding="utf-8")
+    return log
+
+
+def write_load_outputs(result: LoadResult | ValidatedLog, out: str | Path) -> list[Path]:
     """``reconciliation.json`` and ``rejections.csv`` (source row, column, raw value, reason)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,14 +136,14 @@ def write_load_outputs(result: LoadResult, out: str | Path) -> list[Path]:
 
 
 def audit_windows(
-    loaded: LoadedConfig | None, result: LoadResult
+    loaded: LoadedConfig | None, result: LoadResult | ValidatedLog
 ) -> tuple[tuple[dt.date, dt.date] | None, tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]] | None]:
     """The audit's decile window (the calibration period) and migration windows (calibration
     period → holdout period) from the config; whole log and no migration without one."""
     if loaded is None:
         return None, None
     cfg = loaded.config
-    first = result.transactions["date"].min().date()
+    first = result.reconciliation.first_date
     calibration = (first, cfg.calibration_end)
     if cfg.holdout_end is None:
         return calibration, None
@@ -79,7 +152,7 @@ def audit_windows(
 
 
 def run_audit(
-    result: LoadResult,
+    result: LoadResult | ValidatedLog,
     loaded: LoadedConfig | None = None,
     *,
     period: str = "quarter",
@@ -87,11 +160,21 @@ def run_audit(
 ) -> CustomerBaseAudit:
     """The customer-base audit of a loaded log. With a config, its cohort period is also the C3
     chart's calendar period, deciles cover the calibration period and migration runs from the
-    calibration period to the holdout period."""
+    calibration period to the holdout period. A :class:`ValidatedLog` (out of core) is audited
+    in SQL over its Parquet file (:func:`cbcv.audit.sql.audit_parquet`), the same tables."""
     window, migration = audit_windows(loaded, result)
     if loaded is not None:
         cohort_period = cohort_period or loaded.config.cohort_period
         period = cohort_period
+    if isinstance(result, ValidatedLog):
+        from cbcv.audit.sql import audit_parquet
+
+        engine = loaded.config.engine if loaded is not None else None
+        return audit_parquet(
+            result.accepted, period=period, cohort_period=cohort_period or period, window=window,
+            migration=migration, memory_limit=engine.memory_limit if engine else None,
+            threads=engine.threads if engine else None,
+        )
     return customer_base_audit(
         result.transactions,
         period=period,
@@ -102,7 +185,7 @@ def run_audit(
 
 
 def write_audit(
-    result: LoadResult,
+    result: LoadResult | ValidatedLog,
     out: str | Path,
     loaded: LoadedConfig | None = None,
     *,
@@ -237,6 +320,12 @@ def company_summary(loaded: LoadedConfig, result: LoadResult) -> pd.DataFrame:
     """Per-customer calibration summary, with holdout columns when the config has a holdout, on
     the engine the config chooses (``engine.name``: DuckDB by default, or Spark)."""
     cfg = loaded.config
+    if isinstance(result, ValidatedLog):
+        raise CbcvError(
+            f"{loaded.path.name}: engine.out_of_core: the audit runs out of core, but the report's "
+            "model, CLV and valuation steps still need the log in memory; for bases too large for "
+            "that, fit on summary counts and score with cbcv.scoring (README, 'Large customer bases')"
+        )
     return summaries_for_engine(
         cfg.engine, result.transactions, calibration_end=cfg.calibration_end,
         holdout_end=cfg.holdout_end, time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,

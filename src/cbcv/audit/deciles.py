@@ -8,7 +8,11 @@ Ranking and ties
     Buyers are sorted by spend descending; ties in spend are broken by the number of purchase
     days in the window (more first), then by ``customer_id`` ascending (string order). The order
     is therefore total and reproducible, so the same log always gives the same deciles; tied
-    customers can fall on both sides of a decile boundary.
+    customers can fall on both sides of a decile boundary. Spends are compared rounded to
+    :data:`SPEND_RESOLUTION` (a millionth of the currency unit), so that spends that are equal
+    but for floating-point rounding (which depends on the order of summation: pandas version,
+    DuckDB's plan) tie, and the ranking is the same in every engine
+    (:mod:`cbcv.audit.sql` ranks with the same key).
 
 Equal-count groups
     With n buyers and 0-based rank r, the decile is ``floor(10 r / n) + 1``. Group sizes are
@@ -27,6 +31,9 @@ from cbcv.audit._common import Window, customer_days, in_window, window_label
 from cbcv.errors import DataError
 
 N_DECILES = 10
+#: Spends are compared in units of ``1 / SPEND_RESOLUTION`` when ranking (key
+#: ``floor(spend * SPEND_RESOLUTION + 0.5)``, the same float arithmetic in pandas and SQL).
+SPEND_RESOLUTION = 1e6
 INACTIVE = "inactive"
 
 DECILE_COLUMNS: tuple[str, ...] = (
@@ -60,8 +67,9 @@ def customer_deciles(transactions: pd.DataFrame, window: Window = None) -> pd.Da
         .agg(spend=("amount", "sum"), transactions=("date", "size"))
         .reset_index()
     )
+    per["key"] = np.floor(per["spend"].to_numpy(dtype=float) * SPEND_RESOLUTION + 0.5)
     per = per.sort_values(
-        ["spend", "transactions", "customer_id"], ascending=[False, False, True], kind="stable"
+        ["key", "transactions", "customer_id"], ascending=[False, False, True], kind="stable"
     ).reset_index(drop=True)
     n = len(per)
     rank = np.arange(n, dtype="int64")
@@ -91,6 +99,13 @@ def decile_summary(per_customer: pd.DataFrame) -> pd.DataFrame:
         min_spend=("spend", "min"),
         max_spend=("spend", "max"),
     )
+    return decile_shares(grouped)
+
+
+def decile_shares(grouped: pd.DataFrame) -> pd.DataFrame:
+    """The ten-row decile table from per-decile ``customers``, ``revenue``, ``transactions``,
+    ``min_spend`` and ``max_spend`` (indexed by decile; missing deciles become empty rows):
+    shares of the totals and means per customer added (used by the pandas and the SQL audit)."""
     deciles = pd.Index(np.arange(1, N_DECILES + 1), name="decile")
     out = grouped.reindex(deciles)
     for col in ("customers", "transactions"):

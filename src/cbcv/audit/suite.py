@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cbcv.audit._common import DateLike, Window, customer_days, in_window, window_label
+from cbcv.audit._common import DateLike, Window, as_day, customer_days, in_window, window_label
 from cbcv.audit.cohorts import c3_table, cohort_table
 from cbcv.audit.concentration import Concentration, concentration_from_spend, whale_curve_from_spend
 from cbcv.audit.deciles import DecileMigration, decile_migration, decile_table
@@ -83,8 +83,9 @@ def customer_base_audit(
     """
     cohort_period = cohort_period or period
     if as_of is not None:
-        days = customer_days(transactions, as_of=as_of)
-        transactions = days[["customer_id", "date", "amount"]]
+        customer_days(transactions, as_of=as_of)  # the clear error for a log with nothing to audit
+        stop = as_day(as_of, "as_of")
+        transactions = transactions[transactions["date"] <= stop]
     spend = (
         in_window(customer_days(transactions), window)
         .groupby("customer_id", sort=False)["amount"]

@@ -175,6 +175,17 @@ class Reconciliation:
             out[f.name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reconciliation:
+        """The inverse of :meth:`to_dict`."""
+        values = dict(data)
+        for key in ("first_date", "last_date", "as_of"):
+            if values.get(key) is not None:
+                values[key] = date.fromisoformat(values[key])
+        values["returns"] = ReturnsSummary(**values["returns"])
+        values["notes"] = tuple(values.get("notes", ()))
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class LoadResult:

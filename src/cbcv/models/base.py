@@ -20,7 +20,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -72,7 +72,8 @@ class SamplerSettings:
     chains: int = 4
     cores: int | None = None
     seed: int | None = 42
-    target_accept: float = 0.9
+    #: NUTS step-size adaptation target; None: the model's ``default_target_accept``.
+    target_accept: float | None = None
     nuts_sampler: Literal["pymc", "nutpie"] = "pymc"
     progressbar: bool = False
     #: PyMC's NUTS initialisation. A dense mass matrix suits these few-parameter models, whose
@@ -111,6 +112,8 @@ class CLVModel(ABC):
     name: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
     default_priors: ClassVar[Mapping[str, Prior]]
+    #: NUTS ``target_accept`` when the settings leave it unset.
+    default_target_accept: ClassVar[float] = 0.9
 
     def __init__(self, priors: Mapping[str, Prior] | None = None) -> None:
         priors = dict(priors or {})
@@ -151,6 +154,8 @@ class CLVModel(ABC):
     def fit(self, data: pd.DataFrame, settings: SamplerSettings | None = None) -> az.InferenceData:
         """Fit to ``data`` and return (and keep) the posterior as InferenceData."""
         settings = settings or SamplerSettings()
+        if settings.target_accept is None:
+            settings = replace(settings, target_accept=self.default_target_accept)
         self.arrays, self.inverse = self.prepare(data)
         model = self.build_model(self.arrays)
         start = time.perf_counter()

@@ -161,7 +161,7 @@ def mbgnbd_logp(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.Tens
     return alive + pt.softplus(d)
 
 
-def _levels(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def distinct_levels(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct values, each row's position among them, and the summed weight per value."""
     levels, index = np.unique(values, return_inverse=True)
     return levels, index.ravel(), np.bincount(index.ravel(), weights=weight, minlength=len(levels))
@@ -182,10 +182,10 @@ def bg_total_logp(
     T = np.asarray(arrays["T"], dtype=float)
     w = np.asarray(arrays["weight"], dtype=float)
     shift = 1.0 if modified else 0.0
-    ux, ix, wx = _levels(x, w)
-    uT, iT, wT = _levels(T, w)
+    ux, ix, wx = distinct_levels(x, w)
+    uT, iT, wT = distinct_levels(T, w)
     xT = np.bincount(iT, weights=w * x, minlength=len(uT))
-    ut, it, _ = _levels(t_x, w)
+    ut, it, _ = distinct_levels(t_x, w)
     xs = pt.as_tensor_variable(ux)
     per_x = pt.sum(
         pt.as_tensor_variable(wx)

@@ -561,7 +561,7 @@ class AcquisitionModel:
                     chains=settings.chains,
                     cores=settings.cores or min(settings.chains, 2),
                     random_seed=settings.seed,
-                    target_accept=settings.target_accept,
+                    target_accept=settings.target_accept or 0.9,
                     nuts_sampler=settings.nuts_sampler,
                     progressbar=settings.progressbar,
                     compute_convergence_checks=False,

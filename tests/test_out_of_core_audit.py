@@ -1,0 +1,119 @@
+"""A company config with ``engine.out_of_core``: the log is validated to Parquet (cached across
+calls) and audited in SQL, with the same reconciliation and tables as the in-memory path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cbcv.config import load_config
+from cbcv.data.load import LoadResult, ValidatedLog
+from cbcv.errors import CbcvError
+from cbcv.workflow import fit_company_models, load_company, run_audit, write_audit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, out_of_core: bool, source: str = "cdnow-sample") -> Path:
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
+    cfg["data"]["source"] = source
+    cfg["engine"] = {"out_of_core": out_of_core, "memory_limit": "1GB", "threads": 1}
+    path = tmp_path / f"cdnow-{'ooc' if out_of_core else 'mem'}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ooc")
+    mem = load_config(_config(tmp, False))
+    ooc = load_config(_config(tmp, True))
+    return mem, load_company(mem), ooc, load_company(ooc, tmp / "work"), tmp
+
+
+def test_validated_log_reconciles_like_the_in_memory_load(both):
+    _, mem_result, _, ooc_result, tmp = both
+    assert isinstance(mem_result, LoadResult) and isinstance(ooc_result, ValidatedLog)
+    assert ooc_result.accepted == tmp / "work" / "accepted.parquet"
+    assert ooc_result.reconciliation == mem_result.reconciliation
+    accepted = pd.read_parquet(ooc_result.accepted)
+    assert len(accepted) == mem_result.reconciliation.rows_accepted
+    pd.testing.assert_frame_equal(
+        accepted[["customer_id", "date", "amount"]].reset_index(drop=True),
+        mem_result.transactions[["customer_id", "date", "amount"]].reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_second_call_reuses_the_validated_file(both):
+    _, _, ooc, first, tmp = both
+    stamp = first.accepted.stat().st_mtime_ns
+    again = load_company(ooc, tmp / "work")
+    assert again.accepted.stat().st_mtime_ns == stamp
+    assert again.reconciliation == first.reconciliation
+    pd.testing.assert_frame_equal(again.rejections, first.rejections, check_dtype=False)
+
+
+def test_a_changed_source_is_validated_again(tmp_path):
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b"], "date": ["1997-01-02", "1997-03-01", "1997-02-01"],
+                       "amount": [10.0, 5.0, 7.0]})
+    src = tmp_path / "orders.csv"
+    tx.to_csv(src, index=False)
+    loaded = load_config(_config(tmp_path, True, source=str(src)))
+    first = load_company(loaded, tmp_path / "work")
+    assert first.reconciliation.rows_accepted == 3
+    tx.iloc[:2].to_csv(src, index=False)
+    second = load_company(loaded, tmp_path / "work")
+    assert second.reconciliation.rows_accepted == 2
+
+
+def test_out_of_core_audit_equals_the_in_memory_audit(both):
+    mem, mem_result, ooc, ooc_result, tmp = both
+    expected = run_audit(mem_result, mem).tables()
+    got = run_audit(ooc_result, ooc).tables()
+    assert set(got) == set(expected)
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(got[name], table, check_dtype=False, rtol=1e-9, obj=name)
+    written = write_audit(ooc_result, tmp / "audit", ooc)
+    assert {p.name for p in written} >= {"reconciliation.json", "rejections.csv", "c3.csv", "deciles.csv"}
+
+
+def test_model_steps_say_they_need_the_in_memory_log(both):
+    _, _, ooc, ooc_result, _ = both
+    with pytest.raises(CbcvError, match="out_of_core"):
+        fit_company_models(ooc, ooc_result)
+
+
+@pytest.mark.slow
+def test_report_runs_the_audit_notebook_out_of_core(tmp_path):
+    import json
+    import shutil
+
+    from cbcv.report.runner import run_report
+    from cbcv.workflow import work_folder
+
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
+    cfg["company"]["slug"] = "cdnow-out-of-core-test"
+    cfg["engine"] = {"out_of_core": True, "memory_limit": "1GB"}
+    config = tmp_path / "cdnow.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    work = work_folder(load_config(config))
+    messages: list[str] = []
+    try:
+        result = run_report(config, tmp_path / "reports", progress=messages.append)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    prov = json.loads(result.provenance.read_text())
+    assert prov["status"] == "ok"
+    assert list(prov["seconds_by_notebook"]) == ["01_customer_base_audit"]
+    assert prov["skipped_notebooks"] == [
+        "02_model_fit_and_validation", "03_customer_lifetime_value", "04_company_valuation",
+    ]
+    assert any("engine.out_of_core: skipping" in m for m in messages)
+    audit = result.run_dir / "audit"
+    assert (audit / "c3.csv").is_file() and (audit / "reconciliation.json").is_file()
+    assert (result.run_dir / "summary" / "c3.png").is_file()
+    assert "no valuation" in result.index.read_text()
