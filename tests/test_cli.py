@@ -89,6 +89,18 @@ def test_audit_out_of_core_writes_the_same_outputs(tmp_path: Path) -> None:
             pd.read_csv(path, keep_default_na=False), check_dtype=False, rtol=1e-9, obj=path.name,
         )
 
+
+def test_audit_out_of_core_without_a_config(tmp_path: Path) -> None:
+    src = tmp_path / "orders.csv"
+    src.write_text("customer_id,date,amount\na,2024-01-02,10\na,2024-03-01,5\nb,2024-02-01,7\nb,bad,1\n")
+    out = tmp_path / "out"
+    res = cbcv("audit", str(src), "--out", str(out), "--out-of-core")
+    assert res.returncode == 0, res.stderr
+    rec = json.loads((out / "reconciliation.json").read_text())
+    assert (rec["rows_read"], rec["rows_accepted"], rec["rows_rejected"]) == (4, 3, 1)
+    cohorts = pd.read_csv(out / "cohorts.csv")
+    assert cohorts["customers"].sum() == 2 and cohorts["transactions"].sum() == 3
+
 def test_audit_missing_column_is_one_line_naming_file_and_column(tmp_path: Path) -> None:
     src = tmp_path / "orders.csv"
     src.write_text("customer_id,date,total\nx,2024-01-01,3\n")

@@ -151,6 +151,10 @@ def audit_windows(
     return calibration, (calibration, holdout)
 
 
+#: Points of the whale curve kept by the out-of-core audit (every buyer's below this count).
+WHALE_POINTS = 10_001
+
+
 def run_audit(
     result: LoadResult | ValidatedLog,
     loaded: LoadedConfig | None = None,
@@ -161,7 +165,8 @@ def run_audit(
     """The customer-base audit of a loaded log. With a config, its cohort period is also the C3
     chart's calendar period, deciles cover the calibration period and migration runs from the
     calibration period to the holdout period. A :class:`ValidatedLog` (out of core) is audited
-    in SQL over its Parquet file (:func:`cbcv.audit.sql.audit_parquet`), the same tables."""
+    in SQL over its Parquet file (:func:`cbcv.audit.sql.audit_parquet`): the same tables, the
+    whale curve cut to :data:`WHALE_POINTS` exact points when there are more buyers."""
     window, migration = audit_windows(loaded, result)
     if loaded is not None:
         cohort_period = cohort_period or loaded.config.cohort_period
@@ -172,7 +177,8 @@ def run_audit(
         engine = loaded.config.engine if loaded is not None else None
         return audit_parquet(
             result.accepted, period=period, cohort_period=cohort_period or period, window=window,
-            migration=migration, memory_limit=engine.memory_limit if engine else None,
+            migration=migration, whale_points=WHALE_POINTS,
+            memory_limit=engine.memory_limit if engine else None,
             threads=engine.threads if engine else None,
         )
     return customer_base_audit(

@@ -27,6 +27,8 @@ import pytensor.tensor as pt
 
 from cbcv.errors import DataError
 from cbcv.models.base import CLVModel, Prior
+from cbcv.models.bgnbd_kernel import loglike_data
+from cbcv.models.compiled import compiled_total
 from cbcv.models.sbg import compress_counts, optional_counts
 
 #: The columns every continuous-time non-contractual model reads.
@@ -161,56 +163,6 @@ def mbgnbd_logp(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.Tens
     return alive + pt.softplus(d)
 
 
-def distinct_levels(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct values, each row's position among them, and the summed weight per value."""
-    levels, index = np.unique(values, return_inverse=True)
-    return levels, index.ravel(), np.bincount(index.ravel(), weights=weight, minlength=len(levels))
-
-
-def bg_total_logp(
-    params: Mapping[str, Any], arrays: Mapping[str, np.ndarray], modified: bool = False
-) -> pt.TensorVariable:
-    """Σ weight × :func:`bgnbd_logp` (``modified``: :func:`mbgnbd_logp`), rearranged so that
-    every term that depends on x alone (the log-gamma functions) is evaluated once per distinct
-    x, and every term in T alone once per distinct T; only the softplus of the log ratio ``d``
-    stays per row, with log(α + T) and log(α + t_x) gathered from their distinct values. Equal
-    to the pointwise sum up to rounding (tests/test_models_bgnbd.py); on a million-customer base
-    (107k distinct rows, 173 distinct x) a gradient takes 4.2 ms instead of 10.5 ms."""
-    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
-    x = np.asarray(arrays["x"], dtype=float)
-    t_x = np.asarray(arrays["t_x"], dtype=float)
-    T = np.asarray(arrays["T"], dtype=float)
-    w = np.asarray(arrays["weight"], dtype=float)
-    shift = 1.0 if modified else 0.0
-    ux, ix, wx = distinct_levels(x, w)
-    uT, iT, wT = distinct_levels(T, w)
-    xT = np.bincount(iT, weights=w * x, minlength=len(uT))
-    ut, it, _ = distinct_levels(t_x, w)
-    xs = pt.as_tensor_variable(ux)
-    per_x = pt.sum(
-        pt.as_tensor_variable(wx)
-        * (pt.gammaln(r + xs) + pt.gammaln(b + xs + shift) - pt.gammaln(a + b + xs + shift))
-    )
-    constant = float(w.sum()) * (pt.gammaln(a + b) - pt.gammaln(b) - pt.gammaln(r))
-    log_aT = pt.log(alpha + pt.as_tensor_variable(uT))
-    per_T = pt.sum(
-        -r * pt.as_tensor_variable(wT) * pt.log1p(pt.as_tensor_variable(uT) / alpha)
-        - pt.as_tensor_variable(xT) * log_aT
-    )
-    log_at = pt.log(alpha + pt.as_tensor_variable(ut))
-    # log(b + x − 1) for BG/NBD (x = 0 is masked below; b stands in), log(b + x) for MBG/NBD
-    log_b = pt.log(b + pt.as_tensor_variable(ux if modified else ux - (ux > 0)))
-    d = (
-        pt.log(a)
-        - log_b[ix]
-        + (r + pt.as_tensor_variable(x)) * (log_aT[iT] - log_at[it])
-    )
-    ratio = pt.softplus(d)
-    if not modified:
-        ratio = pt.switch(pt.as_tensor_variable(x > 0), ratio, 0.0)
-    return constant + per_x + per_T + pt.sum(pt.as_tensor_variable(w) * ratio)
-
-
 # -- models --------------------------------------------------------------------------------------
 BG_PRIORS: Mapping[str, Prior] = MappingProxyType(
     {
@@ -260,8 +212,13 @@ class BetaGeoModel(CLVModel):
         return bgnbd_logp(params, arrays)
 
     def total_logp(self, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pt.TensorVariable:
-        """The fit's log-likelihood, :func:`bg_total_logp`."""
-        return bg_total_logp(params, arrays, modified=self.name == "mbgnbd")
+        """The fit's log-likelihood: Σ weight × :meth:`logp` from a compiled kernel
+        (:mod:`cbcv.models.bgnbd_kernel`) that returns it with its gradient, the terms in x alone
+        once per distinct x and those in T alone once per distinct T. Equal to the pointwise sum
+        to rounding (tests/test_bgnbd_kernel.py); a gradient on 100k simulated customers (30.5k
+        distinct rows) takes 1.1 ms instead of 1.5 ms for the grouped PyTensor graph."""
+        values = tuple(params[k] for k in self.param_names)
+        return compiled_total(self.name, values, loglike_data(dict(arrays)))
 
 
 class ModifiedBetaGeoModel(BetaGeoModel):

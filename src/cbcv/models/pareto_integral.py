@@ -5,8 +5,9 @@ The Pareto/NBD likelihood needs, per customer, ``I = ∫_{t_x}^{T} (α+τ)^-(r+x
 reference: it is what the pointwise log-likelihood, LOO and predictions use). Under NUTS the
 likelihood and its four partial derivatives are needed at every leapfrog step; differentiating
 the reference's PyTensor graph costs 2.6 ms per gradient on CDNOW's 1,016 distinct summaries.
-:class:`ParetoLogLike` returns the summed log-likelihood and its gradient in (r, α, s, β) from
-one compiled loop (0.3 ms on CDNOW), the integral by one of two methods per row:
+:func:`pareto_loglike_sum` returns the summed log-likelihood and its gradient in (r, α, s, β)
+from one compiled loop (0.3 ms on CDNOW, through :class:`cbcv.models.compiled.CompiledLogLike`),
+the integral by one of two methods per row:
 
 **Series** (most rows). Let A ≥ B be the larger and smaller of α, β, with exponents P and Q
 (so P = r+x, Q = s+1 when α ≥ β, and the other way round otherwise), δ = A − B and
@@ -37,15 +38,11 @@ CDNOW (1e-13 relative, gradients 1e-8). The Op also runs in PyTensor's Numba bac
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
+from cbcv.models.compiled import digamma, softplus_logistic
 from cbcv.models.special import GL_NODES, NEWTON_STEPS, WINDOW, gauss_legendre
 
 #: Rows with z = |α−β| / (max(α,β) + t_x) above this use the quadrature (the series needs
@@ -246,13 +243,7 @@ def death_term_sum(
         v, d_a, d_p, d_b, d_q = _row(alpha, beta, r + x[i], s + 1.0, t_x[i], T[i], nodes, log_w)
         la, lb = math.log(alpha + T[i]), math.log(beta + T[i])
         lr = log_s + v + (r + x[i]) * la + s * lb
-        # softplus and its derivative, the logistic function, without overflow
-        if lr > 0.0:
-            e = math.exp(-lr)
-            sp, sig = lr + math.log1p(e), 1.0 / (1.0 + e)
-        else:
-            e = math.exp(lr)
-            sp, sig = math.log1p(e), e / (1.0 + e)
+        sp, sig = softplus_logistic(lr)
         ws = weight[i] * sig
         total += weight[i] * sp
         grad[0] += ws * (d_p + la)
@@ -260,18 +251,6 @@ def death_term_sum(
         grad[2] += ws * (1.0 / s + d_q + lb)
         grad[3] += ws * (d_b + s / (beta + T[i]))
     return total, grad
-
-
-@numba.njit(cache=True, error_model="numpy")
-def digamma(v: float) -> float:
-    """ψ(v) for v > 0: recurrence up to v ≥ 10, then the asymptotic series (error < 1e-14)."""
-    acc = 0.0
-    while v < 10.0:
-        acc -= 1.0 / v
-        v += 1.0
-    inv2 = 1.0 / (v * v)
-    tail = inv2 * (1.0 / 12 - inv2 * (1.0 / 120 - inv2 * (1.0 / 252 - inv2 * (1.0 / 240 - inv2 / 132))))
-    return acc + math.log(v) - 0.5 / v - tail
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -318,84 +297,14 @@ def log_integral_and_jacobian(
     )
 
 
-class ParetoLogLike(Op):
-    """``(total, grad) = ParetoLogLike()(r, alpha, s, beta, *data)``: the Pareto/NBD
-    log-likelihood :func:`pareto_loglike_sum` and its gradient in (r, α, s, β), which the Op's
-    own gradient uses. ``data`` are the arrays :func:`loglike_data` makes (no gradient)."""
-
-    __props__ = ()
-
-    def make_node(self, *inputs: Any) -> Apply:
-        tensors = [pt.as_tensor_variable(v).astype("float64") for v in inputs]
-        if len(tensors) != 4 + N_DATA:
-            raise TypeError(f"ParetoLogLike: expected 4 parameters and {N_DATA} data arrays")
-        for name, v in zip(("r", "alpha", "s", "beta"), tensors[:4], strict=True):
-            if v.ndim != 0:
-                raise TypeError(f"ParetoLogLike: {name} must be a scalar")
-        return Apply(self, tensors, [pt.dscalar(), pt.dvector()])
-
-    def perform(self, node: Apply, inputs: list[np.ndarray], output_storage: list[list[Any]]) -> None:
-        r, alpha, s, beta, *data = inputs
-        as_f = lambda v: np.ascontiguousarray(v, dtype=np.float64)  # noqa: E731
-        total, grad = pareto_loglike_sum(
-            float(r), float(alpha), float(s), float(beta), *(as_f(v) for v in data), *_nodes()
-        )
-        output_storage[0][0] = np.asarray(total)
-        output_storage[1][0] = grad
-
-    def infer_shape(self, fgraph: Any, node: Apply, shapes: list[tuple]) -> list[tuple]:
-        return [(), (4,)]
-
-    def connection_pattern(self, node: Apply) -> list[list[bool]]:
-        return [[True, True]] * 4 + [[False, False]] * N_DATA
-
-    def grad(self, inputs: list[Any], output_grads: list[Any]) -> list[Any]:
-        g = output_grads[0]
-        if isinstance(g.type, DisconnectedType):
-            return [pt.zeros(())] * 4 + [DisconnectedType()()] * N_DATA
-        grad = self(*inputs)[1]
-        return [g * grad[k] for k in range(4)] + [DisconnectedType()()] * N_DATA
-
-
-#: Data arrays a :class:`ParetoLogLike` node takes after its four parameters.
-N_DATA = 9
-
-
 def loglike_data(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """(x, t_x, T, weight, distinct x, their weights, distinct T, their weights, Σ weight·x per
-    distinct T) from a model's compressed arrays, as :class:`ParetoLogLike` takes them."""
+    """The data of :func:`pareto_loglike_sum` from a model's compressed arrays: x, t_x, T,
+    weight, the distinct x with their summed weights, the distinct T with their summed weights
+    and Σ weight·x, and the Gauss-Legendre nodes and log-weights of the quadrature."""
     x, t_x, T, w = (np.asarray(arrays[k], dtype=np.float64) for k in ("x", "t_x", "T", "weight"))
     ux, ix = np.unique(x, return_inverse=True)
     uT, iT = np.unique(T, return_inverse=True)
     wx = np.bincount(ix.ravel(), weights=w, minlength=len(ux))
     wT = np.bincount(iT.ravel(), weights=w, minlength=len(uT))
     xT = np.bincount(iT.ravel(), weights=w * x, minlength=len(uT))
-    return [x, t_x, T, w, ux, wx, uT, wT, xT]
-
-
-pareto_loglike = ParetoLogLike()
-
-
-def _numba_loglike(op: ParetoLogLike, node: Any = None, **kwargs: Any) -> Any:
-    """The Op in PyTensor's Numba backend (used by nutpie): the same compiled kernel."""
-    nodes, log_w = _nodes()
-
-    @numba.njit(error_model="numpy")
-    def pareto_loglike_numba(r, alpha, s, beta, x, t_x, T, w, ux, wx, uT, wT, xT):  # type: ignore[no-untyped-def]
-        total, grad = pareto_loglike_sum(
-            r.item(), alpha.item(), s.item(), beta.item(), x, t_x, T, w, ux, wx, uT, wT, xT,
-            nodes, log_w,
-        )
-        return np.asarray(total), grad
-
-    return pareto_loglike_numba
-
-
-try:  # PyTensor >= 2.36 caches Numba functions by a key from the Op's props
-    from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
-
-    register_funcify_default_op_cache_key(ParetoLogLike)(_numba_loglike)
-except ImportError:  # pragma: no cover - older PyTensor
-    from pytensor.link.numba.dispatch import numba_funcify
-
-    numba_funcify.register(ParetoLogLike)(_numba_loglike)
+    return [x, t_x, T, w, ux, wx, uT, wT, xT, *_nodes()]
