@@ -161,8 +161,10 @@ def targets(
                 out.append(f"{'MET   ' if r >= need else 'MISSED'} {label}: {r:.1f}×")
             elif peer.status == "timeout":
                 lower = (peer.fit_lower_s or peer.process_s or 0.0) / ours.fit_s
+                grad = (f"; per gradient {peer.grad_cpu_ms / ours.grad_cpu_ms:.1f}×"
+                        if peer.grad_cpu_ms and ours.grad_cpu_ms else "")
                 out.append(
-                    f"{'MET   ' if lower >= need else 'OPEN  '} {label}: > {lower:.0f}× (peer timed out)"
+                    f"{'MET   ' if lower >= need else 'OPEN  '} {label}: > {lower:.0f}× (peer timed out{grad})"
                 )
 
     ratio_line("cdnow", TARGET_RATIO_CDNOW)

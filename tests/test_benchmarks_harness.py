@@ -4,8 +4,9 @@ Checked: the simulated data sets are CDNOW-like and recorded at day resolution; 
 bit-identical inputs; the shared priors mean what PyMC-Marketing's defaults mean; the agreement
 statistic, speed ratios and tables; the memory probe and the subprocess runner (peak of a
 process tree, timeouts, errors); and that the bounded-memory CLV reduction reproduces the
-unchunked computation. PyMC-Marketing is never imported; every test takes well under a second
-or two.
+unchunked computation; a timed-out fit is reported with its gradient ratio, and the
+gradient-only child runs (for cbcv). PyMC-Marketing is never imported; every test but the
+gradient child (a subprocess, ~10 s) takes well under a second or two.
 """
 
 from __future__ import annotations
@@ -183,6 +184,28 @@ def test_targets_report_met_and_missed():
     assert any(line.startswith("MET    same posterior") for line in lines)
     clv = {"status": "ok", "peak_rss_mb": 1500.0, "n_customers": 10**6, "n_draws": 4000}
     assert any(line.startswith("MET    CLV") for line in run.targets([], clv, fs.FULL))
+
+
+def test_a_timed_out_peer_is_reported_with_its_gradient_ratio():
+    run = _load_run_module()
+    rows = [
+        _row("cbcv", 60.0, grad_cpu_ms=1.5),
+        _row("pymc-marketing", None, "timeout", fit_lower_s=900.0, grad_cpu_ms=16.5),
+    ]
+    lines = run.targets(rows, None, fs.FULL)
+    line = next(line for line in lines if "cdnow BG/NBD" in line)
+    assert line.startswith("MET") and "> 15×" in line and "per gradient 11.0×" in line
+
+
+def test_gradient_only_child_times_one_gradient(tmp_path, pareto_sim):
+    # what measure() runs for a tool whose fit timed out (here cbcv, the peer is not installed)
+    path = fs.write_data(pareto_sim, tmp_path / "data.parquet")
+    out = tmp_path / "grad.json"
+    cmd = [sys.executable, str(BENCH / "fit_speed.py"), "child-grad", "--tool", "cbcv",
+           "--model", "pareto_nbd", "--data", str(path), "--out", str(out)]
+    result = fs.run_child(cmd, out, timeout=300)
+    assert result.status == "ok", result.error
+    assert 0 < result.result["grad_cpu_ms"] < 1000
 
 
 def test_settings_from_the_command_line():
