@@ -68,3 +68,32 @@ def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = Path(json.loads(res.stdout)["run_dir"])
     assert run_dir.parent == out / "cdnow"
     return run_dir
+
+
+def assert_same_likelihood(fit_total, reference, sym, arrays, point, grad_atol):
+    """A fit's compiled total log-likelihood against Σ weight × the pointwise ``reference``
+    (a model's ``*_logp``) at ``point``: value to 1e-13 relative, gradients to 1e-8 relative
+    (``grad_atol`` absolute: near a mode they are small differences of large sums)."""
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    a = {k: pt.as_tensor_variable(v) for k, v in arrays.items()}
+    ref_total = pt.sum(a["weight"] * reference(sym, a))
+    inputs = list(sym.values())
+    grads = [*pytensor.grad(fit_total, inputs), *pytensor.grad(ref_total, inputs)]
+    out = pytensor.function(inputs, [fit_total, ref_total, *grads])(*point)
+    assert out[0] == pytest.approx(out[1], rel=1e-13, abs=1e-9)
+    np.testing.assert_allclose(out[2:6], out[6:10], rtol=1e-8, atol=grad_atol)
+
+
+def assert_numba_backend_agrees(total, sym, point):
+    """nutpie compiles a model with PyTensor's Numba backend: the compiled Op must give the C
+    backend's value and gradient there too."""
+    import numpy as np
+    import pytensor
+
+    outputs = [total, *pytensor.grad(total, sym)]
+    c_mode = pytensor.function(sym, outputs)(*point)
+    numba_mode = pytensor.function(sym, outputs, mode="NUMBA")(*point)
+    np.testing.assert_allclose(numba_mode, c_mode, rtol=1e-12, atol=1e-9)

@@ -26,6 +26,7 @@ from cbcv.models.pareto_integral import (
 )
 from cbcv.models.pareto_nbd import ParetoNBDModel, pareto_nbd_logp, pareto_total_logp
 from cbcv.models.special import log_power_integral_np, log_power_integral_pt
+from conftest import assert_numba_backend_agrees, assert_same_likelihood
 from test_special import GRAD_CASES, _grid, mpmath_gradient, ref_log_integral
 
 PARAMS = ("r", "alpha", "s", "beta")
@@ -131,23 +132,10 @@ def cdnow_arrays():
 def test_fit_likelihood_equals_the_pointwise_reference_on_cdnow(cdnow_arrays, point):
     sym = {k: pt.dscalar(k) for k in PARAMS}
     fit_total = pareto_total_logp(sym, cdnow_arrays)
-    a = {k: pt.as_tensor_variable(v) for k, v in cdnow_arrays.items()}
-    ref_total = pt.sum(a["weight"] * pareto_nbd_logp(sym, a))
-    inputs = list(sym.values())
-    f = pytensor.function(
-        inputs, [fit_total, ref_total, *pytensor.grad(fit_total, inputs), *pytensor.grad(ref_total, inputs)]
-    )
-    out = f(*point)
-    assert out[0] == pytest.approx(out[1], rel=1e-13, abs=1e-9)
-    np.testing.assert_allclose(out[2:6], out[6:10], rtol=1e-8, atol=1e-7)
+    assert_same_likelihood(fit_total, pareto_nbd_logp, sym, cdnow_arrays, point, grad_atol=1e-7)
 
 
 def test_numba_backend_gives_the_same_numbers(cdnow_arrays):
-    # nutpie compiles the model with PyTensor's Numba backend: the Op must run there too
     sym = [pt.dscalar(k) for k in PARAMS]
     total = compiled_total("pareto_nbd", tuple(sym), loglike_data(cdnow_arrays))
-    outputs = [total, *pytensor.grad(total, sym)]
-    point = (0.55, 10.6, 0.6, 11.7)
-    c_mode = pytensor.function(sym, outputs)(*point)
-    numba_mode = pytensor.function(sym, outputs, mode="NUMBA")(*point)
-    np.testing.assert_allclose(numba_mode, c_mode, rtol=1e-12, atol=1e-9)
+    assert_numba_backend_agrees(total, sym, (0.55, 10.6, 0.6, 11.7))

@@ -39,6 +39,8 @@ FitMethod = Literal["nuts", "map"]
 #: Diagnostic thresholds used by every fit and by the report's diagnostics gate.
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
+#: NUTS ``target_accept`` of a fit whose settings and model give none.
+DEFAULT_TARGET_ACCEPT = 0.9
 #: Draws × distinct rows evaluated at once by :meth:`CLVModel.log_likelihood` (bounds memory).
 LOGLIKE_CHUNK_ELEMENTS = 200_000
 
@@ -113,7 +115,7 @@ class CLVModel(ABC):
     param_names: ClassVar[tuple[str, ...]]
     default_priors: ClassVar[Mapping[str, Prior]]
     #: NUTS ``target_accept`` when the settings leave it unset.
-    default_target_accept: ClassVar[float] = 0.9
+    default_target_accept: ClassVar[float] = DEFAULT_TARGET_ACCEPT
 
     def __init__(self, priors: Mapping[str, Prior] | None = None) -> None:
         priors = dict(priors or {})

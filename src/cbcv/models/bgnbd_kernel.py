@@ -22,7 +22,7 @@ import math
 import numba
 import numpy as np
 
-from cbcv.models.compiled import digamma, softplus_logistic
+from cbcv.models.compiled import digamma, grouped, log_and_inverse, nbd_alive_sum, softplus_logistic
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -33,16 +33,15 @@ def _bg_sum(
 ) -> tuple[float, np.ndarray]:
     shift = 1.0 if modified else 0.0
     grad = np.zeros(4)
-    # per distinct x: log Γ(r+x) + log Γ(b+x+m) − log Γ(a+b+x+m), and 1/(b+x−1+m) for d
-    total = 0.0
+    total = nbd_alive_sum(r, alpha, ux, wx, uT, wT, xT, grad)
+    # per distinct x: log B(a, b+x+m) − log B(a, b) without log Γ(a), and b + x − 1 + m for d
     w_all = 0.0
     inv_b = np.empty(ux.size)
     log_b = np.empty(ux.size)
     for j in range(ux.size):
         v = ux[j]
-        total += wx[j] * (math.lgamma(r + v) + math.lgamma(b + v + shift) - math.lgamma(a + b + v + shift))
+        total += wx[j] * (math.lgamma(b + v + shift) - math.lgamma(a + b + v + shift))
         psi_ab = digamma(a + b + v + shift)
-        grad[0] += wx[j] * digamma(r + v)
         grad[2] -= wx[j] * psi_ab
         grad[3] += wx[j] * (digamma(b + v + shift) - psi_ab)
         w_all += wx[j]
@@ -51,25 +50,11 @@ def _bg_sum(
         inv_b[j] = 1.0 / bx
         log_b[j] = math.log(bx)
     psi_ab0 = digamma(a + b)
-    total += w_all * (math.lgamma(a + b) - math.lgamma(b) - math.lgamma(r))
-    grad[0] -= w_all * digamma(r)
+    total += w_all * (math.lgamma(a + b) - math.lgamma(b))
     grad[2] += w_all * psi_ab0
     grad[3] += w_all * (psi_ab0 - digamma(b))
-    # per distinct T: −r log1p(T/α) − x log(α+T), and log(α+T), 1/(α+T) for d
-    log_aT = np.empty(uT.size)
-    inv_aT = np.empty(uT.size)
-    for j in range(uT.size):
-        log_aT[j] = math.log(alpha + uT[j])
-        inv_aT[j] = 1.0 / (alpha + uT[j])
-        l1p = math.log1p(uT[j] / alpha)
-        total += -r * wT[j] * l1p - xT[j] * log_aT[j]
-        grad[0] -= wT[j] * l1p
-        grad[1] += r * wT[j] * uT[j] / (alpha * (alpha + uT[j])) - xT[j] * inv_aT[j]
-    log_at = np.empty(ut.size)
-    inv_at = np.empty(ut.size)
-    for j in range(ut.size):
-        log_at[j] = math.log(alpha + ut[j])
-        inv_at[j] = 1.0 / (alpha + ut[j])
+    log_aT, inv_aT = log_and_inverse(alpha, uT)
+    log_at, inv_at = log_and_inverse(alpha, ut)
     # per row: softplus(d), the death-before-T term relative to the alive term
     log_a = math.log(a)
     s_sig = s_r = s_alpha = s_b = 0.0
@@ -108,17 +93,6 @@ def mbg_loglike_sum(r, alpha, a, b, x, weight, ix, iT, it, ux, wx, uT, wT, xT, u
 
 
 def loglike_data(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The kernels' data from a model's compressed arrays (``x``, ``t_x``, ``T``, ``weight``):
-    x, weight, each row's index among the distinct x, T and t_x (as floats), the distinct x with
-    their summed weights, the distinct T with their summed weights and Σ weight·x, the distinct
-    t_x."""
-    x, t_x, T, w = (np.asarray(arrays[k], dtype=np.float64) for k in ("x", "t_x", "T", "weight"))
-    ux, ix = np.unique(x, return_inverse=True)
-    uT, iT = np.unique(T, return_inverse=True)
-    ut, it = np.unique(t_x, return_inverse=True)
-    ix, iT, it = (v.ravel() for v in (ix, iT, it))
-    wx = np.bincount(ix, weights=w, minlength=len(ux))
-    wT = np.bincount(iT, weights=w, minlength=len(uT))
-    xT = np.bincount(iT, weights=w * x, minlength=len(uT))
-    return [x, w, ix.astype(np.float64), iT.astype(np.float64), it.astype(np.float64),
-            ux, wx, uT, wT, xT, ut]
+    """The kernels' data from a model's compressed arrays (:func:`cbcv.models.compiled.grouped`)."""
+    g = grouped(arrays)
+    return [g[k] for k in ("x", "weight", "ix", "iT", "it", "ux", "wx", "uT", "wT", "xT", "ut")]

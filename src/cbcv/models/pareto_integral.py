@@ -21,7 +21,8 @@ w = 1/(A+τ). Then (B+τ) = (A+τ)(1 − δw) and, with m = P + Q − 1 = r + x 
 the hypergeometric series of Fader & Hardie's A0 with its two ends combined term by term:
 every term is positive (no cancellation, however close t_x is to T) and the terms fall like z^k.
 The partial derivatives are series over the same terms. Used where z ≤ :data:`SERIES_MAX_Z`;
-on CDNOW near the published estimates that is every row, at ~20 terms.
+on CDNOW at the published estimates that is every row (z ≤ 0.093, about 17 terms past the
+terms' peak).
 
 **Quadrature** (the rest). The reference's windowed Gauss–Legendre rule in y = log(min(α,β)+τ),
 node for node, so the value equals the reference's to rounding; the derivatives are the same
@@ -42,12 +43,13 @@ import math
 import numba
 import numpy as np
 
-from cbcv.models.compiled import digamma, softplus_logistic
+from cbcv.models.compiled import grouped, log_and_inverse, nbd_alive_sum, softplus_logistic
 from cbcv.models.special import GL_NODES, NEWTON_STEPS, WINDOW, gauss_legendre
 
 #: Rows with z = |α−β| / (max(α,β) + t_x) above this use the quadrature (the series needs
-#: ~40 / −log z terms past its peak: 180 at z = 0.8, where a term costs ~6 ns and the 32-node
-#: quadrature ~1.4 µs a row).
+#: ~40 / −log z terms past its peak: 180 at z = 0.8). On CDNOW rows at β = 45-140 the kernel
+#: got faster as this limit rose from 0.5 to 0.85, against ~1.4 µs a row for the 32-node
+#: quadrature; 0.8 keeps a margin.
 SERIES_MAX_Z = 0.8
 #: The series stops when a term falls below this fraction of the sum (past the terms' peak).
 SERIES_TOL = 1e-17
@@ -228,59 +230,54 @@ def log_integral_jacobian(
 @numba.njit(cache=True, error_model="numpy")
 def death_term_sum(
     r: float, alpha: float, s: float, beta: float, x: np.ndarray, t_x: np.ndarray,
-    T: np.ndarray, weight: np.ndarray, nodes: np.ndarray, log_w: np.ndarray,
-) -> tuple[float, np.ndarray]:
-    """Σ weight · softplus(ℓ) and its gradient in (r, α, s, β), where
+    T: np.ndarray, weight: np.ndarray, iT: np.ndarray, uT: np.ndarray, nodes: np.ndarray,
+    log_w: np.ndarray, grad: np.ndarray,
+) -> float:
+    """Σ weight · softplus(ℓ), adding its gradient in (r, α, s, β) to ``grad``, where
     ℓ = log s + log I + (r+x) log(α+T) + s log(β+T) is the log ratio of the Pareto/NBD
-    likelihood's death term to its alive term (see :func:`cbcv.models.pareto_nbd.pareto_nbd_logp`).
-    Rows with t_x = T contribute 0 (softplus(−∞))."""
+    likelihood's death term to its alive term (see :func:`cbcv.models.pareto_nbd.pareto_nbd_logp`);
+    log(α+T), log(β+T) and their inverses come from tables over the distinct T (``uT``; each
+    row's position ``iT``). Rows with t_x = T contribute 0 (softplus(−∞))."""
+    log_aT, inv_aT = log_and_inverse(alpha, uT)
+    log_bT, inv_bT = log_and_inverse(beta, uT)
     total = 0.0
-    grad = np.zeros(4)
     log_s = math.log(s)
     for i in range(x.size):
         if T[i] <= t_x[i]:
             continue
-        v, d_a, d_p, d_b, d_q = _row(alpha, beta, r + x[i], s + 1.0, t_x[i], T[i], nodes, log_w)
-        la, lb = math.log(alpha + T[i]), math.log(beta + T[i])
-        lr = log_s + v + (r + x[i]) * la + s * lb
-        sp, sig = softplus_logistic(lr)
+        j = int(iT[i])
+        rx = r + x[i]
+        v, d_a, d_p, d_b, d_q = _row(alpha, beta, rx, s + 1.0, t_x[i], T[i], nodes, log_w)
+        sp, sig = softplus_logistic(log_s + v + rx * log_aT[j] + s * log_bT[j])
         ws = weight[i] * sig
         total += weight[i] * sp
-        grad[0] += ws * (d_p + la)
-        grad[1] += ws * (d_a + (r + x[i]) / (alpha + T[i]))
-        grad[2] += ws * (1.0 / s + d_q + lb)
-        grad[3] += ws * (d_b + s / (beta + T[i]))
-    return total, grad
+        grad[0] += ws * (d_p + log_aT[j])
+        grad[1] += ws * (d_a + rx * inv_aT[j])
+        grad[2] += ws * (1.0 / s + d_q + log_bT[j])
+        grad[3] += ws * (d_b + s * inv_bT[j])
+    return total
 
 
 @numba.njit(cache=True, error_model="numpy")
 def pareto_loglike_sum(
     r: float, alpha: float, s: float, beta: float, x: np.ndarray, t_x: np.ndarray,
-    T: np.ndarray, weight: np.ndarray, ux: np.ndarray, wx: np.ndarray, uT: np.ndarray,
-    wT: np.ndarray, xT: np.ndarray, nodes: np.ndarray, log_w: np.ndarray,
+    T: np.ndarray, weight: np.ndarray, iT: np.ndarray, ux: np.ndarray, wx: np.ndarray,
+    uT: np.ndarray, wT: np.ndarray, xT: np.ndarray, nodes: np.ndarray, log_w: np.ndarray,
 ) -> tuple[float, np.ndarray]:
     """The Pareto/NBD log-likelihood Σ weight · ℓ(x, t_x, T) and its gradient in (r, α, s, β).
 
-    The terms of :func:`cbcv.models.pareto_nbd.pareto_nbd_logp`, grouped: log Γ(r+x) once per
-    distinct x (``ux`` with summed weights ``wx``), the alive term's parts in T once per
-    distinct T (``uT``, weights ``wT``, weighted sums of x ``xT``), and the death term per row
-    (:func:`death_term_sum`)."""
-    total, grad = death_term_sum(r, alpha, s, beta, x, t_x, T, weight, nodes, log_w)
-    w_all = 0.0
-    for i in range(ux.size):
-        total += wx[i] * math.lgamma(r + ux[i])
-        grad[0] += wx[i] * digamma(r + ux[i])
-        w_all += wx[i]
-    total -= w_all * math.lgamma(r)
-    grad[0] -= w_all * digamma(r)
-    for i in range(uT.size):
-        la, lb = math.log1p(uT[i] / alpha), math.log1p(uT[i] / beta)
-        total += -r * wT[i] * la - s * wT[i] * lb - xT[i] * math.log(alpha + uT[i])
-        grad[0] -= wT[i] * la
-        grad[1] += r * wT[i] * uT[i] / (alpha * (alpha + uT[i])) - xT[i] / (alpha + uT[i])
-        grad[2] -= wT[i] * lb
-        grad[3] += s * wT[i] * uT[i] / (beta * (beta + uT[i]))
-    return total, grad
+    The terms of :func:`cbcv.models.pareto_nbd.pareto_nbd_logp`, grouped: the NBD part
+    (:func:`cbcv.models.compiled.nbd_alive_sum`: log-gammas once per distinct x, terms in T
+    once per distinct T), the survival to T, −s·log1p(T/β), once per distinct T, and the death
+    term per row (:func:`death_term_sum`)."""
+    grad = np.zeros(4)
+    total = nbd_alive_sum(r, alpha, ux, wx, uT, wT, xT, grad)
+    for j in range(uT.size):
+        l1p = math.log1p(uT[j] / beta)
+        total -= s * wT[j] * l1p
+        grad[2] -= wT[j] * l1p
+        grad[3] += s * wT[j] * uT[j] / (beta * (beta + uT[j]))
+    return total + death_term_sum(r, alpha, s, beta, x, t_x, T, weight, iT, uT, nodes, log_w, grad), grad
 
 
 def _nodes() -> tuple[np.ndarray, np.ndarray]:
@@ -298,13 +295,9 @@ def log_integral_and_jacobian(
 
 
 def loglike_data(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The data of :func:`pareto_loglike_sum` from a model's compressed arrays: x, t_x, T,
-    weight, the distinct x with their summed weights, the distinct T with their summed weights
-    and Σ weight·x, and the Gauss-Legendre nodes and log-weights of the quadrature."""
-    x, t_x, T, w = (np.asarray(arrays[k], dtype=np.float64) for k in ("x", "t_x", "T", "weight"))
-    ux, ix = np.unique(x, return_inverse=True)
-    uT, iT = np.unique(T, return_inverse=True)
-    wx = np.bincount(ix.ravel(), weights=w, minlength=len(ux))
-    wT = np.bincount(iT.ravel(), weights=w, minlength=len(uT))
-    xT = np.bincount(iT.ravel(), weights=w * x, minlength=len(uT))
-    return [x, t_x, T, w, ux, wx, uT, wT, xT, *_nodes()]
+    """The data of :func:`pareto_loglike_sum` from a model's compressed arrays
+    (:func:`cbcv.models.compiled.grouped`) and the Gauss-Legendre nodes and log-weights of the
+    quadrature."""
+    g = grouped(arrays)
+    keys = ("x", "t_x", "T", "weight", "iT", "ux", "wx", "uT", "wT", "xT")
+    return [*(g[k] for k in keys), *_nodes()]

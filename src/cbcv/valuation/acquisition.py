@@ -93,7 +93,7 @@ import xarray as xr
 
 from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
 from cbcv.errors import ConfigError, DataError
-from cbcv.models.base import Prior, SamplerSettings
+from cbcv.models.base import DEFAULT_TARGET_ACCEPT, Prior, SamplerSettings
 
 Distribution = Literal["weibull", "exponential-gamma", "weibull-gamma"]
 Likelihood = Literal["poisson", "negbin", "binomial"]
@@ -561,7 +561,7 @@ class AcquisitionModel:
                     chains=settings.chains,
                     cores=settings.cores or min(settings.chains, 2),
                     random_seed=settings.seed,
-                    target_accept=settings.target_accept or 0.9,
+                    target_accept=settings.target_accept or DEFAULT_TARGET_ACCEPT,
                     nuts_sampler=settings.nuts_sampler,
                     progressbar=settings.progressbar,
                     compute_convergence_checks=False,
