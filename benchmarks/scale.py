@@ -18,7 +18,11 @@ wrote, exactly as a scheduler would run the pipeline on a data room:
               posterior draw (:func:`cbcv.scoring.score_customers`), per-customer Parquet;
 ``value``     the bridge to value per share (:func:`cbcv.valuation.bridge.value_bridge`);
 ``render``    an HTML page of aggregates (:func:`cbcv.report.scale.scored_base_html`): no
-              per-customer data beyond an anonymised, capped top-customer table.
+              per-customer data beyond an anonymised, capped top-customer table;
+``report``    (with ``--report``; not part of end to end) the full ``cbcv report`` — all four
+              notebooks — on the simulated log with ``engine.out_of_core`` (validation,
+              audit, BG/NBD and gamma-gamma fits with holdout validation, CLV, valuation and
+              sensitivities), timed and measured like the other stages.
 
 Targets (issue "Scale"): 10M customers end to end under 15 minutes and 8 GB peak on 2 cores;
 1M under 3 minutes. End to end = load + summarise + fit + score + value + render.
@@ -45,8 +49,8 @@ sys.path.insert(0, str(HERE))
 import fit_speed as fs  # noqa: E402  (run_child, PeakRSS: the process-tree memory probe)
 
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
-STAGES = ("simulate", "load", "summarise", "fit", "score", "value", "render")
-PIPELINE = STAGES[1:]
+STAGES = ("simulate", "load", "summarise", "fit", "score", "value", "render", "report")
+PIPELINE = STAGES[1:-1]
 TARGETS = {"1m": (180.0, None), "10m": (900.0, 8 * 1024.0)}  # seconds, peak MB
 #: Simulation truth: ~10 transactions per customer over two years (acquisition in the first).
 TRUTH = {"r": 0.9, "alpha": 4.0, "a": 0.5, "b": 4.0}
@@ -71,6 +75,8 @@ class ScaleSettings:
     sampler: str = "nutpie"
     interval_draws: int = 400
     chunk_size: int = 250_000
+    #: run the full out-of-core report as a last stage
+    report: bool = False
 
 
 def stage_simulate(d: Path, s: ScaleSettings) -> dict[str, Any]:
@@ -213,9 +219,59 @@ def stage_render(d: Path, s: ScaleSettings) -> dict[str, Any]:
     return {"html_bytes": path.stat().st_size}
 
 
+#: The report stage's calibration end: half a year of holdout for the validation pages.
+REPORT_CALIBRATION_END = "2025-06-30"
+
+
+def report_config(d: Path, s: ScaleSettings) -> Path:
+    """A company config for the simulated log with ``engine.out_of_core`` (illustrative
+    financials), written into ``d``."""
+    import yaml
+
+    label = f"{s.n_customers:,}".replace(",", "_")
+    cfg = {
+        "company": {"name": f"Simulated company, {s.n_customers:,} customers (benchmark data)",
+                    "slug": f"bench-scale-{label}", "currency": "USD"},
+        "data": {"source": str(d / "transactions.parquet")},
+        "as_of": END, "calibration_end": REPORT_CALIBRATION_END, "holdout_end": END,
+        "time_unit": "week", "cohort_period": "quarter",
+        "models": ["bgnbd", "gamma_gamma"],
+        "sampler": {"method": "nuts", "draws": s.draws, "tune": s.tune, "chains": s.chains,
+                    "nuts_sampler": s.sampler},
+        "seed": s.seed,
+        "engine": {"out_of_core": True, "memory_limit": s.memory_limit, "threads": s.threads},
+        "financials": {"contribution_margin": {"dist": "normal", "mean": 0.3, "sd": 0.03},
+                       "discount_rate": 0.1, "shares_outstanding": 1_000_000, "horizon_years": 10,
+                       "assumptions_note": "illustrative figures for a simulated benchmark company"},
+    }
+    path = d / "report.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def stage_report(d: Path, s: ScaleSettings) -> dict[str, Any]:
+    import shutil
+
+    from cbcv.config import load_config
+    from cbcv.report.runner import run_report
+    from cbcv.workflow import work_folder
+
+    config = report_config(d, s)
+    work = work_folder(load_config(config))
+    try:
+        result = run_report(config, d / "reports", progress=lambda m: print(m, flush=True))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the validated copy and the per-customer scores
+    prov = json.loads(result.provenance.read_text())
+    return {"status_report": prov["status"], "seconds_by_notebook": prov["seconds_by_notebook"],
+            "diagnostics_ok": prov["diagnostics"]["ok"], "html_bytes": sum(
+                f.stat().st_size for f in result.run_dir.glob("*.html"))}
+
+
 RUNNERS = {
     "simulate": stage_simulate, "load": stage_load, "summarise": stage_summarise,
     "fit": stage_fit, "score": stage_score, "value": stage_value, "render": stage_render,
+    "report": stage_report,
 }
 
 
@@ -240,6 +296,8 @@ def run_size(label: str, s: ScaleSettings, root: Path, timeout: float) -> dict[s
     d.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
     for stage in STAGES:
+        if stage == "report" and not s.report:
+            continue
         out = d / f"{stage}.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "child", stage, "--dir", str(d),
                "--settings", json.dumps(asdict(s)), "--out", str(out)]
@@ -276,6 +334,13 @@ def report(label: str, rows: dict[str, Any]) -> list[str]:
             lines.append(f"  {m}: {means}; r_hat ≤ {fit[m]['r_hat_max']:.3f}, ESS ≥ {fit[m]['ess_bulk_min']:.0f}, "
                          f"{fit[m]['divergences']} divergences")
         lines.append(f"  truth: {TRUTH} / {SPEND}")
+    rep = rows.get("report", {})
+    if rep.get("status") == "ok":
+        nbs = ", ".join(f"{k.split('_')[0]} {v:.0f} s" for k, v in rep["seconds_by_notebook"].items())
+        lines.append(f"  cbcv report out of core: {rep['seconds']:.0f} s ({nbs}), peak {rep['peak_mb']:.0f} MB, "
+                     f"diagnostics {'ok' if rep['diagnostics_ok'] else 'FAILED'}")
+    elif rep:
+        lines.append(f"  cbcv report out of core: {rep.get('status')} {rep.get('error') or ''}")
     if label in TARGETS and len(done) == len(PIPELINE):
         secs, mb = TARGETS[label]
         lines.append(f"  target < {secs / 60:g} min: {'MET' if wall < secs else 'MISSED'}")
@@ -302,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--interval-draws", type=int, default=400)
     p.add_argument("--workdir", type=Path, default=HERE / "results" / "scale")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per stage")
+    p.add_argument("--report", action="store_true",
+                   help="also run the full cbcv report out of core on the simulated log")
     a = p.parse_args(argv)
     labels = [x.strip().lower() for x in a.sizes.split(",") if x.strip()]
     unknown = [x for x in labels if x not in SIZES]
@@ -313,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = ScaleSettings(n_customers=SIZES[label], chains=a.chains, draws=a.draws, tune=a.tune,
                           memory_limit=a.memory_limit, spend_sample=a.spend_sample,
                           interval_draws=a.interval_draws, resolution=a.resolution or None,
-                          sampler=a.sampler)
+                          sampler=a.sampler, report=a.report)
         print(f"{label}: {s}", flush=True)
         results[label] = {"settings": asdict(s), "stages": run_size(label, s, a.workdir, a.timeout)}
         lines += report(label, results[label]["stages"])

@@ -1,5 +1,6 @@
 """A company config with ``engine.out_of_core``: the log is validated to Parquet (cached across
-calls) and audited in SQL, with the same reconciliation and tables as the in-memory path."""
+calls) and audited in SQL, with the same reconciliation and tables as the in-memory path, and
+the whole report runs on it (tests/test_out_of_core_models.py checks the model steps' figures)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import yaml
 
 from cbcv.config import load_config
 from cbcv.data.load import LoadResult, ValidatedLog
-from cbcv.errors import CbcvError
-from cbcv.workflow import fit_company_models, load_company, run_audit, write_audit
+from cbcv.workflow import load_company, run_audit, write_audit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,16 +81,13 @@ def test_out_of_core_audit_equals_the_in_memory_audit(both):
     assert {p.name for p in written} >= {"reconciliation.json", "rejections.csv", "c3.csv", "deciles.csv"}
 
 
-def test_model_steps_say_they_need_the_in_memory_log(both):
-    _, _, ooc, ooc_result, _ = both
-    with pytest.raises(CbcvError, match="out_of_core"):
-        fit_company_models(ooc, ooc_result)
-
-
 @pytest.mark.slow
-def test_report_runs_the_audit_notebook_out_of_core(tmp_path):
+def test_report_runs_every_notebook_out_of_core(tmp_path):
     import json
+    import re
     import shutil
+
+    from bs4 import BeautifulSoup
 
     from cbcv.report.runner import run_report
     from cbcv.workflow import work_folder
@@ -98,22 +95,29 @@ def test_report_runs_the_audit_notebook_out_of_core(tmp_path):
     cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
     cfg["company"]["slug"] = "cdnow-out-of-core-test"
     cfg["engine"] = {"out_of_core": True, "memory_limit": "1GB"}
+    cfg["models"] = ["bgnbd", "gamma_gamma"]
+    cfg["sampler"] = {"method": "nuts", "draws": 100, "tune": 100, "chains": 2}
     config = tmp_path / "cdnow.yaml"
     config.write_text(yaml.safe_dump(cfg))
     work = work_folder(load_config(config))
-    messages: list[str] = []
     try:
-        result = run_report(config, tmp_path / "reports", progress=messages.append)
+        result = run_report(config, tmp_path / "reports", progress=lambda _m: None)
+        assert (work / "customers.parquet").is_file()  # per-customer scores stay in data/processed
     finally:
         shutil.rmtree(work, ignore_errors=True)
     prov = json.loads(result.provenance.read_text())
     assert prov["status"] == "ok"
-    assert list(prov["seconds_by_notebook"]) == ["01_customer_base_audit"]
-    assert prov["skipped_notebooks"] == [
-        "02_model_fit_and_validation", "03_customer_lifetime_value", "04_company_valuation",
+    assert list(prov["seconds_by_notebook"]) == [
+        "01_customer_base_audit", "02_model_fit_and_validation", "03_customer_lifetime_value", "04_company_valuation",
     ]
-    assert any("engine.out_of_core: skipping" in m for m in messages)
     audit = result.run_dir / "audit"
     assert (audit / "c3.csv").is_file() and (audit / "reconciliation.json").is_file()
     assert (result.run_dir / "summary" / "c3.png").is_file()
-    assert "no valuation" in result.index.read_text()
+    assert (result.run_dir / "valuation.json").is_file()
+    assert not list(result.run_dir.rglob("*.parquet"))
+    for page in result.run_dir.glob("0*.html"):
+        text = BeautifulSoup(page.read_text(), "html.parser").body.get_text(" ")
+        assert "Traceback" not in text, page.name
+        assert not re.search(r"\b0\d{4}\b", text), page.name  # no CDNOW customer id
+    model_page = (result.run_dir / "02_model_fit_and_validation.html").read_text()
+    assert "Out of core" in model_page and "Default purchase model: bgnbd" in model_page

@@ -13,6 +13,7 @@ from cbcv import predict as P
 from cbcv.errors import ConfigError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, SamplerSettings
 from cbcv.valuation import company as VC
+from cbcv.valuation.acquisition import acquisitions_from_transactions
 from cbcv.valuation.inputs import FinancialDraws
 
 BG = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)  # Fader, Hardie & Lee (2005a), CDNOW
@@ -117,14 +118,14 @@ def test_future_equity_is_zero_when_cac_equals_clv_at_acquisition() -> None:
     clv_new = 0.3 * 6.25 * 15.44 / 2.74 * P.dert(freq, new, delta=delta)[0, 0]
     fin = FinancialDraws.from_values(1, contribution_margin=0.3, discount_rate=0.1, shares_outstanding=1.0,
                                      acquisition_cost=clv_new, horizon_years=2.0)
-    tx = _acquisition_log()
-    kwargs = dict(time_unit="week", period="quarter", end="2022-12-31", settings=SamplerSettings(method="map"))
-    fe, note, acq = VC.future_equity(tx, freq, spend, fin, market=5000.0, **kwargs)
+    history = acquisitions_from_transactions(_acquisition_log(), freq="quarter", end="2022-12-31")
+    kwargs = dict(time_unit="week", period="quarter", settings=SamplerSettings(method="map"))
+    fe, note, acq = VC.future_equity(history, freq, spend, fin, market=5000.0, **kwargs)
     assert fe is not None and "acquisition model" in note
     assert fe.acquisitions.shape == (1, 8)
     assert fe.pv_clv[0] > 0
     assert fe.total[0] == pytest.approx(0.0, abs=1e-9 * fe.pv_clv[0])
-    none, why, no_acq = VC.future_equity(tx, freq, spend, fin, market=None, **kwargs)
+    none, why, no_acq = VC.future_equity(history, freq, spend, fin, market=None, **kwargs)
     assert none is None and "no market size" in why
 
 

@@ -72,6 +72,17 @@ class CLVTables:
     def _p_alive_by_mean(self) -> np.ndarray:
         raise NotImplementedError
 
+    def mean_clv_histogram(self, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+        """Customers by posterior-mean CLV: ``bins`` log-spaced bins (:func:`log_bins`) and the
+        customers in each, values outside clipped into the end bins."""
+        raise NotImplementedError
+
+    def lorenz(self) -> pd.DataFrame:
+        """Cumulative share of customers (ranked by posterior mean CLV, most valuable first),
+        ``customer_share``, against their cumulative share of the total posterior mean CLV,
+        ``clv_share``, starting at (0, 0)."""
+        raise NotImplementedError
+
     @property
     def n_draws(self) -> int:
         return int(self.total.size)
@@ -178,12 +189,42 @@ class CustomerCLV(CLVTables):
         bins = self.p_alive_counts.shape[1]
         return np.bincount(_bin_index(self.customers["p_alive_mean"].to_numpy(), bins), minlength=bins)
 
+    def lorenz(self) -> pd.DataFrame:
+        values = np.sort(self.customers["clv_mean"].to_numpy())[::-1]
+        return lorenz_frame(np.arange(values.size + 1), np.r_[0.0, np.cumsum(values)], values.size)
+
+    def mean_clv_histogram(self, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+        values = self.customers["clv_mean"].to_numpy(dtype=float)
+        positive = values[values > 0]
+        edges = log_bins(float(positive.min()) if positive.size else None, float(values.max()), bins)
+        return edges, np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
+
     def top_customers(self, n: int = 20) -> pd.DataFrame:
         """The ``n`` most valuable customers by posterior mean CLV, **without their ids**: rank,
         cohort (when known), repeat transactions ``x``, CLV mean and interval, P(alive)."""
         cols = [c for c in ("rank", "cohort", "x", "clv_mean", "clv_low", "clv_high", "p_alive_mean", "spend_mean", "dert_mean")
                 if c in self.customers]
         return self.customers.sort_values("rank").head(n)[cols].reset_index(drop=True)
+
+
+#: Smallest edge of the CLV histogram (currency units): customers below it share the first bin.
+MIN_CLV_EDGE = 0.01
+
+
+def log_bins(min_positive: float | None, max_value: float, bins: int) -> np.ndarray:
+    """``bins + 1`` log-spaced edges from the smallest positive value (at least
+    :data:`MIN_CLV_EDGE`) to the largest (at least ten times the first edge)."""
+    lo = max(min_positive if min_positive is not None else MIN_CLV_EDGE, MIN_CLV_EDGE)
+    return np.geomspace(lo, max(max_value, lo * 10), bins + 1)
+
+
+def lorenz_frame(ranks: np.ndarray, cumulative: np.ndarray, n: int) -> pd.DataFrame:
+    """The curve of :meth:`CLVTables.lorenz` from the cumulative mean CLV at some ranks."""
+    total = float(cumulative[-1])
+    return pd.DataFrame({
+        "customer_share": np.asarray(ranks, dtype=float) / n,
+        "clv_share": np.asarray(cumulative, dtype=float) / total if total > 0 else np.zeros(len(ranks)),
+    })
 
 
 def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:

@@ -119,8 +119,9 @@ class EngineSettings(_Strict):
     ``8GB``; beyond it DuckDB spills to disk) and ``threads`` cap it, ``null`` keeps DuckDB's
     defaults. ``spark`` runs the same SQL on the Spark cluster named by ``spark.master``.
     ``out_of_core`` (DuckDB): validate the log into a Parquet file under
-    ``data/processed/<company>/`` and compute the audit in SQL over it, never holding the log in
-    pandas (:func:`cbcv.workflow.validate_company`, :mod:`cbcv.audit.sql`).
+    ``data/processed/<company>/`` and run the report on it without one pandas row per
+    customer: the audit in SQL (:mod:`cbcv.audit.sql`), the fits on counted summaries, CLV
+    scored to Parquet and the valuation over distinct summaries (:mod:`cbcv.outofcore`).
     """
 
     name: Literal["duckdb", "spark"] = "duckdb"

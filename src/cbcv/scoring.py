@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 from scipy import sparse
 
 from cbcv import predict as P
-from cbcv.clv import CLVTables
+from cbcv.clv import CLVTables, log_bins, lorenz_frame
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.errors import CbcvError, DataError
 from cbcv.models.base import CLVModel
@@ -67,6 +67,8 @@ MAX_BYTES = 256 * 2**20
 #: Customers per Parquet row group / interval block.
 CUSTOMER_CHUNK = 250_000
 P_ALIVE_BINS = 10
+#: Points of the concentration (Lorenz) curve read back from the per-customer file.
+LORENZ_POINTS = 2001
 KEY = ("x", "t_x", "T")
 
 
@@ -363,6 +365,32 @@ class ScoredBase(CLVTables):
                 "n_draws": self.n_draws, "customers_file": self.path.name, **self.meta}
         files["scoring"].write_text(json.dumps(meta, indent=2, default=str))
         return files
+
+    def lorenz(self, points: int = LORENZ_POINTS) -> pd.DataFrame:
+        """As :meth:`cbcv.clv.CLVTables.lorenz`, at ``points`` evenly spaced ranks (every rank
+        for a smaller base), from a running sum in DuckDB over the Parquet file."""
+        n = self.n_customers
+        ranks = np.unique(np.linspace(0, n, min(points, n + 1)).round().astype(np.int64))
+        rel = f"read_parquet({literal(str(self.path))})"
+        with duckdb.connect() as con:
+            con.register("wanted", pd.DataFrame({"rank": ranks[ranks > 0]}))
+            cum = con.execute(
+                f"SELECT c.rank, c.cum FROM (SELECT rank, sum(clv_mean) OVER (ORDER BY rank) AS cum FROM {rel}) c "
+                "JOIN wanted USING (rank) ORDER BY c.rank"
+            ).fetchnumpy()["cum"]
+        return lorenz_frame(ranks, np.r_[0.0, np.asarray(cum, dtype=float)], n)
+
+    def mean_clv_histogram(self, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`cbcv.clv.CLVTables.mean_clv_histogram`, counted in DuckDB over the Parquet
+        file with the same comparisons against the edges as ``numpy.histogram``."""
+        rel = f"read_parquet({literal(str(self.path))})"
+        with duckdb.connect() as con:
+            lo, hi = con.execute(f"SELECT min(clv_mean) FILTER (WHERE clv_mean > 0), max(clv_mean) FROM {rel}").fetchone()
+            edges = log_bins(None if lo is None else float(lo), float(hi), bins)
+            v = f"greatest(least(clv_mean, {float(edges[-1])!r}), {float(edges[0])!r})"
+            below = ", ".join(f"count(*) FILTER (WHERE {v} < {float(e)!r})" for e in edges[1:-1])
+            cumulative = con.execute(f"SELECT {below}, count(*) FROM {rel}").fetchone()
+        return edges, np.diff(np.concatenate([[0], np.asarray(cumulative, dtype=np.int64)]))
 
     def top_customers(self, n: int = 20) -> pd.DataFrame:
         """The ``n`` most valuable customers, without their ids (read from the Parquet file)."""

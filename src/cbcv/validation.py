@@ -9,24 +9,42 @@ predictive check of the calibration frequency histogram, and LOO (Vehtari, Gelma
 Every function takes a fitted model and the calibration/holdout summary
 (:func:`cbcv.data.summary.calibration_holdout`) and returns a DataFrame or a frozen dataclass;
 predictions come from :mod:`cbcv.predict` and keep their posterior draws.
+
+The summary may also be *counted*: one row per distinct ``(x, t_x, T, x_holdout, T_holdout)``
+with a ``count`` column (:func:`cbcv.data.streaming.summary_counts`, as an out-of-core report
+builds it). Every figure is then weighted by ``count`` and equals the per-customer one, since
+customers with the same summary have the same predictions and the same pointwise likelihood
+(for LOO too: PSIS-LOO treats each observation on its own). Predictions are taken in blocks of
+at most :data:`BLOCK_ELEMENTS` draws × rows, so memory does not grow with the number of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.special import logsumexp
 
 from cbcv.data.simulate import BGNBDParams, ParetoNBDParams, simulate_summaries
-from cbcv.data.summary import unit_days
+from cbcv.data.summary import Transactions, purchase_days, unit_days
 from cbcv.errors import CbcvError
 from cbcv.models.base import CLVModel
 from cbcv.predict import expected_purchases, expected_purchases_population, p_alive
 
 INTERVAL = 0.9
+#: Largest (draws × rows) block of predictions held at once.
+BLOCK_ELEMENTS = 2**22
+#: Largest (draws × distinct rows) pointwise log-likelihood for LOO: beyond it the draws are
+#: thinned evenly (to no fewer than :data:`LOO_MIN_DRAWS`; below that LOO is not computed).
+LOO_ELEMENTS = 2**25
+LOO_MIN_DRAWS = 200
+#: Customers simulated per replicated data set by :func:`frequency_ppc`; a larger (counted)
+#: base is checked on a seeded random sample of this many customers.
+PPC_CUSTOMERS = 200_000
 
 
 def _interval(draws: np.ndarray, prob: float = INTERVAL) -> tuple[float, float]:
@@ -38,6 +56,44 @@ def _require(cal_hold: pd.DataFrame, cols: tuple[str, ...]) -> None:
     missing = [c for c in cols if c not in cal_hold]
     if missing:
         raise CbcvError(f"holdout validation needs columns {missing} (use calibration_holdout)")
+
+
+def customer_weights(cal_hold: pd.DataFrame) -> np.ndarray:
+    """Customers each row stands for: the ``count`` column of a counted summary, else 1."""
+    if "count" in cal_hold:
+        return cal_hold["count"].to_numpy(dtype=float)
+    return np.ones(len(cal_hold))
+
+
+def _n_draws(model: CLVModel, max_draws: int | None) -> int:
+    n = len(next(iter(model.draws().values())))
+    return n if max_draws is None else min(n, max_draws)
+
+
+def _blocks(n_rows: int, n_draws: int) -> list[slice]:
+    step = max(1, BLOCK_ELEMENTS // max(n_draws, 1))
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+def _grouped_predictions(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    cal_hold: pd.DataFrame,
+    groups: np.ndarray,
+    n_groups: int,
+    n_draws: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(draws, n_groups)`` count-weighted sums of ``predict`` over each group's rows, and each
+    row's posterior mean, computed block by block."""
+    w = customer_weights(cal_hold)
+    sums = np.zeros((n_draws, n_groups))
+    means = np.empty(len(cal_hold))
+    for rows in _blocks(len(cal_hold), n_draws):
+        pred = predict(cal_hold.iloc[rows])
+        k = rows.stop - rows.start
+        onehot = sparse.csr_matrix((w[rows], (np.arange(k), groups[rows])), shape=(k, n_groups))
+        sums += np.asarray((onehot.T @ pred.T).T)
+        means[rows] = pred.mean(axis=0)
+    return sums, means
 
 
 @dataclass(frozen=True)
@@ -68,12 +124,26 @@ class HoldoutTotals:
         }
 
 
-def holdout_totals(model: CLVModel, cal_hold: pd.DataFrame, max_draws: int = 1000) -> HoldoutTotals:
-    """Total expected holdout repeat transactions per posterior draw against the actual total."""
+def _holdout_predictions(
+    model: CLVModel, cal_hold: pd.DataFrame, groups: np.ndarray, n_groups: int, max_draws: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected holdout transactions: per-draw weighted sums by group and per-row means."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout", "T_holdout"))
     t = float(cal_hold["T_holdout"].iloc[0])
-    per = expected_purchases(model, t, cal_hold, max_draws=max_draws)
-    return HoldoutTotals(model.name, float(cal_hold["x_holdout"].sum()), per.sum(axis=1))
+    return _grouped_predictions(
+        lambda rows: expected_purchases(model, t, rows, max_draws=max_draws),
+        cal_hold, groups, n_groups, _n_draws(model, max_draws),
+    )
+
+
+def _actual_total(cal_hold: pd.DataFrame) -> float:
+    return float(customer_weights(cal_hold) @ cal_hold["x_holdout"].to_numpy(dtype=float))
+
+
+def holdout_totals(model: CLVModel, cal_hold: pd.DataFrame, max_draws: int = 1000) -> HoldoutTotals:
+    """Total expected holdout repeat transactions per posterior draw against the actual total."""
+    sums, _ = _holdout_predictions(model, cal_hold, np.zeros(len(cal_hold), dtype=np.int64), 1, max_draws)
+    return HoldoutTotals(model.name, _actual_total(cal_hold), sums[:, 0])
 
 
 def conditional_expectations(
@@ -82,22 +152,22 @@ def conditional_expectations(
     """Mean holdout transactions by calibration frequency x = 0, 1, …, ``max_x``+ : actual and
     predicted (posterior mean and 90% interval of the group mean) — Fader, Hardie & Lee (2005),
     Figure 4."""
-    _require(cal_hold, ("x", "t_x", "T", "x_holdout", "T_holdout"))
-    t = float(cal_hold["T_holdout"].iloc[0])
-    pred = expected_purchases(model, t, cal_hold, max_draws=max_draws)
-    group = np.minimum(cal_hold["x"].to_numpy(dtype=int), max_x)
+    group = np.minimum(cal_hold["x"].to_numpy(dtype=np.int64), max_x)
+    sums, _ = _holdout_predictions(model, cal_hold, group, max_x + 1, max_draws)
+    w = customer_weights(cal_hold)
+    customers = np.bincount(group, weights=w, minlength=max_x + 1)
+    actual = np.bincount(group, weights=w * cal_hold["x_holdout"].to_numpy(dtype=float), minlength=max_x + 1)
     rows = []
     for g in range(max_x + 1):
-        mask = group == g
-        if not mask.any():
+        if customers[g] == 0:
             continue
-        means = pred[:, mask].mean(axis=1)
+        means = sums[:, g] / customers[g]
         lo, hi = _interval(means)
         rows.append(
             {
                 "x": f"{g}+" if g == max_x else str(g),
-                "customers": int(mask.sum()),
-                "actual": float(cal_hold["x_holdout"].to_numpy()[mask].mean()),
+                "customers": int(round(customers[g])),
+                "actual": float(actual[g] / customers[g]),
                 "predicted": float(means.mean()),
                 "predicted_low": lo,
                 "predicted_high": hi,
@@ -108,38 +178,38 @@ def conditional_expectations(
 
 def tracking(
     model: CLVModel,
-    transactions: pd.DataFrame,
-    cal_hold: pd.DataFrame,
+    transactions: Transactions,
     *,
     calibration_end: str | pd.Timestamp,
     holdout_end: str | pd.Timestamp,
     time_unit: str = "week",
     max_draws: int = 200,
+    memory_limit: str | None = None,
 ) -> pd.DataFrame:
     """Cumulative repeat transactions per period, actual against expected, over calibration and
-    holdout (Fader, Hardie & Lee 2005, Figure 2). The expectation sums, over customers, the
-    population mean E[X(t − t_i)] since each customer's first purchase t_i."""
-    from cbcv.data.transactions import to_daily
-
+    holdout (Fader, Hardie & Lee 2005, Figure 2), for the customers acquired by
+    ``calibration_end``. ``transactions``: the validated log, a DataFrame or a Parquet file
+    (counted by date in DuckDB, :func:`cbcv.data.summary.purchase_days`, out of core). The
+    expectation sums, over customers, the population mean E[X(t − t_i)] since each customer's
+    first purchase t_i."""
     days = unit_days(time_unit)
-    first = pd.to_datetime(cal_hold["first_purchase"]).to_numpy()
-    start = first.min()
+    by_date = purchase_days(transactions, calibration_end=calibration_end, memory_limit=memory_limit)
+    dates = by_date["date"].to_numpy(dtype="datetime64[ns]")
+    acquired = by_date["new_customers"].to_numpy(dtype=float)
+    first_dates = dates[acquired > 0]
+    start = first_dates.min()
     end = pd.Timestamp(holdout_end)
     n_periods = int(np.ceil(((end - start) / pd.Timedelta(days=1) + 1) / days))
     edges = start + pd.to_timedelta(np.arange(1, n_periods + 1) * days, unit="D")
-    t_i = (first - start) / np.timedelta64(1, "D") / days  # acquisition time in units
+    # repeat transactions dated before each period's end (the next period's start)
+    cumulative = np.concatenate([[0.0], np.cumsum(by_date["repeat_days"].to_numpy(dtype=float))])
+    actual = cumulative[np.searchsorted(dates, edges.to_numpy(), side="left")]
 
-    daily = to_daily(transactions)
-    daily = daily[daily["customer_id"].isin(set(cal_hold["customer_id"].astype(str)))]
-    firsts = daily.groupby("customer_id")["date"].transform("min")
-    repeat_dates = daily.loc[daily["date"] > firsts, "date"].to_numpy()
-    actual = np.searchsorted(np.sort(repeat_dates), edges.to_numpy(), side="left")
-
-    # expected: unique acquisition times, weighted, to keep it cheap
-    t_unique, counts = np.unique(t_i, return_counts=True)
+    # expected: one term per acquisition date, weighted by its customers
+    t_unique = (first_dates - start) / np.timedelta64(1, "D") / days
+    counts = acquired[acquired > 0]
     period_ends = np.arange(1, n_periods + 1, dtype=float)
-    age = period_ends[:, None] - t_unique[None, :]  # (periods, cohorts)
-    ages = np.clip(age, 0.0, None)
+    ages = np.clip(period_ends[:, None] - t_unique[None, :], 0.0, None)  # (periods, cohorts)
     flat = expected_purchases_population(model, ages.ravel(), max_draws=max_draws)  # (draws, n)
     expected = (flat.reshape(flat.shape[0], *ages.shape) * counts[None, None, :]).sum(axis=2)
     lo, hi = np.quantile(expected, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
@@ -148,7 +218,7 @@ def tracking(
         {
             "period": np.arange(1, n_periods + 1),
             "period_end": edges - pd.Timedelta(days=1),
-            "actual": actual.astype(float),
+            "actual": actual,
             "expected": expected.mean(axis=0),
             "expected_low": lo,
             "expected_high": hi,
@@ -164,20 +234,24 @@ def p_alive_calibration(model: CLVModel, cal_hold: pd.DataFrame, bins: int = 10)
     customer happens not to buy). On CDNOW, BG/NBD's low-P(alive) bins hold frequent buyers with
     a long silence, many of whom buy again: the table shows where P(alive) is too pessimistic."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout"))
-    pa = p_alive(model, cal_hold).mean(axis=0)
+    zeros = np.zeros(len(cal_hold), dtype=np.int64)
+    _, pa = _grouped_predictions(lambda rows: p_alive(model, rows), cal_hold, zeros, 1, _n_draws(model, None))
     edges = np.linspace(0.0, 1.0, bins + 1)
     group = np.clip(np.digitize(pa, edges[1:-1]), 0, bins - 1)
-    active = cal_hold["x_holdout"].to_numpy() > 0
+    w = customer_weights(cal_hold)
+    active = (cal_hold["x_holdout"].to_numpy() > 0).astype(float)
+    customers = np.bincount(group, weights=w, minlength=bins)
+    sum_pa = np.bincount(group, weights=w * pa, minlength=bins)
+    sum_active = np.bincount(group, weights=w * active, minlength=bins)
     rows = []
     for g in range(bins):
-        m = group == g
-        if m.any():
+        if customers[g] > 0:
             rows.append(
                 {
                     "p_alive_bin": f"{edges[g]:.1f}–{edges[g + 1]:.1f}",
-                    "customers": int(m.sum()),
-                    "mean_p_alive": float(pa[m].mean()),
-                    "share_active_in_holdout": float(active[m].mean()),
+                    "customers": int(round(customers[g])),
+                    "mean_p_alive": float(sum_pa[g] / customers[g]),
+                    "share_active_in_holdout": float(sum_active[g] / customers[g]),
                 }
             )
     return pd.DataFrame(rows)
@@ -188,14 +262,22 @@ def frequency_ppc(
 ) -> pd.DataFrame:
     """Posterior predictive check of the calibration repeat-frequency histogram: customers with
     x = 0, 1, …, ``max_x``+ observed, against replicated data sets simulated from ``n_draws``
-    posterior draws with each customer's own T."""
+    posterior draws with each customer's own T. A counted base of more than
+    :data:`PPC_CUSTOMERS` customers is checked on a seeded random sample of that many
+    (``attrs["sampled"]`` is then True)."""
     if model.name not in ("bgnbd", "pareto_nbd"):
         raise CbcvError(f"frequency_ppc: no simulator for model {model.name!r}")
     post = model.draws()
     rng = np.random.default_rng(seed)
     n_total = len(next(iter(post.values())))
     idx = rng.choice(n_total, size=min(n_draws, n_total), replace=False)
-    T = cal_hold["T"].to_numpy(dtype=float)
+    w = customer_weights(cal_hold)
+    sampled = w.sum() > PPC_CUSTOMERS
+    times = np.rint(w).astype(np.int64)
+    if sampled:  # customers drawn without replacement, so each row gives at most its count
+        times = rng.multivariate_hypergeometric(times, PPC_CUSTOMERS)
+    T = np.repeat(cal_hold["T"].to_numpy(dtype=float), times)
+    x_observed = np.repeat(cal_hold["x"].to_numpy(dtype=np.int64), times)
     counts = np.zeros((len(idx), max_x + 1))
     for k, i in enumerate(idx):
         if model.name == "bgnbd":
@@ -206,9 +288,9 @@ def frequency_ppc(
             params = ParetoNBDParams(r=post["r"][i], alpha=post["alpha"][i], s=post["s"][i], beta=post["beta"][i])
         sim = simulate_summaries(params, len(T), T, seed=int(seed * 100_003 + k))
         counts[k] = np.bincount(np.minimum(sim["x"].to_numpy(dtype=int), max_x), minlength=max_x + 1)
-    observed = np.bincount(np.minimum(cal_hold["x"].to_numpy(dtype=int), max_x), minlength=max_x + 1)
+    observed = np.bincount(np.minimum(x_observed, max_x), minlength=max_x + 1)
     lo, hi = np.quantile(counts, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "x": [str(i) if i < max_x else f"{max_x}+" for i in range(max_x + 1)],
             "observed": observed.astype(float),
@@ -217,33 +299,65 @@ def frequency_ppc(
             "replicated_high": hi,
         }
     )
+    out.attrs["sampled"] = bool(sampled)
+    return out
+
+
+def weighted_loo(model: CLVModel, max_elements: int = LOO_ELEMENTS) -> dict[str, float] | None:
+    """PSIS-LOO (Vehtari, Gelman & Gabry 2017) of a sampled fit over its customers, computed
+    once per distinct row of the data it was fitted on and weighted by the row's customers:
+    ``elpd_loo``, its standard error ``se`` (√n × the population sd of the pointwise elpd, as
+    ArviZ), ``p_loo`` and the ``draws`` used. Equal to ``az.loo`` on the per-customer
+    log-likelihood. Draws are thinned evenly so that draws × rows stays within
+    ``max_elements``; ``None`` when that leaves fewer than :data:`LOO_MIN_DRAWS`."""
+    if model.arrays is None or model.idata is None:
+        raise CbcvError(f"{model.name}: LOO needs the data the model was fitted on")
+    post = model.idata.posterior
+    rows, total = len(model.arrays["weight"]), post.sizes["chain"] * post.sizes["draw"]
+    keep = min(post.sizes["draw"], max_elements // (rows * post.sizes["chain"]))
+    if keep * post.sizes["chain"] < min(LOO_MIN_DRAWS, total):
+        return None
+    if keep < post.sizes["draw"]:
+        post = post.isel(draw=np.linspace(0, post.sizes["draw"] - 1, keep).round().astype(int))
+    ll = model.log_likelihood(az.InferenceData(posterior=post), expand=False)
+    w = np.asarray(model.arrays["weight"], dtype=float)
+    loo = az.loo(az.InferenceData(posterior=post, log_likelihood=ll.to_dataset(name="obs")), pointwise=True)
+    elpd_i = np.asarray(loo.loo_i, dtype=float)
+    values = ll.values.reshape(-1, ll.shape[-1])
+    lppd_i = logsumexp(values, axis=0) - np.log(values.shape[0])
+    n = w.sum()
+    elpd = float(w @ elpd_i)
+    var = float(w @ (elpd_i - elpd / n) ** 2) / n
+    return {"elpd_loo": elpd, "se": float(np.sqrt(n * var)), "p_loo": float(w @ (lppd_i - elpd_i)),
+            "draws": int(ll.shape[0] * ll.shape[1])}
 
 
 def compare_models(models: Mapping[str, CLVModel], cal_hold: pd.DataFrame) -> pd.DataFrame:
     """One row per model: holdout total error, per-customer mean absolute error of holdout
-    transactions, and LOO (elpd, its standard error, p_loo) where the fit was sampled."""
+    transactions, and LOO (elpd, its standard error, p_loo; :func:`weighted_loo`) where the fit
+    was sampled."""
     rows = []
+    w = customer_weights(cal_hold)
+    actual = cal_hold["x_holdout"].to_numpy(dtype=float) if "x_holdout" in cal_hold else None
     for name, model in models.items():
-        totals = holdout_totals(model, cal_hold)
-        t = float(cal_hold["T_holdout"].iloc[0])
-        per_customer = expected_purchases(model, t, cal_hold).mean(axis=0)
-        mae = float(np.abs(per_customer - cal_hold["x_holdout"].to_numpy()).mean())
+        sums, per_row = _holdout_predictions(model, cal_hold, np.zeros(len(cal_hold), dtype=np.int64), 1, 1000)
+        totals = HoldoutTotals(model.name, _actual_total(cal_hold), sums[:, 0])
+        assert actual is not None
         row = {
             "model": name,
             "holdout_actual": totals.actual,
             "holdout_predicted": totals.mean,
             "holdout_error_pct": totals.error_pct,
-            "mae_per_customer": mae,
+            "mae_per_customer": float(w @ np.abs(per_row - actual) / w.sum()),
             "elpd_loo": np.nan,
             "elpd_loo_se": np.nan,
             "p_loo": np.nan,
         }
         idata = model.idata
         if idata is not None and idata.attrs.get("method") == "nuts":
-            ll = model.log_likelihood()
-            loo_data = az.InferenceData(posterior=idata.posterior, log_likelihood=ll.to_dataset(name="obs"))
-            loo = az.loo(loo_data)
-            row.update({"elpd_loo": float(loo.elpd_loo), "elpd_loo_se": float(loo.se), "p_loo": float(loo.p_loo)})
+            loo = weighted_loo(model)
+            if loo is not None:
+                row.update({"elpd_loo": loo["elpd_loo"], "elpd_loo_se": loo["se"], "p_loo": loo["p_loo"]})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -289,16 +289,18 @@ def diagnostics_verdict(
 
 def save_fit(model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict[str, Any]) -> list[Path]:
     """Write ``fit.json`` and ``posterior.nc`` (the posterior, with the summary it was fitted on
-    as ``constant_data`` and ``meta`` in the attributes)."""
+    as ``constant_data``, by customer id, or by row for a counted summary, and ``meta`` in the
+    attributes)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     idata = model.idata
     assert idata is not None
-    cols = [c for c in ("x", "t_x", "T", "mean_repeat_spend", "total_spend") if c in summary]
-    data = xr.Dataset(
-        {c: ("customer", summary[c].to_numpy(dtype=float)) for c in cols},
-        coords={"customer": summary["customer_id"].astype(str).to_numpy()},
-    )
+    cols = [c for c in ("x", "t_x", "T", "mean_repeat_spend", "total_spend", "count") if c in summary]
+    if "customer_id" in summary:
+        dim, labels = "customer", summary["customer_id"].astype(str).to_numpy()
+    else:  # a counted summary or a sample (out of core): rows, not customer ids
+        dim, labels = "row", np.arange(len(summary))
+    data = xr.Dataset({c: (dim, summary[c].to_numpy(dtype=float)) for c in cols}, coords={dim: labels})
     if "constant_data" in idata.groups():
         del idata.constant_data
     idata.add_groups({"constant_data": data})
@@ -312,7 +314,8 @@ def save_fit(model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict
 
 @dataclass(frozen=True)
 class CompanyFits:
-    """The calibration(/holdout) summary of a company and its fitted models, by name."""
+    """The calibration(/holdout) summary of a company (per customer, or counted out of core)
+    and its fitted models, by name."""
 
     summary: pd.DataFrame
     models: dict[str, CLVModel]
@@ -321,35 +324,61 @@ class CompanyFits:
     def frequency_models(self) -> dict[str, CLVModel]:
         return {k: v for k, v in self.models.items() if k in FREQUENCY_MODELS}
 
+    @property
+    def n_customers(self) -> int:
+        """Customers in the summary (the sum of ``count`` for a counted summary)."""
+        if "count" in self.summary:
+            return int(self.summary["count"].sum())
+        return len(self.summary)
 
-def company_summary(loaded: LoadedConfig, result: LoadResult) -> pd.DataFrame:
+
+def company_summary(loaded: LoadedConfig, result: LoadResult | ValidatedLog) -> pd.DataFrame:
     """Per-customer calibration summary, with holdout columns when the config has a holdout, on
-    the engine the config chooses (``engine.name``: DuckDB by default, or Spark)."""
+    the engine the config chooses (``engine.name``: DuckDB by default, or Spark). For a log
+    validated out of core, the counted summary instead (one row per distinct summary with its
+    ``count``; :func:`cbcv.outofcore.company_summaries`)."""
     cfg = loaded.config
     if isinstance(result, ValidatedLog):
-        raise CbcvError(
-            f"{loaded.path.name}: engine.out_of_core: the audit runs out of core, but the report's "
-            "model, CLV and valuation steps still need the log in memory; for bases too large for "
-            "that, fit on summary counts and score with cbcv.scoring (README, 'Large customer bases')"
-        )
+        from cbcv.outofcore import company_summaries
+
+        return company_summaries(loaded, result).counts
     return summaries_for_engine(
         cfg.engine, result.transactions, calibration_end=cfg.calibration_end,
         holdout_end=cfg.holdout_end, time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
     )
 
 
-def fit_company_models(
-    loaded: LoadedConfig, result: LoadResult, out: str | Path | None = None, progress: Any = None
-) -> CompanyFits:
-    """Fit every model the config names (summary-based ones) with its sampler settings and seed;
-    with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``."""
+def sampler_settings(loaded: LoadedConfig) -> SamplerSettings:
+    """The config's sampler section and seed as :class:`SamplerSettings`."""
     cfg = loaded.config
-    summary = company_summary(loaded, result)
     s = cfg.sampler
-    settings = SamplerSettings(
+    return SamplerSettings(
         method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores,
         seed=cfg.seed, target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
     )
+
+
+def fit_company_models(
+    loaded: LoadedConfig, result: LoadResult | ValidatedLog, out: str | Path | None = None, progress: Any = None
+) -> CompanyFits:
+    """Fit every model the config names (summary-based ones) with its sampler settings and seed;
+    with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``.
+
+    Out of core (a :class:`ValidatedLog`), the frequency models fit the counted summary (the
+    same likelihood) and gamma-gamma a seeded sample of at most
+    :data:`cbcv.outofcore.SPEND_SAMPLE` repeat buyers (all of them when there are fewer)."""
+    cfg = loaded.config
+    settings = sampler_settings(loaded)
+    spend_data: pd.DataFrame | None = None
+    if isinstance(result, ValidatedLog):
+        from cbcv.outofcore import company_summaries, spend_sample
+
+        base = company_summaries(loaded, result)
+        summary = base.counts
+        if "gamma_gamma" in cfg.models:
+            spend_data = spend_sample(base, cfg.seed, memory_limit=cfg.engine.memory_limit)
+    else:
+        summary = company_summary(loaded, result)
     models: dict[str, CLVModel] = {}
     records: dict[str, dict[str, Any]] = {}
     meta = {
@@ -360,13 +389,35 @@ def fit_company_models(
         if name not in SUMMARY_MODELS:
             continue
         if progress:
-            progress(f"fitting {name} ({s.method}) ...")
-        model = fit_summary_model(summary, name, settings)
+            progress(f"fitting {name} ({settings.method}) ...")
+        data = spend_data if name == "gamma_gamma" and spend_data is not None else summary
+        model = fit_summary_model(data, name, settings)
+        if data is spend_data:
+            model.idata.attrs["repeat_buyers"] = int(data.attrs["repeat_buyers"])
         models[name] = model
         records[name] = fit_record(model)
         if out is not None:
-            save_fit(model, summary, Path(out) / name, meta)
+            save_fit(model, data, Path(out) / name, meta)
     return CompanyFits(summary=summary, models=models, records=records)
+
+
+def company_tracking(
+    loaded: LoadedConfig, result: LoadResult | ValidatedLog, models: dict[str, CLVModel]
+) -> dict[str, pd.DataFrame]:
+    """The cumulative tracking table (:func:`cbcv.validation.tracking`) of each frequency model
+    over the config's calibration and holdout periods; a log validated out of core is counted
+    in DuckDB from its Parquet file."""
+    from cbcv import validation as V
+
+    cfg = loaded.config
+    if cfg.holdout_end is None:
+        raise CbcvError(f"{loaded.path.name}: tracking needs holdout_end")
+    source = result.accepted if isinstance(result, ValidatedLog) else result.transactions
+    return {
+        n: V.tracking(m, source, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
+                      time_unit=cfg.time_unit, memory_limit=cfg.engine.memory_limit)
+        for n, m in models.items() if n in FREQUENCY_MODELS
+    }
 
 
 def parameter_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -111,10 +111,12 @@ def summary_counts(
     *,
     where: str | None = None,
     resolution: float | None = None,
+    sums: Sequence[str] = (),
     memory_limit: str | None = None,
 ) -> pd.DataFrame:
     """Customers per distinct value of ``columns`` in a summary Parquet file: the ``columns``
-    plus ``count`` (int64), sorted by ``columns``. ``where`` is an optional SQL filter on the
+    plus ``count`` (int64), sorted by ``columns``; each of ``sums`` (other columns of the file)
+    adds ``<column>_sum``, its sum over the group's customers with missing values as 0. ``where`` is an optional SQL filter on the
     file's columns (e.g. ``"x > 0"``). The frequency models fit this frame exactly as they
     would fit the per-customer summary (their likelihood is a sum over customers).
 
@@ -136,10 +138,12 @@ def summary_counts(
         f"round({ident(c)} / {q!r}) * {q!r} AS {ident(c)}" if c in rounded else ident(c)
         for c in columns
     )
+    select += "".join(f", {ident(c)}" for c in sums)
+    totals = "".join(f", coalesce(sum({ident(c)}), 0) AS {ident(c + '_sum')}" for c in sums)
     with scratch_connection(memory_limit=memory_limit) as con:
         try:
             out = con.execute(
-                f"SELECT {cols}, count(*) AS count FROM (SELECT {select} FROM {relation} {filt}) "
+                f"SELECT {cols}, count(*) AS count{totals} FROM (SELECT {select} FROM {relation} {filt}) "
                 f"GROUP BY {cols} ORDER BY {cols}"
             ).df()
             exact = None
@@ -179,7 +183,7 @@ def sample_rows(
         try:
             out = con.execute(
                 f"SELECT {cols} FROM (SELECT * FROM {rel} {filt}) "
-                f"ORDER BY hash(file_row_number + {int(seed)} * 1000003), file_row_number "
+                f"ORDER BY hash(file_row_number + CAST({int(seed)} AS BIGINT) * 1000003), file_row_number "
                 f"LIMIT {int(n)}"
             ).df()
         except duckdb.Error as exc:

@@ -352,3 +352,31 @@ def summary_frame(out: pd.DataFrame, name: str, end: date | None, *, holdout: bo
         frame["spend_holdout"] = out["spend_holdout"].astype("float64")
         frame["T_holdout"] = out["T_holdout"].astype("float64")
     return frame.reset_index(drop=True)
+
+
+def purchase_days(
+    transactions: Transactions, *, calibration_end: Any, memory_limit: str | None = None
+) -> pd.DataFrame:
+    """Purchase occasions by date of the customers acquired on or before ``calibration_end``
+    (a DataFrame or a validated Parquet log; counted in DuckDB, out of core): ``date``,
+    ``new_customers`` (first purchases that day) and ``repeat_days`` (their later customer-days),
+    one row per date with either, sorted by date. The daily series behind the tracking plot."""
+    end = _required_day(calibration_end, "calibration_end")
+    with scratch_connection(memory_limit=memory_limit) as con:
+        name = _register(con, transactions)
+        try:
+            out = con.execute(
+                f"WITH d AS ({daily_sql('tx')}), "
+                "f AS (SELECT customer_id, min(date) AS first FROM d GROUP BY customer_id) "
+                "SELECT d.date, sum(CAST(d.date = f.first AS BIGINT)) AS new_customers, "
+                "sum(CAST(d.date > f.first AS BIGINT)) AS repeat_days "
+                f"FROM d JOIN f USING (customer_id) WHERE f.first <= DATE {literal(end.isoformat())} "
+                "GROUP BY d.date ORDER BY d.date"
+            ).df()
+        except duckdb.Error as exc:
+            raise DataError(f"{name}: cannot count purchase days ({first_line(exc)})") from exc
+    if out.empty:
+        raise DataError(f"{name}: no customer made a purchase on or before calibration_end {end.isoformat()}")
+    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[ns]")
+    out[["new_customers", "repeat_days"]] = out[["new_customers", "repeat_days"]].astype("int64")
+    return out

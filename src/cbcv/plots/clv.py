@@ -2,7 +2,8 @@
 and of the base's total, the P(alive) histogram, CLV by group (cohort, value decile, any
 attribute) and the concentration of equity (Lorenz curve).
 
-Every function takes a :class:`cbcv.clv.CustomerCLV` or one of its tables and returns a
+Every function takes a :class:`cbcv.clv.CustomerCLV` (or the out-of-core
+:class:`cbcv.scoring.ScoredBase`) or one of its tables and returns a
 :class:`matplotlib.figure.Figure` built without pyplot in the house style; single-panel
 functions accept ``ax``. Intervals are the result's equal-tailed credible intervals.
 """
@@ -14,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cbcv.clv import CustomerCLV
+from cbcv.clv import CLVTables
 from cbcv.plots.style import COLORS, money_formatter, new_figure, percent_axis, style_context
 from cbcv.valuation.inputs import draw_stats
 
@@ -30,18 +31,15 @@ def _label(text: str, currency: str | None) -> str:
 
 
 def plot_clv_distribution(
-    clv: CustomerCLV, *, currency: str | None = None, bins: int = 40, title: str | None = None
+    clv: CLVTables, *, currency: str | None = None, bins: int = 40, title: str | None = None
 ) -> Figure:
     """Two panels: the histogram of customers' posterior-mean CLV (log-spaced bins; customers
     with a CLV below one cent are counted in the first bin), and the posterior of the base's
     total CLV with its median and credible interval."""
     with style_context():
         fig, (left, right) = new_figure("wide", ncols=2)
-        values = clv.customers["clv_mean"].to_numpy()
-        lo = max(float(values[values > 0].min()) if (values > 0).any() else 0.01, 0.01)
-        hi = max(float(values.max()), lo * 10)
-        edges = np.geomspace(lo, hi, bins + 1)
-        left.hist(np.clip(values, lo, hi), bins=edges, color=COLORS["primary"])
+        edges, counts = clv.mean_clv_histogram(bins)
+        left.hist(edges[:-1], bins=edges, weights=counts, color=COLORS["primary"])
         left.set_xscale("log")
         left.xaxis.set_major_formatter(money_formatter())
         left.set_xlabel(_label("posterior mean CLV per customer", currency))
@@ -113,19 +111,13 @@ def plot_clv_by_group(
     return fig
 
 
-def lorenz_data(clv: CustomerCLV) -> pd.DataFrame:
+def lorenz_data(clv: CLVTables) -> pd.DataFrame:
     """Cumulative share of customers (ranked by posterior mean CLV, most valuable first) against
-    their cumulative share of the total posterior mean CLV."""
-    values = np.sort(clv.customers["clv_mean"].to_numpy())[::-1]
-    total = values.sum()
-    n = values.size
-    return pd.DataFrame({
-        "customer_share": np.r_[0.0, np.arange(1, n + 1) / n],
-        "clv_share": np.r_[0.0, np.cumsum(values) / total if total > 0 else np.zeros(n)],
-    })
+    their cumulative share of the total posterior mean CLV (:meth:`cbcv.clv.CLVTables.lorenz`)."""
+    return clv.lorenz()
 
 
-def plot_concentration(clv: CustomerCLV, *, ax: Axes | None = None, title: str | None = "Concentration of customer equity") -> Figure:
+def plot_concentration(clv: CLVTables, *, ax: Axes | None = None, title: str | None = "Concentration of customer equity") -> Figure:
     """The Lorenz-type curve of :func:`lorenz_data`, with the share held by the top 1% and 10%
     (posterior mean and credible interval, from :meth:`CustomerCLV.concentration`) marked."""
     with style_context():

@@ -43,10 +43,6 @@ SECTION_TITLES = {
     "04_company_valuation": "4. Company valuation",
 }
 
-#: The notebooks that run on an out-of-core log (``engine.out_of_core``); the model, CLV and
-#: valuation notebooks still need the log in memory and are skipped for such a config.
-OUT_OF_CORE_NOTEBOOKS = ("01_customer_base_audit",)
-
 Progress = Callable[[str], None]
 
 
@@ -133,10 +129,6 @@ def run_report(
     loaded = load_config(config_path)
     cfg = loaded.config
     names = list(notebooks or cfg.report.notebooks)
-    skipped: list[str] = []
-    if cfg.engine.out_of_core and notebooks is None:
-        skipped = [n for n in names if n not in OUT_OF_CORE_NOTEBOOKS]
-        names = [n for n in names if n in OUT_OF_CORE_NOTEBOOKS]
     nb_dir = notebooks_dir()
     missing = [n for n in names if not (nb_dir / f"{n}.ipynb").is_file()]
     if missing:
@@ -144,8 +136,6 @@ def run_report(
 
     run_dir = new_run_dir(out, cfg.company.folder, t0)
     progress(f"cbcv report: {cfg.company.name} -> {run_dir}")
-    if skipped:
-        progress(f"cbcv report: engine.out_of_core: skipping {', '.join(skipped)} (they need the log in memory)")
     (run_dir / "config.yaml").write_text(loaded.path.read_text(encoding="utf-8"), encoding="utf-8")
     kernel = ensure_kernel()
     fingerprint = input_fingerprint(loaded)
@@ -193,7 +183,6 @@ def run_report(
         "started_utc": t0.isoformat(timespec="seconds"),
         "seconds_total": round(time.perf_counter() - started, 2),
         "seconds_by_notebook": timings,
-        "skipped_notebooks": skipped,
         "input": fingerprint,
         "config_file": loaded.path.name,
         "config": cfg.model_dump(mode="json"),

@@ -953,7 +953,6 @@ def acquisitions_from_transactions(
         raise DataError(
             f"acquisition: transactions lack column(s) {missing}; expected {list(TRANSACTION_COLUMNS)}"
         )
-    code = _PERIOD_FREQ[freq]
     daily = to_daily(transactions)
     if daily.empty:
         raise DataError("acquisition: the transactions hold no purchase")
@@ -963,12 +962,30 @@ def acquisitions_from_transactions(
         else pd.Timestamp(transactions["date"].max()).normalize()
     )
     first = daily.groupby("customer_id", sort=False)["date"].min()
-    first = first[first <= last_date]
-    if first.empty:
+    return acquisitions_from_first_purchases(
+        first.value_counts(), freq=freq, end=last_date, complete_periods_only=complete_periods_only
+    )
+
+
+def acquisitions_from_first_purchases(
+    first: pd.Series, *, freq: Frequency = "quarter", end: Any, complete_periods_only: bool = True
+) -> pd.DataFrame:
+    """New customers per period from first-purchase dates: ``first`` maps each date (its index)
+    to the customers who first bought that day, as counted out of core from a summary file
+    (:func:`cbcv.data.streaming.summary_counts` on ``first_purchase``). Periods run from the first
+    acquisition to ``end``, as :func:`acquisitions_from_transactions`."""
+    if freq not in _PERIOD_FREQ:
+        raise ConfigError(f"acquisition: freq must be one of {list(_PERIOD_FREQ)}, got {freq!r}")
+    code = _PERIOD_FREQ[freq]
+    last_date = pd.Timestamp(end).normalize()
+    dates = pd.to_datetime(pd.Series(first.index, dtype="datetime64[ns]"))
+    n = pd.Series(np.asarray(first, dtype=np.int64), index=dates.to_numpy())
+    n = n[n.index <= last_date]
+    if n.sum() == 0:
         raise DataError(f"acquisition: no customer acquired on or before {last_date.date()}")
-    counts = first.dt.to_period(code).value_counts()
+    counts = n.groupby(n.index.to_period(code)).sum()
     last_period = last_date.to_period(code)
-    if complete_periods_only and last_date.normalize() < last_period.end_time.normalize():
+    if complete_periods_only and last_date < last_period.end_time.normalize():
         last_period = last_period - 1
     start_period = counts.index.min()
     if last_period < start_period:

@@ -35,9 +35,17 @@ import pandas as pd
 from cbcv import predict as P
 from cbcv.clv import CustomerCLV, customer_clv, dert_draws, n_model_draws
 from cbcv.config import LoadedConfig, load_config
+from cbcv.data.load import ValidatedLog
 from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
-from cbcv.valuation.acquisition import AcquisitionModel, MarketSize, acquisitions_from_transactions
+from cbcv.outofcore import unit_weights
+from cbcv.scoring import ScoredBase, score_customers
+from cbcv.valuation.acquisition import (
+    AcquisitionModel,
+    MarketSize,
+    acquisitions_from_first_purchases,
+    acquisitions_from_transactions,
+)
 from cbcv.valuation.bridge import ValuationResult, value_bridge
 from cbcv.valuation.drivers import (
     UnitEconomics,
@@ -66,7 +74,7 @@ class CompanyValuation:
     """Everything ``valuation.json`` reports, with the arrays behind it."""
 
     result: ValuationResult
-    clv: CustomerCLV
+    clv: CustomerCLV | ScoredBase
     financials: FinancialDraws
     purchase_model: str
     choice_reason: str
@@ -158,22 +166,21 @@ def _to_draws(arr: np.ndarray, n: int) -> np.ndarray:
 
 
 def future_equity(
-    transactions: pd.DataFrame,
+    history: pd.DataFrame,
     freq_model: CLVModel,
     spend_model: CLVModel,
     fin: FinancialDraws,
     *,
     time_unit: str,
     period: str,
-    end: Any,
     market: MarketSize | float | None,
     settings: SamplerSettings,
     terminal: str = "none",
     terminal_growth: float = 0.0,
 ) -> tuple[FutureEquity | None, str, np.ndarray | None]:
     """Future customer equity, or ``None`` and the reason it is left out (step 6), and the
-    ``(draws, periods)`` forecast acquisitions (``None`` without future customers)."""
-    history = acquisitions_from_transactions(transactions, freq=period, end=end)  # type: ignore[arg-type]
+    ``(draws, periods)`` forecast acquisitions (``None`` without future customers). ``history``:
+    new customers per ``period`` (:func:`acquisition_history`)."""
     active = int((history["new_customers"] > 0).sum())
     if active < MIN_ACQUISITION_PERIODS:
         return None, (
@@ -216,6 +223,9 @@ REVENUE_DRAWS = 200
 #: for the tornado, elasticities and scenarios: each shock recomputes DERT for every customer,
 #: and all shocks share these draws, so their differences carry no Monte Carlo noise.
 SENSITIVITY_DRAWS = 250
+#: Largest (draws × customers or valuation units) array of the sensitivities and the revenue
+#: forecast: beyond it they use fewer draws (at least 2), so memory stays bounded.
+UNIT_ELEMENTS = 2**24
 
 
 def _market(fin_cfg: Any) -> MarketSize | None:
@@ -223,11 +233,42 @@ def _market(fin_cfg: Any) -> MarketSize | None:
     return None if m is None else MarketSize(m.median, m.log_sd)
 
 
-def _sampler_settings(cfg: Any) -> SamplerSettings:
-    s = cfg.sampler
-    return SamplerSettings(
-        method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, seed=cfg.seed,
-        target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
+def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.DataFrame:
+    """New customers per ``period`` up to the calibration end, from the log in memory or, out
+    of core, from the first purchases counted in the summary file."""
+    end = loaded.config.calibration_end
+    if isinstance(result, ValidatedLog):
+        from cbcv.outofcore import company_summaries, first_purchases
+
+        first = first_purchases(company_summaries(loaded, result), loaded.config.engine.memory_limit)
+        return acquisitions_from_first_purchases(first, freq=period, end=end)  # type: ignore[arg-type]
+    return acquisitions_from_transactions(result.transactions, freq=period, end=end)  # type: ignore[arg-type]
+
+
+def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataFrame:
+    """What the sensitivities and the revenue forecast sum over: the customers' summary, or
+    out of core the valuation units (:func:`cbcv.outofcore.valuation_units`)."""
+    if isinstance(result, ValidatedLog):
+        from cbcv.outofcore import company_summaries, valuation_units
+
+        return valuation_units(company_summaries(loaded, result), loaded.config.engine.memory_limit)
+    return summary
+
+
+def _score(
+    loaded: LoadedConfig, result: ValidatedLog, freq: CLVModel, spend: CLVModel, *, margin: Any, rate: Any, n: int,
+    progress: Any = None,
+) -> ScoredBase:
+    """Every customer scored out of core (:func:`cbcv.scoring.score_customers`), per-customer
+    results to ``customers.parquet`` beside the validated log."""
+    from cbcv.outofcore import company_summaries
+
+    cfg = loaded.config
+    base = company_summaries(loaded, result)
+    return score_customers(
+        freq, spend, base.path, base.folder / "customers.parquet", margin=margin, annual_discount_rate=rate,
+        time_unit=cfg.time_unit, max_draws=n, memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads,
+        progress=progress,
     )
 
 
@@ -244,7 +285,7 @@ def value_loaded(
     sensitivities (tornado, elasticities, the config's scenarios), the forward revenue by layer
     and the unit economics of a new customer. ``run_dir``: reuse the posteriors that notebook 02
     saved there (:func:`company_models`); ``market`` overrides ``financials.market_size``."""
-    from cbcv.workflow import fit_record, load_company
+    from cbcv.workflow import fit_record, load_company, sampler_settings
 
     cfg = loaded.config
     if cfg.financials is None:
@@ -264,14 +305,18 @@ def value_loaded(
     unit, period = cfg.time_unit, fin_cfg.acquisition_period
     if progress:
         progress(f"customer lifetime value over {n} draws ...")
-    clv = customer_clv(
-        freq, spend, summary, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
-        time_unit=unit, max_draws=n, keep_draws=False,
-    )
+    clv: CustomerCLV | ScoredBase
+    if isinstance(result, ValidatedLog):
+        clv = _score(loaded, result, freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
+    else:
+        clv = customer_clv(
+            freq, spend, summary, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
+            time_unit=unit, max_draws=n, keep_draws=False,
+        )
     future, note, acquisitions = future_equity(
-        result.transactions, freq, spend, fin, time_unit=unit, period=period,
-        end=cfg.calibration_end, market=market if market is not None else _market(fin_cfg),
-        settings=_sampler_settings(cfg), terminal=fin_cfg.terminal_value,
+        acquisition_history(loaded, result, period), freq, spend, fin, time_unit=unit, period=period,
+        market=market if market is not None else _market(fin_cfg),
+        settings=sampler_settings(loaded), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth,
     )
     valuation = value_bridge(
@@ -282,12 +327,14 @@ def value_loaded(
     valuation.conventions["future_customers"] = note
     if progress:
         progress("sensitivities, scenarios, revenue forecast and unit economics ...")
-    n_s = min(n, SENSITIVITY_DRAWS)
+    units = _units(loaded, result, summary)
+    weights = unit_weights(units)
+    n_s = min(n, SENSITIVITY_DRAWS, max(2, UNIT_ELEMENTS // len(units)))
     thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
     sens = ValuationModel(
         financials=draw_financials(fin_cfg, n_s, seed=cfg.seed),
-        dert=dert_function(freq, summary, unit, n_s),
-        spend=P.expected_spend(spend, summary, max_draws=n_s),
+        dert=dert_function(freq, units, unit, n_s),
+        spend=P.expected_spend(spend, units, max_draws=n_s) * weights,
         acquisitions=acquisitions[thin_s] if acquisitions is not None else None,
         new_customer_dert=new_customer_dert_function(freq, unit, n_s) if acquisitions is not None else None,
         new_customer_spend=population_spend(spend, n_s),
@@ -298,10 +345,10 @@ def value_loaded(
         currency=cfg.company.currency,
     )
     steps = horizon_periods(fin.horizon_years, period)
-    n_rev = min(n, REVENUE_DRAWS)
+    n_rev = min(n, REVENUE_DRAWS, max(2, UNIT_ELEMENTS // len(units)))
     thin = np.linspace(0, n - 1, n_rev).round().astype(int)
     existing_rev = existing_revenue_by_period(
-        freq, spend, summary, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev
+        freq, spend, units, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev, weights=weights
     )
     new_rev = new_customer_revenue_by_age(freq, spend, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev)
     acq = acquisitions[thin] if acquisitions is not None else np.zeros((n_rev, 0))
@@ -368,18 +415,20 @@ def company_models(
                 models[n] = model
             else:
                 summary = company_summary(loaded, _check_result(result))
-                for model in models.values():  # the data it was fitted on, for LOO
-                    model.arrays, model.inverse = model.prepare(summary)
+                for name, model in models.items():  # the data it was fitted on, for LOO
+                    if name in P.FREQUENCY:
+                        model.arrays, model.inverse = model.prepare(summary)
                 return summary, models, f"posteriors loaded from {folder}"
     fits = fit_company_models(loaded, _check_result(result), None, progress)
     return fits.summary, fits.models, f"fitted now ({cfg.sampler.method})"
 
 
 def _check_result(result: Any) -> Any:
-    """``company_summary``/``fit_company_models`` need the :class:`~cbcv.data.load.LoadResult`."""
-    if hasattr(result, "transactions"):
+    """``company_summary``/``fit_company_models`` need what :func:`cbcv.workflow.load_company`
+    returns (a :class:`~cbcv.data.load.LoadResult` or :class:`~cbcv.data.load.ValidatedLog`)."""
+    if hasattr(result, "transactions") or isinstance(result, ValidatedLog):
         return result
-    raise TypeError("pass the LoadResult of load_company")
+    raise TypeError("pass the LoadResult or ValidatedLog of load_company")
 
 
 def company_clv(
@@ -405,8 +454,12 @@ def company_clv(
         margin, rate = DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"]
         note = ("no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a "
                 "year, an illustrative assumption")
-    clv = customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
-                       time_unit=cfg.time_unit, max_draws=n)
+    clv: CustomerCLV | ScoredBase
+    if isinstance(result, ValidatedLog):
+        clv = _score(loaded, result, freq, spend, margin=margin, rate=rate, n=n, progress=progress)
+    else:
+        clv = customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
+                           time_unit=cfg.time_unit, max_draws=n)
     info = {"purchase_model": name, "choice_reason": reason, "spend_model": "gamma_gamma",
             "source": source, "n_draws": n, "note": note}
     return clv, info

@@ -106,12 +106,16 @@ def existing_revenue_by_period(
     n_periods: int,
     time_unit: str,
     n_draws: int,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(draws, n_periods)`` expected revenue of today's customers in each future period:
     Σ_i E[spend_i] × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]), with ``L`` the
-    period's length (undiscounted, in the period it is earned)."""
+    period's length (undiscounted, in the period it is earned). ``weights``: customers per row
+    when ``summary`` holds valuation units (:func:`cbcv.outofcore.valuation_units`)."""
     length = period_length(period, time_unit)
     spend = P.expected_spend(spend_model, summary, max_draws=n_draws)
+    if weights is not None:
+        spend = spend * np.asarray(weights, dtype=float)
     cumulative = np.zeros((spend.shape[0], n_periods + 1))
     for k in range(1, n_periods + 1):
         cumulative[:, k] = np.einsum(

@@ -1,0 +1,126 @@
+"""The report's model, CLV and valuation steps on a log validated out of core.
+
+With ``engine.out_of_core`` the validated log is a Parquet file
+(:func:`cbcv.workflow.validate_company`) and no step holds one pandas row per customer. This
+module gives the steps what they read instead, all computed in DuckDB:
+
+* the per-customer calibration(/holdout) summaries, written once to
+  ``summary.parquet`` beside the validated log and reused while the log and the summary
+  settings are the same (:func:`company_summaries`);
+* the **counted summary**: one row per distinct ``(x, t_x, T[, x_holdout, T_holdout])`` with
+  its ``count`` of customers. The frequency models fit it exactly as the per-customer summary
+  (their likelihood is a sum over customers), and every validation figure weights by it
+  (:mod:`cbcv.validation`);
+* a seeded random sample of at most :data:`SPEND_SAMPLE` repeat buyers for the gamma-gamma
+  spend model, whose likelihood does not compress (spend is continuous); every repeat buyer
+  when there are fewer, so a base like CDNOW gets the exact fit;
+* the **valuation units**: one row per distinct ``(x, t_x, T)`` with its customers and their
+  summed mean repeat spend. Gamma-gamma's expected spend is linear in a customer's mean
+  repeat spend (Fader, Hardie & Lee 2005, "RFM and CLV", eq. 5), so a unit's expected spend
+  times its count is the sum over its customers, and DERT depends on the summary alone: the
+  sensitivities and the revenue forecast over units equal those over customers;
+* the first purchases by date (the acquisition history) and the purchase days by date
+  (the tracking plot).
+
+Scoring every customer goes through :func:`cbcv.scoring.score_customers`, which writes the
+per-customer results (with customer ids: derived data, not for a report) to
+``customers.parquet`` in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cbcv.config import LoadedConfig
+from cbcv.data.load import ValidatedLog
+from cbcv.data.streaming import RFT, sample_rows, summary_counts, write_summaries
+
+#: Repeat buyers sampled (seeded) for the gamma-gamma fit; all of them when there are fewer.
+SPEND_SAMPLE = 100_000
+#: Columns of the counted summary with a holdout period.
+HOLDOUT_KEY = (*RFT, "x_holdout", "T_holdout")
+
+
+@dataclass(frozen=True)
+class CountedBase:
+    """A company's summaries on disk and the counted summary in memory.
+
+    ``path``: the per-customer summary Parquet file; ``counts``: one row per distinct
+    ``(x, t_x, T)`` (with the holdout columns when the config has a holdout period) and its
+    ``count``; ``n_customers``: the customers behind it."""
+
+    path: Path
+    counts: pd.DataFrame
+    n_customers: int
+    holdout: bool
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def company_summaries(loaded: LoadedConfig, log: ValidatedLog, memory_limit: str | None = None) -> CountedBase:
+    """The summaries of a validated log (:class:`CountedBase`), written to ``summary.parquet``
+    beside it, or read back when ``summary.json`` records the same log and summary settings."""
+    cfg = loaded.config
+    folder = Path(log.accepted).parent
+    path, manifest = folder / "summary.parquet", folder / "summary.json"
+    stat = Path(log.accepted).stat()
+    key = {
+        "accepted": {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "reconciliation": log.reconciliation.to_dict(),
+        "calibration_end": cfg.calibration_end.isoformat(),
+        "holdout_end": cfg.holdout_end.isoformat() if cfg.holdout_end else None,
+        "time_unit": cfg.time_unit,
+        "cohort_period": cfg.cohort_period,
+    }
+    key = json.loads(json.dumps(key, default=str))
+    memory_limit = memory_limit or cfg.engine.memory_limit
+    fresh = not (path.is_file() and manifest.is_file()
+                 and json.loads(manifest.read_text(encoding="utf-8")).get("key") == key)
+    if fresh:
+        write_summaries(
+            log.accepted, path, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
+            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period, memory_limit=memory_limit,
+            threads=cfg.engine.threads,
+        )
+        manifest.write_text(json.dumps({"key": key}, indent=2), encoding="utf-8")
+    holdout = cfg.holdout_end is not None
+    counts = summary_counts(path, HOLDOUT_KEY if holdout else RFT, memory_limit=memory_limit)
+    return CountedBase(path=path, counts=counts, n_customers=int(counts["count"].sum()), holdout=holdout)
+
+
+def spend_sample(base: CountedBase, seed: int, n: int = SPEND_SAMPLE, memory_limit: str | None = None) -> pd.DataFrame:
+    """A seeded random sample of at most ``n`` repeat buyers (``x``, ``mean_repeat_spend``) for
+    the gamma-gamma fit; ``attrs["repeat_buyers"]`` holds how many there are."""
+    rows = sample_rows(base.path, n, columns=("x", "mean_repeat_spend"), where="x > 0", seed=seed,
+                       memory_limit=memory_limit)
+    buyers = summary_counts(base.path, ("x",), where="x > 0", memory_limit=memory_limit)["count"].sum()
+    rows.attrs["repeat_buyers"] = int(buyers)
+    return rows
+
+
+def valuation_units(base: CountedBase, memory_limit: str | None = None) -> pd.DataFrame:
+    """One row per distinct ``(x, t_x, T)``: its ``count`` of customers and ``mean_repeat_spend``,
+    the mean over them (missing as 0, as :func:`cbcv.predict.expected_spend` reads it); see the
+    module docstring."""
+    units = summary_counts(base.path, RFT, sums=("mean_repeat_spend",), memory_limit=memory_limit)
+    units["mean_repeat_spend"] = units.pop("mean_repeat_spend_sum") / units["count"]
+    return units
+
+
+def first_purchases(base: CountedBase, memory_limit: str | None = None) -> pd.Series:
+    """Customers by the date of their first purchase (index: dates, sorted)."""
+    counts = summary_counts(base.path, ("first_purchase",), memory_limit=memory_limit)
+    index = pd.DatetimeIndex(pd.to_datetime(counts["first_purchase"]).dt.normalize())
+    return pd.Series(counts["count"].to_numpy(dtype=np.int64), index=index, name="new_customers")
+
+
+def unit_weights(units: pd.DataFrame) -> np.ndarray:
+    """Customers per valuation unit (1 per row for a per-customer summary)."""
+    return units["count"].to_numpy(dtype=float) if "count" in units else np.ones(len(units))
