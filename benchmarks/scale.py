@@ -240,6 +240,8 @@ def report_config(d: Path, s: ScaleSettings) -> Path:
                     "nuts_sampler": s.sampler},
         "seed": s.seed,
         "engine": {"out_of_core": True, "memory_limit": s.memory_limit, "threads": s.threads},
+        "report": {"notebooks": ["01_customer_base_audit", "02_model_fit_and_validation",
+                                 "03_customer_lifetime_value", "04_company_valuation"]},
         "financials": {"contribution_margin": {"dist": "normal", "mean": 0.3, "sd": 0.03},
                        "discount_rate": 0.1, "shares_outstanding": 1_000_000, "horizon_years": 10,
                        "assumptions_note": "illustrative figures for a simulated benchmark company"},

@@ -157,3 +157,16 @@ def test_acquisition_history_from_the_summary_file(pair, period) -> None:
     mem, mem_result, ooc, ooc_result, _ = pair
     pd.testing.assert_frame_equal(VC.acquisition_history(ooc, ooc_result, period),
                                   VC.acquisition_history(mem, mem_result, period))
+
+
+def test_scores_are_reused_while_the_inputs_are_the_same(pair) -> None:
+    mem, mem_result, ooc, ooc_result, run = pair
+    a, _ = VC.company_clv(ooc, ooc_result, run)
+    stamp = a.path.stat().st_mtime_ns
+    b, _ = VC.company_clv(ooc, ooc_result, run)
+    assert b.path.stat().st_mtime_ns == stamp  # not scored again
+    np.testing.assert_array_equal(a.total, b.total)
+    # other inputs (no financials: margin 1 at 10%) score again
+    bare = ooc.model_copy(update={"config": ooc.config.model_copy(update={"financials": None})})
+    c, _ = VC.company_clv(bare, ooc_result, run)
+    assert c.path.stat().st_mtime_ns != stamp and c.total.mean() > 2 * a.total.mean()

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numba import njit
 from scipy import sparse
 
 from cbcv import predict as P
@@ -207,25 +208,67 @@ def key_values(
     T: np.ndarray,
     *,
     horizon: float | None = None,
-    pairs: tuple[np.ndarray, np.ndarray | None] | None = None,
+    pairs: PairValues | None = None,
+    index: np.ndarray | None = None,
 ) -> KeyValues:
     """Predictions for the keys ``(x, t_x, T)`` (1-d arrays), per draw (see the module notes).
-    ``pairs``: the keys' DERT and expected transactions given alive, ``(draws, keys)`` each, when
-    already evaluated (:func:`pair_values`); otherwise they are evaluated here."""
+    ``pairs``: the (x, T) factors when already evaluated (:func:`pair_values`), with ``index``
+    the keys' columns in them; otherwise they are evaluated here. The products run in one
+    compiled loop (:func:`clv_terms`: on the scale benchmark's 1M base, cProfile of the score
+    stage, about 7 s a pass over 722,596 keys × 1,000 draws instead of 17.7 s in NumPy)."""
     p = draws.params
-    d = {"x": x[None, :], "t_x": t_x[None, :], "T": T[None, :]}
-    alive = P._p_alive(draws.freq, p, d)
+    alive = P._p_alive(draws.freq, p, {"x": x[None, :], "t_x": t_x[None, :], "T": T[None, :]})
     if pairs is None:
-        pv = pair_values(draws, x, T, horizon=horizon, grid=None)
-        pairs = (pv.dert[:, pv.index], None if pv.expected is None else pv.expected[:, pv.index])
-    dert = alive * pairs[0]
-    expected = alive * pairs[1] if (horizon is not None and pairs[1] is not None) else None
-    sp = draws.spend
-    denom = sp["p"] * d["x"] + sp["q"] - 1.0
-    A = sp["p"] * sp["gamma"] / denom
-    B = sp["p"] * d["x"] / denom
-    md = draws.margin[:, None] * dert
-    return KeyValues(alive, dert, expected, A, B, md * A, md * B)
+        pairs = pair_values(draws, x, T, horizon=horizon, grid=None)
+        index = pairs.index
+    assert index is not None
+    factor = pairs.expected if horizon is not None else None
+    dert, A, B, U, V, expected = clv_terms(alive, pairs.dert, factor, index, x, draws.spend, draws.margin)
+    return KeyValues(alive, dert, expected, A, B, U, V)
+
+
+@njit(cache=True)
+def _clv_terms(alive, pair_dert, pair_expected, index, x, p, q, gamma, margin, with_expected):  # type: ignore[no-untyped-def]
+    n_draws, n_keys = alive.shape
+    dert, A, B = np.empty((n_draws, n_keys)), np.empty((n_draws, n_keys)), np.empty((n_draws, n_keys))
+    U, V = np.empty((n_draws, n_keys)), np.empty((n_draws, n_keys))
+    expected = np.empty((n_draws, n_keys if with_expected else 0))
+    for d in range(n_draws):
+        for k in range(n_keys):
+            j = index[k]
+            dd = alive[d, k] * pair_dert[d, j]
+            denom = p[d] * x[k] + q[d] - 1.0
+            a_ = p[d] * gamma[d] / denom
+            b_ = p[d] * x[k] / denom
+            md = margin[d] * dd
+            dert[d, k], A[d, k], B[d, k], U[d, k], V[d, k] = dd, a_, b_, md * a_, md * b_
+            if with_expected:
+                expected[d, k] = alive[d, k] * pair_expected[d, j]
+    return dert, A, B, U, V, expected
+
+
+def clv_terms(
+    alive: np.ndarray,
+    pair_dert: np.ndarray,
+    pair_expected: np.ndarray | None,
+    index: np.ndarray,
+    x: np.ndarray,
+    spend: dict[str, np.ndarray],
+    margin: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per (draw, key): DERT = P(alive) × the key's pair factor (``pair_dert[:, index]``), the
+    gamma-gamma coefficients A = pγ/(px + q − 1), B = px/(px + q − 1), and U = m·DERT·A,
+    V = m·DERT·B; with ``pair_expected``, expected transactions = P(alive) × its factor."""
+    with_expected = pair_expected is not None
+    f = np.ascontiguousarray
+    out = _clv_terms(
+        f(alive, dtype=np.float64), f(pair_dert, dtype=np.float64),
+        f(pair_expected if with_expected else np.zeros((1, 1)), dtype=np.float64),
+        f(index, dtype=np.int64), f(x, dtype=np.float64),
+        *(f(np.ravel(spend[k]), dtype=np.float64) for k in ("p", "q", "gamma")),
+        f(np.ravel(margin), dtype=np.float64), with_expected,
+    )
+    return (*out[:5], out[5] if with_expected else None)
 
 
 #: float64 temporaries per (draw, key) in a pass over the keys (the pair factors are ready).
@@ -278,7 +321,7 @@ def key_pass(
         pairs = pair_values(draws, x, T, horizon=horizon, max_bytes=max_bytes)
     chunks = _key_chunks(n_keys, draws, max_bytes)
     for j, c in enumerate(chunks):
-        kv = key_values(draws, x[c], t_x[c], T[c], horizon=horizon, pairs=_gather(pairs, c))
+        kv = key_values(draws, x[c], t_x[c], T[c], horizon=horizon, pairs=pairs, index=pairs.index[c])
         if not (np.isfinite(kv.U).all() and np.isfinite(kv.V).all()):
             bad = c.start + int(np.argmin(np.isfinite(kv.U + kv.V).all(axis=0)))
             raise DataError(f"scoring: CLV not finite for x={x[bad]:g}, t_x={t_x[bad]:g}, T={T[bad]:g}")
@@ -300,11 +343,6 @@ def key_pass(
     for k, v in stats.items():
         means[k] = v
     return KeyPass(means, total, exp_total, pa_counts, sums)
-
-
-def _gather(pairs: PairValues, cols: slice) -> tuple[np.ndarray, np.ndarray | None]:
-    idx = pairs.index[cols]
-    return pairs.dert[:, idx], None if pairs.expected is None else pairs.expected[:, idx]
 
 
 @dataclass(frozen=True)
@@ -642,7 +680,7 @@ def _second_pass(
     writer: pq.ParquetWriter | None = None
     try:
         for c, table in zip(chunks, _batches(con, sql, sizes), strict=True):
-            kv = key_values(draws, x[c], t_x[c], T[c], pairs=_gather(pairs, c))
+            kv = key_values(draws, x[c], t_x[c], T[c], pairs=pairs, index=pairs.index[c])
             for g, (gn, gs) in groups.items():
                 sums[g] += (gn[:, c] @ kv.U.T).T + (gs[:, c] @ kv.V.T).T
             frame = table.to_pandas()

@@ -17,6 +17,11 @@ Steps (every one reuses a tested piece; no statistics of its own):
 7. the bridge to value per share (:func:`cbcv.valuation.bridge.value_bridge`), written as
    ``valuation.json``.
 
+With ``engine.out_of_core`` the same steps run on the validated Parquet log
+(:mod:`cbcv.outofcore`): fits on counted summaries, CLV scored to Parquet
+(:func:`existing_clv`), acquisitions from the first purchases in the summary file, and the
+sensitivities and revenue forecast over distinct summaries weighted by their customers.
+
 CLV at acquisition of a future customer (step 6) is ``margin × p γ / (q − 1) × DERT(x=0, t_x=0,
 T=0)`` per draw: the population-mean spend times the discounted expected repeat transactions
 of a customer just acquired (the first purchase's own margin is not counted).
@@ -24,7 +29,9 @@ of a customer just acquired (the first purchase's own margin is not counted).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,7 @@ from cbcv.config import LoadedConfig, load_config
 from cbcv.data.load import ValidatedLog
 from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
-from cbcv.outofcore import unit_weights
+from cbcv.outofcore import company_summaries, first_purchases, unit_weights, valuation_units
 from cbcv.scoring import ScoredBase, score_customers
 from cbcv.valuation.acquisition import (
     AcquisitionModel,
@@ -238,8 +245,6 @@ def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.Da
     of core, from the first purchases counted in the summary file."""
     end = loaded.config.calibration_end
     if isinstance(result, ValidatedLog):
-        from cbcv.outofcore import company_summaries, first_purchases
-
         first = first_purchases(company_summaries(loaded, result), loaded.config.engine.memory_limit)
         return acquisitions_from_first_purchases(first, freq=period, end=end)  # type: ignore[arg-type]
     return acquisitions_from_transactions(result.transactions, freq=period, end=end)  # type: ignore[arg-type]
@@ -249,27 +254,53 @@ def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataF
     """What the sensitivities and the revenue forecast sum over: the customers' summary, or
     out of core the valuation units (:func:`cbcv.outofcore.valuation_units`)."""
     if isinstance(result, ValidatedLog):
-        from cbcv.outofcore import company_summaries, valuation_units
-
         return valuation_units(company_summaries(loaded, result), loaded.config.engine.memory_limit)
     return summary
 
 
-def _score(
-    loaded: LoadedConfig, result: ValidatedLog, freq: CLVModel, spend: CLVModel, *, margin: Any, rate: Any, n: int,
-    progress: Any = None,
-) -> ScoredBase:
-    """Every customer scored out of core (:func:`cbcv.scoring.score_customers`), per-customer
-    results to ``customers.parquet`` beside the validated log."""
-    from cbcv.outofcore import company_summaries
-
+def existing_clv(
+    loaded: LoadedConfig, result: Any, freq: CLVModel, spend: CLVModel, summary: pd.DataFrame, *, margin: Any,
+    rate: Any, n: int, keep_draws: bool | None = None, progress: Any = None,
+) -> CustomerCLV | ScoredBase:
+    """Residual CLV of today's customers over ``n`` paired draws: in memory
+    (:func:`cbcv.clv.customer_clv` on ``summary``) or, for a log validated out of core, every
+    customer scored by :func:`cbcv.scoring.score_customers` with the per-customer results in
+    ``customers.parquet`` beside the validated log (never in a report folder). The scored base
+    is kept beside it (``scored.pkl``) and reused while the summaries, posteriors, margin and
+    rate draws are the same, so the valuation notebook does not score the base again."""
     cfg = loaded.config
+    if not isinstance(result, ValidatedLog):
+        return customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
+                            time_unit=cfg.time_unit, max_draws=n, keep_draws=keep_draws)
     base = company_summaries(loaded, result)
-    return score_customers(
-        freq, spend, base.path, base.folder / "customers.parquet", margin=margin, annual_discount_rate=rate,
+    out, cache = base.folder / "customers.parquet", base.folder / "scored.pkl"
+    key = _scoring_key(base, freq, spend, margin, rate, n, cfg.time_unit)
+    if cache.is_file() and out.is_file():  # notebook 04 reuses notebook 03's scores
+        saved = pickle.loads(cache.read_bytes())
+        if saved.get("key") == key:
+            return saved["scored"]
+    scored = score_customers(
+        freq, spend, base.path, out, margin=margin, annual_discount_rate=rate,
         time_unit=cfg.time_unit, max_draws=n, memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads,
         progress=progress,
     )
+    cache.write_bytes(pickle.dumps({"key": key, "scored": scored}))
+    return scored
+
+
+def _scoring_key(base: Any, freq: CLVModel, spend: CLVModel, margin: Any, rate: Any, n: int, unit: str) -> str:
+    """SHA-256 of everything a scoring depends on: the summaries, both posteriors, the margin and
+    discount-rate draws, the number of draws and the time unit."""
+    h = hashlib.sha256()
+    h.update((base.folder / "summary.json").read_bytes())
+    for model in (freq, spend):
+        h.update(model.name.encode())
+        for name, values in sorted(model.draws().items()):
+            h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    for values in (margin, rate):
+        h.update(np.ascontiguousarray(np.atleast_1d(values), dtype=np.float64).tobytes())
+    h.update(f"{n}|{unit}".encode())
+    return h.hexdigest()
 
 
 def value_loaded(
@@ -305,14 +336,8 @@ def value_loaded(
     unit, period = cfg.time_unit, fin_cfg.acquisition_period
     if progress:
         progress(f"customer lifetime value over {n} draws ...")
-    clv: CustomerCLV | ScoredBase
-    if isinstance(result, ValidatedLog):
-        clv = _score(loaded, result, freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
-    else:
-        clv = customer_clv(
-            freq, spend, summary, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
-            time_unit=unit, max_draws=n, keep_draws=False,
-        )
+    clv = existing_clv(loaded, result, freq, spend, summary, margin=fin.contribution_margin,
+                       rate=fin.discount_rate, n=n, keep_draws=False)
     future, note, acquisitions = future_equity(
         acquisition_history(loaded, result, period), freq, spend, fin, time_unit=unit, period=period,
         market=market if market is not None else _market(fin_cfg),
@@ -454,12 +479,7 @@ def company_clv(
         margin, rate = DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"]
         note = ("no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a "
                 "year, an illustrative assumption")
-    clv: CustomerCLV | ScoredBase
-    if isinstance(result, ValidatedLog):
-        clv = _score(loaded, result, freq, spend, margin=margin, rate=rate, n=n, progress=progress)
-    else:
-        clv = customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
-                           time_unit=cfg.time_unit, max_draws=n)
+    clv = existing_clv(loaded, result, freq, spend, summary, margin=margin, rate=rate, n=n, progress=progress)
     info = {"purchase_model": name, "choice_reason": reason, "spend_model": "gamma_gamma",
             "source": source, "n_draws": n, "note": note}
     return clv, info
