@@ -94,3 +94,26 @@ def test_unit_economics_payback_and_ratio() -> None:
     free = D.unit_economics(freq, spend, margin=np.full(2, 0.3), annual_discount_rate=np.full(2, 0.1),
                             acquisition_cost=np.zeros(2), period="quarter", horizon_periods=4, time_unit="week", n_draws=2)
     assert "CLV / CAC" not in free.table().index  # no ratio without an acquisition cost
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "pareto_nbd"])
+def test_dert_function_on_a_chebyshev_grid_matches_the_direct_quadrature(name, cdnow_weekly) -> None:
+    model = _draws(name, BG if name == "bgnbd" else PN, n=3)
+    direct = D.dert_function(model, cdnow_weekly, "week", 3)
+    grid = D.dert_function(model, cdnow_weekly, "week", 3, grid=16)
+    for retention, rate in ((1.0, 0.10), (1.05, np.array([0.08, 0.10, 0.12]))):
+        np.testing.assert_allclose(grid(retention, rate), direct(retention, rate), rtol=2e-7)
+
+
+def test_existing_revenue_weights_count_each_unit_customers(cdnow_weekly) -> None:
+    freq, spend = _draws("bgnbd", BG, n=2), _draws("gamma_gamma", GG, n=2)
+    data = cdnow_weekly.head(400)
+    per_customer = D.existing_revenue_by_period(freq, spend, data, period="quarter", n_periods=4,
+                                                time_unit="week", n_draws=2)
+    z = data.assign(mean_repeat_spend=data["mean_repeat_spend"].where(data["x"] > 0, 0).fillna(0))
+    units = z.groupby(["x", "t_x", "T"], as_index=False).agg(mean_repeat_spend=("mean_repeat_spend", "mean"),
+                                                              count=("x", "size"))
+    weighted = D.existing_revenue_by_period(freq, spend, units, period="quarter", n_periods=4, time_unit="week",
+                                            n_draws=2, weights=units["count"].to_numpy())
+    assert len(units) < len(data)
+    np.testing.assert_allclose(weighted, per_customer, rtol=1e-12)

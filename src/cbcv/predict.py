@@ -126,7 +126,13 @@ def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None
 
 # -- conditional expected transactions ------------------------------------------------------------
 def _expected(name: str, t: np.ndarray | float, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
-    return _p_alive(name, p, d) * expected_given_alive(name, t, p, d["x"], d["T"])
+    x, T = d["x"], d["T"]
+    if np.ndim(t) == 0 and x.ndim == 2 and x.shape[0] == 1 and T.shape == x.shape:
+        # the factor given alive depends on (x, T) only: once per distinct pair of the rows
+        pairs, back = np.unique(np.stack([x[0], T[0]]), axis=1, return_inverse=True)
+        given = expected_given_alive(name, t, p, pairs[0][None, :], pairs[1][None, :])
+        return _p_alive(name, p, d) * given[:, np.asarray(back).ravel()]
+    return _p_alive(name, p, d) * expected_given_alive(name, t, p, x, T)
 
 
 def expected_given_alive(name: str, t: Any, p: Params, x: np.ndarray, T: np.ndarray) -> np.ndarray:

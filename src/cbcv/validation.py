@@ -33,7 +33,12 @@ from cbcv.data.simulate import BGNBDParams, ParetoNBDParams, simulate_summaries
 from cbcv.data.summary import Transactions, purchase_days, unit_days
 from cbcv.errors import CbcvError
 from cbcv.models.base import CLVModel
-from cbcv.predict import expected_purchases, expected_purchases_population, p_alive
+from cbcv.predict import (
+    expected_given_alive,
+    expected_purchases_population,
+    p_alive,
+    posterior_draws,
+)
 
 INTERVAL = 0.9
 #: Largest (draws × rows) block of predictions held at once.
@@ -76,7 +81,7 @@ def _blocks(n_rows: int, n_draws: int) -> list[slice]:
 
 
 def _grouped_predictions(
-    predict: Callable[[pd.DataFrame], np.ndarray],
+    predict: Callable[[pd.DataFrame, slice], np.ndarray],
     cal_hold: pd.DataFrame,
     groups: np.ndarray,
     n_groups: int,
@@ -88,7 +93,7 @@ def _grouped_predictions(
     sums = np.zeros((n_draws, n_groups))
     means = np.empty(len(cal_hold))
     for rows in _blocks(len(cal_hold), n_draws):
-        pred = predict(cal_hold.iloc[rows])
+        pred = predict(cal_hold.iloc[rows], rows)
         k = rows.stop - rows.start
         onehot = sparse.csr_matrix((w[rows], (np.arange(k), groups[rows])), shape=(k, n_groups))
         sums += np.asarray((onehot.T @ pred.T).T)
@@ -127,12 +132,20 @@ class HoldoutTotals:
 def _holdout_predictions(
     model: CLVModel, cal_hold: pd.DataFrame, groups: np.ndarray, n_groups: int, max_draws: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected holdout transactions: per-draw weighted sums by group and per-row means."""
+    """Expected holdout transactions: per-draw weighted sums by group and per-row means. The
+    factor given alive (:func:`cbcv.predict.expected_given_alive`, a hypergeometric function
+    for BG/NBD) depends on (x, T) alone, so it is evaluated once per distinct pair and each row
+    multiplies its pair's column by its own P(alive)."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout", "T_holdout"))
     t = float(cal_hold["T_holdout"].iloc[0])
+    x, T = cal_hold["x"].to_numpy(dtype=float), cal_hold["T"].to_numpy(dtype=float)
+    pairs, index = np.unique(np.stack([x, T]), axis=1, return_inverse=True)
+    index = np.asarray(index).ravel()
+    draws = posterior_draws(model, max_draws)
+    given = expected_given_alive(model.name, t, draws, pairs[0][None, :], pairs[1][None, :])
     return _grouped_predictions(
-        lambda rows: expected_purchases(model, t, rows, max_draws=max_draws),
-        cal_hold, groups, n_groups, _n_draws(model, max_draws),
+        lambda rows, cols: p_alive(model, rows, max_draws=max_draws) * given[:, index[cols]],
+        cal_hold, groups, n_groups, given.shape[0],
     )
 
 
@@ -235,7 +248,7 @@ def p_alive_calibration(model: CLVModel, cal_hold: pd.DataFrame, bins: int = 10)
     a long silence, many of whom buy again: the table shows where P(alive) is too pessimistic."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout"))
     zeros = np.zeros(len(cal_hold), dtype=np.int64)
-    _, pa = _grouped_predictions(lambda rows: p_alive(model, rows), cal_hold, zeros, 1, _n_draws(model, None))
+    _, pa = _grouped_predictions(lambda rows, _: p_alive(model, rows), cal_hold, zeros, 1, _n_draws(model, None))
     edges = np.linspace(0.0, 1.0, bins + 1)
     group = np.clip(np.digitize(pa, edges[1:-1]), 0, bins - 1)
     w = customer_weights(cal_hold)

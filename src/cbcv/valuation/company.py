@@ -46,7 +46,7 @@ from cbcv.data.load import ValidatedLog
 from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
 from cbcv.outofcore import company_summaries, first_purchases, unit_weights, valuation_units
-from cbcv.scoring import ScoredBase, score_customers
+from cbcv.scoring import DERT_GRID, ScoredBase, score_customers
 from cbcv.valuation.acquisition import (
     AcquisitionModel,
     MarketSize,
@@ -358,7 +358,7 @@ def value_loaded(
     thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
     sens = ValuationModel(
         financials=draw_financials(fin_cfg, n_s, seed=cfg.seed),
-        dert=dert_function(freq, units, unit, n_s),
+        dert=dert_function(freq, units, unit, n_s, grid=DERT_GRID),
         spend=P.expected_spend(spend, units, max_draws=n_s) * weights,
         acquisitions=acquisitions[thin_s] if acquisitions is not None else None,
         new_customer_dert=new_customer_dert_function(freq, unit, n_s) if acquisitions is not None else None,
