@@ -133,3 +133,12 @@ def test_loo_thins_draws_to_its_memory_cap(cdnow_weekly) -> None:
     assert full["draws"] == 300 and thinned["draws"] == 250
     assert thinned["elpd_loo"] == pytest.approx(full["elpd_loo"], rel=1e-3)
     assert V.weighted_loo(bg, max_elements=100 * rows) is None  # fewer than LOO_MIN_DRAWS: not computed
+
+
+def test_compare_models_names_the_fits_without_loo(cdnow_weekly, monkeypatch) -> None:
+    bg = BetaGeoModel()
+    bg.fit(_counted(cdnow_weekly), SamplerSettings(draws=100, tune=100, chains=1, seed=5))
+    assert V.compare_models({"bgnbd": bg}, _counted(cdnow_weekly)).attrs["loo_skipped"] == []
+    monkeypatch.setattr(V, "LOO_ELEMENTS", 1000)
+    table = V.compare_models({"bgnbd": bg}, _counted(cdnow_weekly))
+    assert table.attrs["loo_skipped"] == ["bgnbd"] and np.isnan(table.loc[0, "elpd_loo"])

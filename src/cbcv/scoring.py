@@ -330,7 +330,7 @@ def key_pass(
     keys: pd.DataFrame,
     *,
     horizon: float | None = None,
-    groups: dict[str, tuple[sparse.csr_matrix, sparse.csr_matrix]] | None = None,
+    groups: dict[str, tuple[sparse.csc_matrix, sparse.csc_matrix]] | None = None,
     p_alive_bins: int = P_ALIVE_BINS,
     max_bytes: int = MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
@@ -361,7 +361,7 @@ def key_pass(
             raise DataError(f"scoring: CLV not finite for x={x[bad]:g}, t_x={t_x[bad]:g}, T={T[bad]:g}")
         total += kv.U @ n[c] + kv.V @ sz[c]
         for g, (gn, gs) in groups.items():
-            sums[g] += (gn[:, c] @ kv.U.T).T + (gs[:, c] @ kv.V.T).T
+            sums[g] += _group_sums(gn, gs, c, kv.U, kv.V)
         for name, arr in (("p_alive_mean", kv.p_alive), ("dert_mean", kv.dert), ("a", kv.A),
                           ("b", kv.B), ("u", kv.U), ("v", kv.V)):
             stats[name][c] = arr.mean(axis=0)
@@ -483,7 +483,7 @@ OUTPUT_COLUMNS = (
 )
 
 
-def _group_matrix(con: duckdb.DuckDBPyConnection, label: str, n_keys: int, where: str = "") -> tuple[list[Any], sparse.csr_matrix, sparse.csr_matrix]:
+def _group_matrix(con: duckdb.DuckDBPyConnection, label: str, n_keys: int, where: str = "") -> tuple[list[Any], sparse.csc_matrix, sparse.csc_matrix]:
     """Sparse (groups × keys) customer counts and summed z of ``label`` over table ``cust``."""
     agg = con.execute(
         f"SELECT {label} AS g, key, count(*) AS n, sum(z) AS sz FROM cust {where} GROUP BY ALL"
@@ -491,9 +491,15 @@ def _group_matrix(con: duckdb.DuckDBPyConnection, label: str, n_keys: int, where
     codes, labels = pd.factorize(agg["g"], sort=True, use_na_sentinel=False)
     shape = (len(labels), n_keys)
     key = agg["key"].to_numpy(dtype=np.int64)
-    gn = sparse.csr_matrix((agg["n"].to_numpy(dtype=float), (codes, key)), shape=shape)
-    gs = sparse.csr_matrix((agg["sz"].to_numpy(dtype=float), (codes, key)), shape=shape)
+    gn = sparse.csc_matrix((agg["n"].to_numpy(dtype=float), (codes, key)), shape=shape)
+    gs = sparse.csc_matrix((agg["sz"].to_numpy(dtype=float), (codes, key)), shape=shape)
     return list(labels), gn, gs
+
+
+def _group_sums(gn: sparse.csc_matrix, gs: sparse.csc_matrix, c: slice, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """(draws, groups) CLV totals over the keys ``c`` of a chunk: U @ customers + V @ summed z,
+    with the chunk's (groups × keys) block made dense (a chunk has a few hundred keys)."""
+    return U @ gn[:, c].toarray().T + V @ gs[:, c].toarray().T
 
 
 def _batches(con: duckdb.DuckDBPyConnection, sql: str, sizes: Sequence[int]) -> Iterator[pa.Table]:
@@ -690,7 +696,7 @@ def _second_pass(
     con: duckdb.DuckDBPyConnection,
     draws: ScoringDraws,
     keys: pd.DataFrame,
-    groups: dict[str, tuple[sparse.csr_matrix, sparse.csr_matrix]],
+    groups: dict[str, tuple[sparse.csc_matrix, sparse.csc_matrix]],
     path: Path,
     extra: list[str],
     horizon: float | None,
@@ -716,7 +722,7 @@ def _second_pass(
         for c, table in zip(chunks, _batches(con, sql, sizes), strict=True):
             kv = key_values(draws, x[c], t_x[c], T[c], pairs=pairs, index=pairs.index[c])
             for g, (gn, gs) in groups.items():
-                sums[g] += (gn[:, c] @ kv.U.T).T + (gs[:, c] @ kv.V.T).T
+                sums[g] += _group_sums(gn, gs, c, kv.U, kv.V)
             frame = table.to_pandas()
             local = frame["key"].to_numpy(dtype=np.int64) - c.start
             z = frame["z"].to_numpy(dtype=float)

@@ -316,13 +316,15 @@ def frequency_ppc(
     return out
 
 
-def weighted_loo(model: CLVModel, max_elements: int = LOO_ELEMENTS) -> dict[str, float] | None:
+def weighted_loo(model: CLVModel, max_elements: int | None = None) -> dict[str, float] | None:
     """PSIS-LOO (Vehtari, Gelman & Gabry 2017) of a sampled fit over its customers, computed
     once per distinct row of the data it was fitted on and weighted by the row's customers:
     ``elpd_loo``, its standard error ``se`` (√n × the population sd of the pointwise elpd, as
     ArviZ), ``p_loo`` and the ``draws`` used. Equal to ``az.loo`` on the per-customer
     log-likelihood. Draws are thinned evenly so that draws × rows stays within
-    ``max_elements``; ``None`` when that leaves fewer than :data:`LOO_MIN_DRAWS`."""
+    ``max_elements`` (default :data:`LOO_ELEMENTS`); ``None`` when that leaves fewer than
+    :data:`LOO_MIN_DRAWS`."""
+    max_elements = LOO_ELEMENTS if max_elements is None else max_elements
     if model.arrays is None or model.idata is None:
         raise CbcvError(f"{model.name}: LOO needs the data the model was fitted on")
     post = model.idata.posterior
@@ -348,8 +350,9 @@ def weighted_loo(model: CLVModel, max_elements: int = LOO_ELEMENTS) -> dict[str,
 def compare_models(models: Mapping[str, CLVModel], cal_hold: pd.DataFrame) -> pd.DataFrame:
     """One row per model: holdout total error, per-customer mean absolute error of holdout
     transactions, and LOO (elpd, its standard error, p_loo; :func:`weighted_loo`) where the fit
-    was sampled."""
-    rows = []
+    was sampled; ``attrs["loo_skipped"]`` names the sampled fits whose LOO was left out (more
+    distinct summaries than :data:`LOO_ELEMENTS` allows)."""
+    rows, skipped = [], []
     w = customer_weights(cal_hold)
     actual = cal_hold["x_holdout"].to_numpy(dtype=float) if "x_holdout" in cal_hold else None
     for name, model in models.items():
@@ -371,8 +374,12 @@ def compare_models(models: Mapping[str, CLVModel], cal_hold: pd.DataFrame) -> pd
             loo = weighted_loo(model)
             if loo is not None:
                 row.update({"elpd_loo": loo["elpd_loo"], "elpd_loo_se": loo["se"], "p_loo": loo["p_loo"]})
+            else:
+                skipped.append(name)
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["loo_skipped"] = skipped
+    return out
 
 
 def choose_default(comparison: pd.DataFrame) -> tuple[str, str]:

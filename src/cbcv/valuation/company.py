@@ -443,7 +443,7 @@ def company_models(
                 for name, model in models.items():  # the data it was fitted on, for LOO
                     if name in P.FREQUENCY:
                         model.arrays, model.inverse = model.prepare(summary)
-                return summary, models, f"posteriors loaded from {folder}"
+                return summary, models, f"posteriors loaded from this run's {folder.name}/ folder (notebook 02)"
     fits = fit_company_models(loaded, _check_result(result), None, progress)
     return fits.summary, fits.models, f"fitted now ({cfg.sampler.method})"
 
