@@ -79,7 +79,7 @@ def test_counted_summary_and_cache(pair) -> None:
     pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False, check_dtype=False)
     mtime = base.path.stat().st_mtime_ns
     assert company_summaries(ooc, ooc_result).path.stat().st_mtime_ns == mtime  # reused
-    units = valuation_units(base)
+    units = valuation_units(base.path)
     assert units["count"].sum() == 2357
     # each unit's mean repeat spend is its customers' (x = 0 counted as 0, as expected_spend reads it)
     z = per_customer.assign(z=per_customer["mean_repeat_spend"].where(per_customer["x"] > 0, 0).fillna(0))

@@ -188,3 +188,26 @@ def test_chunking_is_exact_and_draws_are_kept(cdnow_weekly) -> None:
     tiny = P.expected_purchases(model, 39.0, cdnow_weekly, max_bytes=50 * 8 * 24 * 7)
     assert full.shape == (50, 2357)
     np.testing.assert_array_equal(full, tiny)
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd"])
+def test_p_alive_from_log_tables_equals_the_closed_form(name) -> None:
+    # the closed form written directly, against P(alive) from per-draw log tables (one exp a row)
+    rng = np.random.default_rng(3)
+    n = 3000
+    x = rng.integers(0, 60, n).astype(float)
+    T = rng.integers(0, 120, n) + rng.choice([0.0, 1 / 7, 4 / 7], n)
+    t_x = np.where(x > 0, T * rng.uniform(0, 1, n), 0.0)
+    t_x[np.flatnonzero(x > 0)[:20]] = T[np.flatnonzero(x > 0)[:20]]  # no silence since the last purchase
+    ranges = {"r": (0.1, 3.0), "alpha": (0.5, 20.0), "a": (0.1, 3.0), "b": (0.5, 10.0)}
+    p = {k: rng.uniform(lo, hi, (40, 1)) for k, (lo, hi) in ranges.items()}
+    log_odds_t = (p["r"] + x) * np.log1p((T - t_x) / (p["alpha"] + t_x))
+    if name == "bgnbd":
+        ratio = np.where(x > 0, np.exp(np.log(p["a"]) - np.log(p["b"] + np.maximum(x, 1) - 1) + log_odds_t), 0.0)
+    else:
+        ratio = np.exp(np.log(p["a"]) - np.log(p["b"] + x) + log_odds_t)
+    ref = 1.0 / (1.0 + ratio)
+    got = P._p_alive(name, p, {"x": x[None], "t_x": t_x[None], "T": T[None]})
+    assert got.shape == (40, n)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-300)
+

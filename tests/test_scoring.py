@@ -208,21 +208,3 @@ def test_dert_interpolated_in_T_equals_direct_evaluation(name) -> None:
         np.testing.assert_allclose(got, direct, rtol=1e-7)
     few = P.dert_given_alive(name, p, x[:, ::100], T[:, ::100], delta, grid=16)  # ≤ grid T per x: direct
     np.testing.assert_allclose(few, direct[:, ::100], rtol=1e-14)
-
-
-@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd"])
-def test_key_p_alive_from_log_tables_equals_the_closed_form(name) -> None:
-    from cbcv.scoring import bg_p_alive
-
-    rng = np.random.default_rng(3)
-    n = 3000
-    x = rng.integers(0, 60, n).astype(float)
-    T = rng.integers(0, 120, n) + rng.choice([0.0, 1 / 7, 4 / 7], n)
-    t_x = np.where(x > 0, T * rng.uniform(0, 1, n), 0.0)
-    t_x[x > 0][:20] = T[x > 0][:20]  # no silence since the last purchase
-    ranges = {"r": (0.1, 3.0), "alpha": (0.5, 20.0), "a": (0.1, 3.0), "b": (0.5, 10.0)}
-    params = {k: rng.uniform(lo, hi, (40, 1)) for k, (lo, hi) in ranges.items()}
-    ref = P._p_alive(name, params, {"x": x[None], "t_x": t_x[None], "T": T[None]})
-    got = bg_p_alive(name, params, x, t_x, T)
-    assert got.shape == (40, n)
-    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-300)

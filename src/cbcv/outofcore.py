@@ -50,23 +50,21 @@ HOLDOUT_KEY = (*RFT, "x_holdout", "T_holdout")
 class CountedBase:
     """A company's summaries on disk and the counted summary in memory.
 
-    ``path``: the per-customer summary Parquet file; ``counts``: one row per distinct
-    ``(x, t_x, T)`` (with the holdout columns when the config has a holdout period) and its
-    ``count``; ``n_customers``: the customers behind it."""
+    ``path``: the per-customer summary Parquet file (:func:`summary_file`); ``counts``: one row
+    per distinct ``(x, t_x, T)`` (with the holdout columns when the config has a holdout period)
+    and its ``count``; ``n_customers``: the customers behind it."""
 
     path: Path
     counts: pd.DataFrame
     n_customers: int
     holdout: bool
 
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
 
-
-def company_summaries(loaded: LoadedConfig, log: ValidatedLog, memory_limit: str | None = None) -> CountedBase:
-    """The summaries of a validated log (:class:`CountedBase`), written to ``summary.parquet``
-    beside it, or read back when ``summary.json`` records the same log and summary settings."""
+def summary_file(loaded: LoadedConfig, log: ValidatedLog) -> Path:
+    """The per-customer summaries of a validated log, written to ``summary.parquet`` beside it,
+    or reused when ``summary.json`` records the same log and summary settings. The steps that
+    need only the file (scoring, valuation units, first purchases) call this, not
+    :func:`company_summaries`, so they do not count the summaries again."""
     cfg = loaded.config
     folder = Path(log.accepted).parent
     path, manifest = folder / "summary.parquet", folder / "summary.json"
@@ -80,47 +78,49 @@ def company_summaries(loaded: LoadedConfig, log: ValidatedLog, memory_limit: str
         "cohort_period": cfg.cohort_period,
     }
     key = json.loads(json.dumps(key, default=str))
-    memory_limit = memory_limit or cfg.engine.memory_limit
     fresh = not (path.is_file() and manifest.is_file()
                  and json.loads(manifest.read_text(encoding="utf-8")).get("key") == key)
     if fresh:
         write_summaries(
             log.accepted, path, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
-            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period, memory_limit=memory_limit,
+            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period, memory_limit=cfg.engine.memory_limit,
             threads=cfg.engine.threads,
         )
         manifest.write_text(json.dumps({"key": key}, indent=2), encoding="utf-8")
-    holdout = cfg.holdout_end is not None
-    counts = summary_counts(path, HOLDOUT_KEY if holdout else RFT, memory_limit=memory_limit)
+    return path
+
+
+def company_summaries(loaded: LoadedConfig, log: ValidatedLog) -> CountedBase:
+    """The summary file of a validated log (:func:`summary_file`) and its counted summary."""
+    path = summary_file(loaded, log)
+    holdout = loaded.config.holdout_end is not None
+    counts = summary_counts(path, HOLDOUT_KEY if holdout else RFT, memory_limit=loaded.config.engine.memory_limit)
     return CountedBase(path=path, counts=counts, n_customers=int(counts["count"].sum()), holdout=holdout)
 
 
-def spend_sample(base: CountedBase, seed: int, n: int = SPEND_SAMPLE, memory_limit: str | None = None) -> pd.DataFrame:
-    """A seeded random sample of at most ``n`` repeat buyers (``x``, ``mean_repeat_spend``) for
-    the gamma-gamma fit; ``attrs["repeat_buyers"]`` holds how many there are."""
-    rows = sample_rows(base.path, n, columns=("x", "mean_repeat_spend"), where="x > 0", seed=seed,
+def spend_sample(path: Path, seed: int, n: int = SPEND_SAMPLE, memory_limit: str | None = None) -> pd.DataFrame:
+    """A seeded random sample of at most ``n`` repeat buyers (``x``, ``mean_repeat_spend``) of the
+    summary file ``path`` for the gamma-gamma fit; ``attrs["repeat_buyers"]`` holds how many
+    there are."""
+    rows = sample_rows(path, n, columns=("x", "mean_repeat_spend"), where="x > 0", seed=seed,
                        memory_limit=memory_limit)
-    buyers = summary_counts(base.path, ("x",), where="x > 0", memory_limit=memory_limit)["count"].sum()
+    buyers = summary_counts(path, ("x",), where="x > 0", memory_limit=memory_limit)["count"].sum()
     rows.attrs["repeat_buyers"] = int(buyers)
     return rows
 
 
-def valuation_units(base: CountedBase, memory_limit: str | None = None) -> pd.DataFrame:
-    """One row per distinct ``(x, t_x, T)``: its ``count`` of customers and ``mean_repeat_spend``,
-    the mean over them (missing as 0, as :func:`cbcv.predict.expected_spend` reads it); see the
-    module docstring."""
-    units = summary_counts(base.path, RFT, sums=("mean_repeat_spend",), memory_limit=memory_limit)
+def valuation_units(path: Path, memory_limit: str | None = None) -> pd.DataFrame:
+    """One row per distinct ``(x, t_x, T)`` of the summary file ``path``: its ``count`` of
+    customers and ``mean_repeat_spend``, the mean over them (missing as 0, as
+    :func:`cbcv.predict.expected_spend` reads it); see the module docstring."""
+    units = summary_counts(path, RFT, sums=("mean_repeat_spend",), memory_limit=memory_limit)
     units["mean_repeat_spend"] = units.pop("mean_repeat_spend_sum") / units["count"]
     return units
 
 
-def first_purchases(base: CountedBase, memory_limit: str | None = None) -> pd.Series:
-    """Customers by the date of their first purchase (index: dates, sorted)."""
-    counts = summary_counts(base.path, ("first_purchase",), memory_limit=memory_limit)
+def first_purchases(path: Path, memory_limit: str | None = None) -> pd.Series:
+    """Customers of the summary file ``path`` by the date of their first purchase (index:
+    dates, sorted)."""
+    counts = summary_counts(path, ("first_purchase",), memory_limit=memory_limit)
     index = pd.DatetimeIndex(pd.to_datetime(counts["first_purchase"]).dt.normalize())
     return pd.Series(counts["count"].to_numpy(dtype=np.int64), index=index, name="new_customers")
-
-
-def unit_weights(units: pd.DataFrame) -> np.ndarray:
-    """Customers per valuation unit (1 per row for a per-customer summary)."""
-    return units["count"].to_numpy(dtype=float) if "count" in units else np.ones(len(units))

@@ -28,11 +28,13 @@ Formulas (t, T in the model's time unit; δ the continuously compounded discount
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy import special
 
 from cbcv.errors import CbcvError
@@ -100,6 +102,42 @@ def _frequency(model: CLVModel) -> str:
 
 
 # -- P(alive) -------------------------------------------------------------------------------------
+@njit(cache=True)
+def _bg_alive(log_a, r, log_b, log_aT, log_atx, ix, iT, itx, x, mbg):  # type: ignore[no-untyped-def]
+    n_draws, n_keys = log_b.shape[0], x.shape[0]
+    out = np.empty((n_draws, n_keys))
+    for d in range(n_draws):
+        for k in range(n_keys):
+            if not mbg and x[k] == 0:
+                out[d, k] = 1.0
+            else:
+                z = log_a[d] - log_b[d, ix[k]] + (r[d] + x[k]) * (log_aT[d, iT[k]] - log_atx[d, itx[k]])
+                out[d, k] = 1.0 / (1.0 + math.exp(z))
+    return out
+
+
+def bg_p_alive(name: str, params: Params, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive) of BG/NBD (``name`` "bgnbd") or MBG/NBD ("mbgnbd") for parameter draws of shape
+    (draws, 1) and rows ``x``, ``t_x``, ``T`` of shape (1, rows), as (draws, rows):
+    1 / (1 + δ(x>0) a/(b+x−1) ((α+T)/(α+t_x))^(r+x)) (Fader, Hardie & Lee, "Computing P(alive)
+    Using the BG/NBD Model", 2008); MBG/NBD a/(b+x) for any x (dropout possible at time 0).
+    Every log is taken once per draw and distinct x, T or t_x (rows have few distinct values of
+    each), so each (draw, row) costs one exp, with log((α+T)/(α+t_x)) as log(α+T) − log(α+t_x)."""
+    rows = [np.asarray(v, dtype=np.float64) for v in (x, t_x, T)]
+    if any(v.ndim != 2 or v.shape[0] != 1 for v in rows):
+        raise ValueError(f"P(alive): rows must have shape (1, rows), got {[v.shape for v in rows]}")
+    x, t_x, T = (v[0] for v in rows)
+    r, alpha, a, b = (np.asarray(params[k], dtype=np.float64).reshape(-1) for k in ("r", "alpha", "a", "b"))
+    mbg = name == "mbgnbd"
+    ux, ix = np.unique(x, return_inverse=True)
+    uT, iT = np.unique(T, return_inverse=True)
+    ut, itx = np.unique(t_x, return_inverse=True)
+    log_b = np.log(b[:, None] + (ux if mbg else np.maximum(ux, 1.0) - 1.0)[None, :])
+    log_aT, log_atx = np.log(alpha[:, None] + uT[None, :]), np.log(alpha[:, None] + ut[None, :])
+    return _bg_alive(np.log(a), r, log_b, log_aT, log_atx, ix.ravel(), iT.ravel(), itx.ravel(),
+                     np.ascontiguousarray(x, dtype=np.float64), mbg)
+
+
 def _p_alive(name: str, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
     x, t_x, T = d["x"], d["t_x"], d["T"]
     r, alpha = p["r"], p["alpha"]
@@ -108,13 +146,7 @@ def _p_alive(name: str, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
         log_int = log_power_integral_np(alpha, r + x, beta, s + 1.0, t_x, T)
         log_ratio = np.log(s) + log_int + (r + x) * np.log(alpha + T) + s * np.log(beta + T)
         return special.expit(-log_ratio)
-    a, b = p["a"], p["b"]
-    log_odds_t = (r + x) * np.log1p((T - t_x) / (alpha + t_x))
-    if name == "bgnbd":
-        ratio = np.where(x > 0, np.exp(np.log(a) - np.log(b + np.maximum(x, 1) - 1) + log_odds_t), 0.0)
-    else:  # mbgnbd: dropout also possible at time 0
-        ratio = np.exp(np.log(a) - np.log(b + x) + log_odds_t)
-    return 1.0 / (1.0 + ratio)
+    return bg_p_alive(name, p, x, t_x, T)
 
 
 def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.special import logsumexp
 
+from cbcv.clv import n_model_draws
 from cbcv.data.simulate import BGNBDParams, ParetoNBDParams, simulate_summaries
 from cbcv.data.summary import Transactions, purchase_days, unit_days
 from cbcv.errors import CbcvError
@@ -68,11 +69,6 @@ def customer_weights(cal_hold: pd.DataFrame) -> np.ndarray:
     if "count" in cal_hold:
         return cal_hold["count"].to_numpy(dtype=float)
     return np.ones(len(cal_hold))
-
-
-def _n_draws(model: CLVModel, max_draws: int | None) -> int:
-    n = len(next(iter(model.draws().values())))
-    return n if max_draws is None else min(n, max_draws)
 
 
 def _blocks(n_rows: int, n_draws: int) -> list[slice]:
@@ -248,7 +244,7 @@ def p_alive_calibration(model: CLVModel, cal_hold: pd.DataFrame, bins: int = 10)
     a long silence, many of whom buy again: the table shows where P(alive) is too pessimistic."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout"))
     zeros = np.zeros(len(cal_hold), dtype=np.int64)
-    _, pa = _grouped_predictions(lambda rows, _: p_alive(model, rows), cal_hold, zeros, 1, _n_draws(model, None))
+    _, pa = _grouped_predictions(lambda rows, _: p_alive(model, rows), cal_hold, zeros, 1, n_model_draws(model))
     edges = np.linspace(0.0, 1.0, bins + 1)
     group = np.clip(np.digitize(pa, edges[1:-1]), 0, bins - 1)
     w = customer_weights(cal_hold)

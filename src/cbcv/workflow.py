@@ -376,7 +376,7 @@ def fit_company_models(
         base = company_summaries(loaded, result)
         summary = base.counts
         if "gamma_gamma" in cfg.models:
-            spend_data = spend_sample(base, cfg.seed, memory_limit=cfg.engine.memory_limit)
+            spend_data = spend_sample(base.path, cfg.seed, memory_limit=cfg.engine.memory_limit)
     else:
         summary = company_summary(loaded, result)
     models: dict[str, CLVModel] = {}

@@ -45,8 +45,9 @@ from cbcv.config import LoadedConfig, load_config
 from cbcv.data.load import ValidatedLog
 from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
-from cbcv.outofcore import company_summaries, first_purchases, unit_weights, valuation_units
+from cbcv.outofcore import first_purchases, summary_file, valuation_units
 from cbcv.scoring import DERT_GRID, ScoredBase, score_customers
+from cbcv.validation import customer_weights
 from cbcv.valuation.acquisition import (
     AcquisitionModel,
     MarketSize,
@@ -245,7 +246,7 @@ def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.Da
     of core, from the first purchases counted in the summary file."""
     end = loaded.config.calibration_end
     if isinstance(result, ValidatedLog):
-        first = first_purchases(company_summaries(loaded, result), loaded.config.engine.memory_limit)
+        first = first_purchases(summary_file(loaded, result), loaded.config.engine.memory_limit)
         return acquisitions_from_first_purchases(first, freq=period, end=end)  # type: ignore[arg-type]
     return acquisitions_from_transactions(result.transactions, freq=period, end=end)  # type: ignore[arg-type]
 
@@ -254,7 +255,7 @@ def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataF
     """What the sensitivities and the revenue forecast sum over: the customers' summary, or
     out of core the valuation units (:func:`cbcv.outofcore.valuation_units`)."""
     if isinstance(result, ValidatedLog):
-        return valuation_units(company_summaries(loaded, result), loaded.config.engine.memory_limit)
+        return valuation_units(summary_file(loaded, result), loaded.config.engine.memory_limit)
     return summary
 
 
@@ -272,15 +273,15 @@ def existing_clv(
     if not isinstance(result, ValidatedLog):
         return customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
                             time_unit=cfg.time_unit, max_draws=n, keep_draws=keep_draws)
-    base = company_summaries(loaded, result)
-    out, cache = base.folder / "customers.parquet", base.folder / "scored.pkl"
-    key = _scoring_key(base, freq, spend, margin, rate, n, cfg.time_unit)
+    path = summary_file(loaded, result)
+    out, cache = path.parent / "customers.parquet", path.parent / "scored.pkl"
+    key = _scoring_key(path, freq, spend, margin, rate, n, cfg.time_unit)
     if cache.is_file() and out.is_file():  # notebook 04 reuses notebook 03's scores
         saved = pickle.loads(cache.read_bytes())
         if saved.get("key") == key:
             return saved["scored"]
     scored = score_customers(
-        freq, spend, base.path, out, margin=margin, annual_discount_rate=rate,
+        freq, spend, path, out, margin=margin, annual_discount_rate=rate,
         time_unit=cfg.time_unit, max_draws=n, memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads,
         progress=progress,
     )
@@ -288,11 +289,11 @@ def existing_clv(
     return scored
 
 
-def _scoring_key(base: Any, freq: CLVModel, spend: CLVModel, margin: Any, rate: Any, n: int, unit: str) -> str:
-    """SHA-256 of everything a scoring depends on: the summaries, both posteriors, the margin and
-    discount-rate draws, the number of draws and the time unit."""
+def _scoring_key(path: Path, freq: CLVModel, spend: CLVModel, margin: Any, rate: Any, n: int, unit: str) -> str:
+    """SHA-256 of everything a scoring depends on: the summaries (their manifest beside
+    ``path``), both posteriors, the margin and discount-rate draws, the draws and time unit."""
     h = hashlib.sha256()
-    h.update((base.folder / "summary.json").read_bytes())
+    h.update((path.parent / "summary.json").read_bytes())
     for model in (freq, spend):
         h.update(model.name.encode())
         for name, values in sorted(model.draws().items()):
@@ -353,7 +354,7 @@ def value_loaded(
     if progress:
         progress("sensitivities, scenarios, revenue forecast and unit economics ...")
     units = _units(loaded, result, summary)
-    weights = unit_weights(units)
+    weights = customer_weights(units)
     n_s = min(n, SENSITIVITY_DRAWS, max(2, UNIT_ELEMENTS // len(units)))
     thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
     sens = ValuationModel(
