@@ -225,6 +225,37 @@ def test_nuts_parametrisation_is_an_exact_change_of_variables(cdnow_weekly):
         assert lr - lp == pytest.approx(np.log(abs(slope)), abs=1e-7)
 
 
+def test_nuts_graph_holds_no_constant_derived_from_the_data(cdnow_weekly):
+    # A scalar constant is written into PyTensor's compiled C code, so a constant taken from the
+    # data (the time scale t0, the weighted mean T) would make every new data set compile anew.
+    # t0 must enter as a shared variable; the graph's scalar constants are then the same for two
+    # data sets with different mean T.
+    from pytensor.graph.basic import ancestors
+
+    def scalar_constants(frame):
+        model = ParetoNBDModel()
+        model._reparametrise = True
+        arrays, _ = model.prepare(frame)
+        pm_model = model.build_model(arrays)
+        graph = [pm_model.logp(), pm_model.dlogp()]
+        consts = {
+            round(float(v.data), 12)
+            for v in ancestors(graph)
+            if isinstance(v, pt.TensorConstant) and v.data.ndim == 0
+        }
+        t0 = np.average(arrays["T"], weights=arrays["weight"])
+        scale = [v for v in ancestors(graph) if isinstance(v, pytensor.compile.SharedVariable)]
+        return consts, t0, scale
+
+    later = cdnow_weekly.assign(T=cdnow_weekly["T"] + 10.0)
+    (c1, t1, s1), (c2, t2, s2) = scalar_constants(cdnow_weekly), scalar_constants(later)
+    assert t2 == pytest.approx(t1 + 10.0)
+    assert c1 == c2
+    assert not {round(t1, 12), round(np.log(t1), 12)} & c1
+    assert [float(v.get_value()) for v in s1] == [pytest.approx(t1)]
+    assert [float(v.get_value()) for v in s2] == [pytest.approx(t2)]
+
+
 def importance_check(model, idata, n=3000, seed=1):
     """Posterior means by importance sampling, independent of NUTS' trajectories (see
     tests/test_models_bgnbd.py): multivariate-t proposal on the log scale from the NUTS draws,

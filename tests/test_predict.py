@@ -132,6 +132,55 @@ def test_bg_dert_by_rate_quadrature_matches_mpmath(name, params) -> None:
         assert got[i] == pytest.approx(ref, rel=3e-3 if row.T == 0 else 2e-5), (name, row)
 
 
+def _dert_like_arguments(seed: int, draws: int = 50) -> tuple[np.ndarray, ...]:
+    """(a, c, y) as the BG/NBD DERT builds them for one x: y = Gamma(r + x) rule nodes /
+    ((α + T) δ) over 16 ages, here with ages from 1 to 800 days and rates from 5% to 30% a year
+    (log y spans up to about 10)."""
+    rng = np.random.default_rng(seed)
+    x = float(rng.choice([5.0, 12.0, 40.0, 170.0, 400.0]))
+    a = rng.uniform(0.2, 3.0, (draws, 1))
+    c = a + rng.uniform(0.5, 12.0, (draws, 1)) + x
+    r, alpha = rng.uniform(0.3, 2.0, draws), rng.uniform(1.0, 20.0, (draws, 1))
+    nodes, _ = P.gamma_rules(r + x, P.nodes_for(x))
+    ages = np.exp(np.linspace(0.0, np.log(rng.uniform(20.0, 800.0)), 16))[None, :]
+    delta = P.continuous_rate(float(rng.choice([0.05, 0.1, 0.3])), str(rng.choice(["day", "week"])))
+    y = (nodes[:, None, :] / ((alpha + ages) * delta)[..., None]).reshape(draws, -1)
+    return a, c, y
+
+
+def test_hyp2f1_interpolated_in_log_y_matches_the_integral_and_mpmath() -> None:
+    import mpmath as mp
+
+    mp.mp.dps = 30
+    for seed in range(12):
+        a, c, y = _dert_like_arguments(seed)
+        c = np.maximum(c, P.HYP_DIRECT_MAX_C + 0.5)  # the 200-node integral: 1e-14 from mpmath
+        got = P.hyp2f1_one_negative_interpolated(a, c, y)
+        np.testing.assert_allclose(got, P.hyp2f1_one_negative(a, c, y), rtol=2e-12)
+        for i, j in [(0, 0), (7, y.shape[1] // 2), (-1, -1)]:
+            ref = float(mp.hyp2f1(1, a[i, 0], c[i, 0], -y[i, j]))
+            assert got[i, j] == pytest.approx(ref, rel=2e-12)
+    # the DERT given alive with the interpolation equals the one evaluating every ₂F₁
+    params = dict(r=np.full((30, 1), 0.9), alpha=np.full((30, 1), 4.3),
+                  a=np.linspace(0.3, 2.5, 30)[:, None], b=np.full((30, 1), 3.8))
+    x = np.repeat([3.0, 8.0, 40.0, 170.0], 16)[None, :]
+    T = np.tile(np.linspace(20.0, 104.0, 16), 4)[None, :]
+    delta = P.continuous_rate(0.1, "week")
+    got = P._dert_bg_alive("bgnbd", params, x, T, delta)
+    direct = np.concatenate([P._dert_bg_alive("bgnbd", params, x[:, [j]], T[:, [j]], delta)
+                             for j in range(x.shape[1])], axis=1)  # one T per x: no interpolation
+    np.testing.assert_allclose(got, direct, rtol=1e-11)
+
+
+def test_hyp2f1_interpolation_falls_back_where_its_check_fails(monkeypatch) -> None:
+    # too few points for the widest ranges: the end check must catch those draws
+    a, c, y = _dert_like_arguments(3, draws=40)
+    c = np.maximum(c, P.HYP_DIRECT_MAX_C + 0.5)
+    monkeypatch.setattr(P, "hyp_interp_points", lambda width: 6)
+    got = P.hyp2f1_one_negative_interpolated(a, c, y)
+    np.testing.assert_allclose(got, P.hyp2f1_one_negative(a, c, y), rtol=2e-11)
+
+
 def test_heavy_buyers_stay_finite_and_accurate() -> None:
     """Hundreds of purchases: scipy's ₂F₁ overflows or returns nan for the direct forms (the
     scale benchmark's simulated heavy buyers hit it); the Euler-transformed expectation and the

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import arviz as az
 import numpy as np
 import pandas as pd
+import pytensor
 import pytensor.tensor as pt
 
 from cbcv.errors import DataError
@@ -161,7 +162,11 @@ class GammaGammaModel(CLVModel):
             wx_t * (pt.gammaln(px + q) - pt.gammaln(px) + px * pt.log(xs))
             + px * pt.as_tensor_variable(wlogz_x)
         )
-        constant = float(w.sum()) * (q * pt.log(gamma) - pt.gammaln(q)) - float(np.sum(w * log_z))
+        # shared, not constants: a scalar constant is written into the compiled C code, which would
+        # then be compiled anew for every data set
+        n_rows = pytensor.shared(np.float64(w.sum()), name="sum_weight")
+        sum_log_z = pytensor.shared(np.float64(np.sum(w * log_z)), name="sum_weight_log_z")
+        constant = n_rows * (q * pt.log(gamma) - pt.gammaln(q)) - sum_log_z
         rows = pt.sum(
             pt.as_tensor_variable(w)
             * (p * pt.as_tensor_variable(x) + q)

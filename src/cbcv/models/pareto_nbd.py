@@ -21,6 +21,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from cbcv.errors import CbcvError
@@ -155,8 +156,10 @@ class ParetoNBDModel(CLVModel):
         """The PyMC model; for NUTS with β replaced by the log cumulative hazard (see above)."""
         if not self._reparametrise:
             return super().build_model(arrays)
-        t0 = float(np.average(arrays["T"], weights=arrays["weight"]))
-        t0 = t0 if t0 > 0 else 1.0
+        mean_T = float(np.average(arrays["T"], weights=arrays["weight"]))
+        # a shared variable, not a constant: a constant would be written into the compiled C code,
+        # which would then be compiled anew for every data set (about 3 s on CDNOW)
+        t0 = pytensor.shared(np.float64(mean_T if mean_T > 0 else 1.0), name="dropout_time_scale")
         with pm.Model() as model:
             params = {n: self.priors[n].create(n) for n in ("r", "alpha", "s")}
             s = params["s"]
@@ -171,7 +174,7 @@ class ParetoNBDModel(CLVModel):
                 raise CbcvError(
                     f"prior for 'beta': PyMC has no distribution {prior.dist!r}"
                 ) from exc
-            log_jacobian = log_h + np.log(t0) + u - pt.log(s) - 2.0 * log_expm1_u
+            log_jacobian = log_h + pt.log(t0) + u - pt.log(s) - 2.0 * log_expm1_u
             pm.Potential("beta_prior", pm.logp(beta_dist, params["beta"]) + log_jacobian)
             pm.Potential("loglike", self.total_logp(params, arrays))
         return model
