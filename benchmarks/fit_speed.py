@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -794,17 +794,8 @@ def _pm(s: Mapping[str, float] | None) -> str:
 
 
 #: Warm-up fits: tiny, on a small simulated base, to fill the compile cache before timing.
-WARMUP_DRAWS = 5
+WARMUP = BenchSettings(draws=5, tune=5, chains=1, cores=1)
 WARMUP_CUSTOMERS = 2_000
-
-
-def warmup_settings(settings: BenchSettings) -> BenchSettings:
-    """The warm-up's sampler settings: a few draws, but as many chains as the timed fits run at
-    once, so that the chain worker processes start as they will in the timed fits. (A one-chain
-    warm-up samples in the fit's own process and leaves the workers' first start, about 3 s on
-    CDNOW's Pareto/NBD, to the first timed fit.)"""
-    chains = max(1, min(settings.chains, settings.cores))
-    return replace(settings, draws=WARMUP_DRAWS, tune=WARMUP_DRAWS, chains=chains)
 
 
 def warm_up(
@@ -813,13 +804,10 @@ def warm_up(
     workdir: Path,
     env: Mapping[str, str] | None = None,
     log: Any = print,
-    settings: BenchSettings = BenchSettings(),
 ) -> list[dict[str, Any]]:
-    """One tiny fit per (tool, model), untimed in the table, with the timed fits' chain
-    processes (:func:`warmup_settings`): fills the (fresh) PyTensor compile cache with everything
-    that does not depend on the data, as a user's earlier session would. Its wall time is the
-    cold-start cost."""
-    warm = warmup_settings(settings)
+    """One tiny fit per (tool, model), untimed in the table: fills the (fresh) PyTensor compile
+    cache with everything that does not depend on the data, as a user's earlier session would.
+    Its wall time is the cold-start cost."""
     out = []
     for model in models:
         path = write_data(
@@ -827,7 +815,7 @@ def warm_up(
         )
         for tool in tools:
             result = workdir / f"warmup-{model}-{tool}.json"
-            run = run_child(child_command(tool, model, path, warm, result), result, 1800.0, env)
+            run = run_child(child_command(tool, model, path, WARMUP, result), result, 1800.0, env)
             out.append(
                 {
                     "model": model,

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.no_warmup:
             log("[warm-up] filling a fresh PyTensor compile cache (cold-start cost)")
-            meta["warmup"] = fs.warm_up(models, tools, workdir, env, log=log, settings=settings)
+            meta["warmup"] = fs.warm_up(models, tools, workdir, env, log=log)
         rows = fs.run_benchmark(
             datasets, models, tools, settings, args.peer_timeout, workdir, env, log=log
         )
