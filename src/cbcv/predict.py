@@ -356,10 +356,11 @@ def hyp2f1_one_negative(a: Any, c: Any, y: Any) -> np.ndarray:
 
     scipy's ``hyp2f1`` for c ≤ :data:`HYP_DIRECT_MAX_C` (against mpmath on 1,500 random
     points with y from 1e-3 to 1e6: within 1e-10 for a < 1, as BG/NBD's a usually is, and 1e-9
-    for a < 3; 2e-8 was seen with a within 0.01 of 3); above, Euler's integral ₂F₁(1, a; c; −y) = (c − 1) ∫₀¹ (1 − t)^(c−2) (1 + y t)^(−a) dt
-    in the variable s = log t, where the integrand is a smooth bump between s ≈ −log y and
-    s ≈ −log c, by 200-point Gauss–Legendre on [min(−log y, −log c) − 45, 0] (relative error
-    below 1e-14 against mpmath for c up to 1000 and y up to 1e7; tests/test_predict.py)."""
+    for a < 3; 2e-8 was seen with a within 0.01 of 3); above, Euler's integral
+    ₂F₁(1, a; c; −y) = (c − 1) ∫₀¹ (1 − t)^(c−2) (1 + y t)^(−a) dt in the variable s = log t,
+    where the integrand is a smooth bump between s ≈ −log y and s ≈ −log c, by 200-point
+    Gauss–Legendre on [min(−log y, −log c) − 45, 0] (relative error below 1e-14 against mpmath
+    for c up to 1000 and y up to 1e7; tests/test_predict.py)."""
     a, c, y = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, c, y)))
     out = np.empty(a.shape)
     big = c > HYP_DIRECT_MAX_C
@@ -383,6 +384,14 @@ def hyp2f1_one_negative(a: Any, c: Any, y: Any) -> np.ndarray:
 #: number of Chebyshev points (below the minimum it is no cheaper than direct evaluation).
 HYP_INTERP_TOL = 1e-12
 HYP_INTERP_POINTS = (16, 64)
+
+
+def chebyshev_points(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` Chebyshev points of the first kind on (−1, 1) and their barycentric weights
+    (Berrut & Trefethen 2004, "Barycentric Lagrange interpolation", SIAM Review 46, eq. 5.3)."""
+    k = np.arange(n)
+    angle = (2 * k + 1) * np.pi / (2 * n)
+    return np.cos(angle), (-1.0) ** k * np.sin(angle)
 
 
 def hyp_interp_points(width: float) -> int:
@@ -419,9 +428,7 @@ def hyp2f1_one_negative_interpolated(a: np.ndarray, c: np.ndarray, y: np.ndarray
         return hyp2f1_one_negative(a, c, y)
     mid, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1e-3)
     power = np.minimum(a, 1.0)
-    k = np.arange(points)
-    cheb = np.cos((2 * k + 1) * np.pi / (2 * points))  # first kind, inside (−1, 1)
-    bary = (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * points))
+    cheb, bary = chebyshev_points(points)
     y_nodes = np.exp(mid + half * cheb)  # (draws, points)
     h_nodes = hyp2f1_one_negative(a, c, y_nodes) * np.exp(power * np.log1p(y_nodes))
     t = (u - mid) / half
@@ -489,9 +496,7 @@ def _interpolated_in_T(
     log(shift + T) for every x with more than ``grid`` distinct T (exact evaluation otherwise)."""
     xs, Ts = x[0], T[0]
     ux, inv = np.unique(xs, return_inverse=True)
-    k = np.arange(grid)
-    cheb = np.cos((2 * k + 1) * np.pi / (2 * grid))  # Chebyshev points of the first kind
-    bary = (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * grid))
+    cheb, bary = chebyshev_points(grid)
     direct: list[np.ndarray] = []
     plans: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (columns, grid T, weights)
     for j in range(len(ux)):

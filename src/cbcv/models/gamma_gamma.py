@@ -164,9 +164,9 @@ class GammaGammaModel(CLVModel):
         )
         # shared, not constants: a scalar constant is written into the compiled C code, which would
         # then be compiled anew for every data set
-        n_rows = pytensor.shared(np.float64(w.sum()), name="sum_weight")
+        total_weight = pytensor.shared(np.float64(w.sum()), name="sum_weight")
         sum_log_z = pytensor.shared(np.float64(np.sum(w * log_z)), name="sum_weight_log_z")
-        constant = n_rows * (q * pt.log(gamma) - pt.gammaln(q)) - sum_log_z
+        constant = total_weight * (q * pt.log(gamma) - pt.gammaln(q)) - sum_log_z
         rows = pt.sum(
             pt.as_tensor_variable(w)
             * (p * pt.as_tensor_variable(x) + q)
