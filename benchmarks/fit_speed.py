@@ -117,7 +117,9 @@ def cdnow_summary() -> pd.DataFrame:
     from cbcv.data.summary import customer_summary
 
     tx = load_dataset("cdnow-sample").transactions
-    summary = customer_summary(tx, calibration_end=CDNOW_CALIBRATION_END, time_unit="week")
+    summary = customer_summary(
+        tx, calibration_end=CDNOW_CALIBRATION_END, time_unit="week", zero_amount_purchases=True
+    )
     return _rft(summary)
 
 

@@ -43,6 +43,7 @@ def cdnow_weekly(cdnow_sample_tx):
         calibration_end=CDNOW_CALIBRATION_END,
         holdout_end=CDNOW_HOLDOUT_END,
         time_unit="week",
+        zero_amount_purchases=True,  # the papers count CDNOW's $0 purchases
     )
 
 

@@ -340,12 +340,20 @@ def test_acquisitions_hand_worked_quarterly_with_end():
 
 
 def test_acquisitions_cdnow_sample(cdnow_sample_tx):
-    # every CDNOW customer made a first purchase in 1997Q1; the log runs to 1998-06-30
-    quarterly = acquisitions_from_transactions(cdnow_sample_tx, freq="quarter")
+    # every CDNOW customer made a first purchase in 1997Q1; the log runs to 1998-06-30. CDNOW's
+    # convention counts its eight customers whose only purchases are $0 (2,357 in all; 2,349
+    # under the default rule, a purchase being a day with a positive net amount)
+    strict = acquisitions_from_transactions(cdnow_sample_tx, freq="quarter")
+    assert strict["new_customers"].tolist() == [2349, 0, 0, 0, 0, 0]
+    quarterly = acquisitions_from_transactions(
+        cdnow_sample_tx, freq="quarter", zero_amount_purchases=True
+    )
     assert str(quarterly["period"].iloc[0]) == "1997Q1"
     assert str(quarterly["period"].iloc[-1]) == "1998Q2"
     assert quarterly["new_customers"].tolist() == [2357, 0, 0, 0, 0, 0]
-    monthly = acquisitions_from_transactions(cdnow_sample_tx, freq="month")
+    monthly = acquisitions_from_transactions(
+        cdnow_sample_tx, freq="month", zero_amount_purchases=True
+    )
     assert len(monthly) == 18
     assert monthly["new_customers"].iloc[:3].sum() == 2357
     assert (monthly["new_customers"].iloc[:3] > 0).all()

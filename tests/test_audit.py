@@ -157,7 +157,7 @@ def test_deciles_of_spends_1_to_10(spends_1_to_10):
 
 
 def test_decile_group_sizes_are_equal_count():
-    log = _log([(f"c{i:02d}", "1997-01-01", float(i)) for i in range(25)])
+    log = _log([(f"c{i:02d}", "1997-01-01", float(i + 1)) for i in range(25)])
     d = decile_table(log)
     # floor(10 r / 25) + 1 for ranks r = 0..24
     assert d["customers"].tolist() == [3, 2, 3, 2, 3, 2, 3, 2, 3, 2]
@@ -250,22 +250,22 @@ def test_gini_limits():
     assert gini(x) == pytest.approx(mad)
 
 
-def test_negative_net_spend_is_clipped():
+def test_a_day_netting_below_zero_is_not_a_buyer():
     log = _log(
         [
             ("neg", "1997-01-01", 10.0),
-            ("neg", "1997-01-01", -15.0),  # same day: net -5, still a purchase day
+            ("neg", "1997-01-01", -15.0),  # same day: net -5, not a purchase day
             ("mid", "1997-01-01", 5.0),
             ("top", "1997-01-01", 15.0),
         ]
     )
     s = concentration(log)
-    assert s.customers == 3 and s.negative_customers == 1
-    assert s.net_revenue == 15.0 and s.revenue == 20.0
-    # clipped spends 0, 5, 15: G = 2 (1*0 + 2*5 + 3*15) / (3 * 20) - 4 / 3 = 0.5
-    assert s.gini == pytest.approx(0.5)
+    assert s.customers == 2 and s.negative_customers == 0
+    assert s.net_revenue == 20.0 and s.revenue == 20.0
+    # spends 5, 15: G = 2 (1*5 + 2*15) / (2 * 20) - 3 / 2 = 0.25
+    assert s.gini == pytest.approx(0.25)
     curve = whale_curve(log)
-    np.testing.assert_allclose(curve["revenue_share"], [0.0, 0.75, 1.0, 1.0])
+    np.testing.assert_allclose(curve["revenue_share"], [0.0, 0.75, 1.0])
 
 
 # --- inter-purchase times ----------------------------------------------------------------------
@@ -331,8 +331,9 @@ def test_user_errors_are_cbcv_errors(three_customers):
 
 def test_cdnow_sample_audit(cdnow_sample_tx):
     tx = cdnow_sample_tx
-    days = to_daily(tx)
-    c3 = c3_table(tx, "month")
+    rule = {"zero_amount_purchases": True}  # the papers count CDNOW's $0 purchases
+    days = to_daily(tx, **rule)
+    c3 = c3_table(tx, "month", **rule)
     assert c3["revenue"].sum() == pytest.approx(days["amount"].sum())
     assert c3["transactions"].sum() == len(days)
     # every customer is active in the period of acquisition
@@ -340,18 +341,21 @@ def test_cdnow_sample_audit(cdnow_sample_tx):
     at_birth = c3[c3["age"] == 0].set_index("cohort")["active_customers"]
     assert at_birth.to_dict() == first.to_dict()
 
-    cohorts = cohort_table(tx, "quarter")
+    cohorts = cohort_table(tx, "quarter", **rule)
     assert cohorts["customers"].sum() == 2357
+    # under the default rule (a purchase nets to more than 0) the 8 customers whose only
+    # purchases cost $0 are not customers
+    assert cohort_table(tx, "quarter")["customers"].sum() == 2349
     assert cohorts["cohort"].astype(str).tolist() == ["1997Q1"]
 
-    d = decile_table(tx, "1997")
+    d = decile_table(tx, "1997", **rule)
     assert d["customer_share"].sum() == pytest.approx(1.0)
     assert d["revenue_share"].sum() == pytest.approx(1.0)
     assert d["transaction_share"].sum() == pytest.approx(1.0)
     assert d["customers"].sum() == days.loc[days["date"].dt.year == 1997, "customer_id"].nunique()
     assert (d["mean_spend"].diff().dropna() <= 0).all()
 
-    s = concentration(tx, "1997")
+    s = concentration(tx, "1997", **rule)
     assert 0.0 < s.top_1pct < s.top_10pct < s.top_20pct < 1.0
     # decile 1 holds 236 of 2,357 buyers, the top 10% 235.7 of them: nearly the same share
     assert s.top_10pct == pytest.approx(d.loc[0, "revenue_share"], abs=2e-3)
@@ -359,7 +363,7 @@ def test_cdnow_sample_audit(cdnow_sample_tx):
 
     # Fader, Hardie & Lee (2005): 1,411 of the 2,357 customers made no repeat purchase in the
     # calibration period (to 1997-09-30).
-    r = repeat_rates(tx, "quarter", as_of="1997-09-30")
+    r = repeat_rates(tx, "quarter", as_of="1997-09-30", **rule)
     assert r["repeat_customers"].iloc[-1] == 2357 - 1411
 
 
@@ -380,8 +384,8 @@ def test_customer_base_audit_bundles_the_tables(three_customers):
 
 
 def test_as_of_applies_the_customer_day_rule_once():
-    # a day whose return exceeds its purchase is a purchase occasion with a negative net amount;
-    # cutting the log with as_of must not turn it into a dropped returns-only day
+    # a day whose return exceeds its purchase nets below zero and is not a purchase occasion;
+    # cutting the log with as_of must apply the same rule
     tx = _log(
         [
             ("A", "1997-01-10", 10.0),
@@ -395,4 +399,4 @@ def test_as_of_applies_the_customer_day_rule_once():
     cut = customer_base_audit(tx, as_of="1997-12-31")
     for name, table in whole.tables().items():
         pd.testing.assert_frame_equal(cut.tables()[name], table, obj=name)
-    assert whole.cohorts["transactions"].sum() == 4
+    assert whole.cohorts["transactions"].sum() == 3  # A's 02-10 nets to -7

@@ -155,7 +155,11 @@ def test_engine_section_defaults_to_duckdb_and_accepts_spark() -> None:
         ({"name": "polars"}, r"^x\.yaml: engine\.name: Input should be 'duckdb' or 'spark'$"),
         ({"memory_limit": "lots"}, r"^x\.yaml: engine\.memory_limit: 'lots' is not a memory size"),
         ({"threads": 0}, r"^x\.yaml: engine\.threads: "),
-        ({"spark": {"mastr": "yarn"}}, r"^x\.yaml: engine\.spark\.mastr: unknown field$"),
+        (
+            {"spark": {"mastr": "yarn"}},
+            r"^x\.yaml: engine\.spark\.mastr: unknown field \(did you mean 'master'\? "
+            r"expected one of master, conf\)$",
+        ),
         (
             {"spark": {"conf": {"spark.jars": ["a"]}}},
             r"^x\.yaml: engine\.spark\.conf\.spark\.jars: ",

@@ -93,8 +93,11 @@ def test_reconciliation_adds_up(mixed) -> None:
         "malformed_row": 1,
         "missing_customer_id": 2,
         "unparseable_date": 1,
+        "date_out_of_range": 0,
+        "date_before_earliest": 0,
         "date_after_as_of": 1,
         "non_numeric_amount": 1,
+        "amount_out_of_range": 0,
         "duplicate_row": 1,
     }
     assert_reconciles(mixed)
@@ -141,7 +144,7 @@ def test_reconciliation_to_dict_is_json_ready(mixed) -> None:
         "rows": 1,
         "amount": 3.0,
         "customer_days_netted": 0,
-        "return_only_days": 1,
+        "non_positive_days": 1,
     }
     assert len(data["sha256"]) == 64
 
@@ -161,7 +164,7 @@ def test_returns_are_netted_per_customer_day_and_counted(tmp_path: Path) -> None
         "A,2020-01-01,-10\n"  # netted against the purchase: A's day is worth 20
         "A,2020-01-03,-5\n"  # return-only day: not a purchase occasion
         "B,2020-01-02,8\n"
-        "B,2020-01-02,-8\n"  # nets to zero, still a purchase occasion
+        "B,2020-01-02,-8\n"  # nets to zero: not a purchase (a purchase nets to more than 0)
         "C,2020-01-04,-2\n"  # C never buys
         "C,2020-01-04,-1\n",
     )
@@ -169,12 +172,12 @@ def test_returns_are_netted_per_customer_day_and_counted(tmp_path: Path) -> None
     returns = result.reconciliation.returns
     assert returns.rows == 5
     assert returns.amount == pytest.approx(26.0)
-    assert returns.customer_days_netted == 2  # A on 01-01, B on 01-02
-    assert returns.return_only_days == 2  # A on 01-03, C on 01-04
-    assert result.reconciliation.customer_days == 2
+    assert returns.customer_days_netted == 1  # A on 01-01
+    assert returns.non_positive_days == 3  # A on 01-03, B on 01-02, C on 01-04
+    assert result.reconciliation.customer_days == 1
     assert result.reconciliation.rows_rejected == 0
     daily = to_daily(result.transactions)
-    assert daily[["customer_id", "amount"]].values.tolist() == [["A", 20.0], ["B", 0.0]]
+    assert daily[["customer_id", "amount"]].values.tolist() == [["A", 20.0]]
 
 
 @pytest.mark.parametrize(
@@ -264,20 +267,22 @@ def test_malformed_rows_shift_the_numbering_of_later_rows(tmp_path: Path) -> Non
     assert_reconciles(result)
 
 
-def test_unterminated_quote_swallows_the_rest_of_the_file(tmp_path: Path) -> None:
-    # CSV quoting: an opening quote without its closing quote runs to the end of the file, so
-    # rows 3 and the line after it form one broken record.
+def test_unterminated_quote_rejects_only_its_own_line(tmp_path: Path) -> None:
+    # One record per physical line: a line with an odd number of quotes cannot be a complete
+    # record, so it is rejected with its line number and reading resumes on the next line (it
+    # used to swallow the rest of the file).
     path = write(
         tmp_path,
         "u.csv",
         'customer_id,date,amount\nA,2020-01-01,1\nB,2020-01-02,2\n"C,2020-01-03,3\nD,2020-01-04,4\n',
     )
     result = load_transactions(path)
-    assert result.transactions["customer_id"].tolist() == ["A", "B"]
+    assert result.transactions["customer_id"].tolist() == ["A", "B", "D"]
+    assert result.transactions["source_row"].tolist() == [1, 2, 4]
     assert primary(result) == {3: "malformed_row"}
-    assert result.rejections["raw_value"].iloc[0].startswith('"C,2020-01-03,3')
-    assert result.rejections["line"].isna().all()
-    assert any("several lines" in note for note in result.reconciliation.notes)
+    assert result.rejections["raw_value"].iloc[0] == '"C,2020-01-03,3'
+    assert result.rejections["line"].tolist() == [4]
+    assert result.rejections["detail"].iloc[0].startswith("unbalanced quote")
     assert_reconciles(result)
 
 
@@ -307,14 +312,17 @@ def test_delimiter_is_taken_from_the_header(tmp_path: Path) -> None:
         assert result.rejections["raw_value"].tolist() == ["1,5"]
 
 
-def test_quoted_line_breaks_switch_off_line_numbers(tmp_path: Path) -> None:
+def test_quoted_line_breaks_are_two_malformed_lines(tmp_path: Path) -> None:
+    # One record per physical line: a quoted line break splits a record into two lines with an
+    # odd number of quotes each; both are rejected and every other line keeps its line number.
     path = write(
         tmp_path, "q.csv", 'customer_id,date,amount,note\nA,2020-01-01,1,"two\nlines"\nB,x,1,n\n'
     )
     result = load_transactions(path)
-    assert primary(result) == {2: "unparseable_date"}
-    assert result.rejections["line"].isna().all()
-    assert any("several lines" in note for note in result.reconciliation.notes)
+    assert primary(result) == {1: "malformed_row", 2: "malformed_row", 3: "unparseable_date"}
+    assert result.rejections["line"].tolist() == [2, 3, 4]
+    assert result.reconciliation.rows_read == 3
+    assert_reconciles(result)
 
 
 def test_column_names_match_case_insensitively(tmp_path: Path) -> None:

@@ -101,11 +101,13 @@ def test_mle_reproduces_fader_hardie_lee_2005(bg_mle, cdnow_weekly):
 
 
 def test_default_priors_are_weak_on_cdnow(bg_mle, cdnow_weekly):
-    # The default priors move the posterior mode by far less than the 1% tolerance.
+    # The default priors move the posterior mode by less than 1% from the maximum-likelihood
+    # estimate (issue 13: MAP with default priors within 1% of the published estimates); b, the
+    # least identified, moves most (-0.7% on CDNOW).
     _, mle = bg_mle
     point = map_point(BetaGeoModel(), cdnow_weekly)
     for k in PUBLISHED:
-        assert point[k] == pytest.approx(mle[k], rel=0.005), k
+        assert point[k] == pytest.approx(mle[k], rel=0.01), k
 
 
 def test_likelihoods_match_closed_forms_on_cdnow(cdnow_weekly):
@@ -315,7 +317,9 @@ def importance_check(model, idata, n=4000, seed=1):
     u = proposal.rvs(n)
     with model.build_model(model.arrays) as pm_model:
         logp = pm_model.compile_logp()  # log scale, with the Jacobian: the sampler's target
-        value_names = [pm_model.rvs_to_values[pm_model[k]].name for k in names]
+        # a log-scale prior's free variable is log_<name> itself (cbcv.models.priors)
+        free = [f"log_{k}" if f"log_{k}" in pm_model.named_vars else k for k in names]
+        value_names = [pm_model.rvs_to_values[pm_model[k]].name for k in free]
     log_target = np.array([logp(dict(zip(value_names, row, strict=True))) for row in u])
     log_w = log_target - proposal.logpdf(u)
     w = np.exp(log_w - log_w.max())

@@ -10,8 +10,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# conda-forge names that differ from PyPI names
-CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+# conda-forge names that differ from PyPI names; conda's libblas is the BLAS that PyTensor links,
+# which a pip install gets from scipy-openblas32 (see cbcv.models.blas)
+CONDA_TO_PYPI = {"python-duckdb": "duckdb", "libblas": "scipy-openblas32"}
 
 
 def _split(req: str) -> tuple[str, str]:

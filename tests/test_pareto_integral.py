@@ -120,7 +120,9 @@ def test_digamma_matches_scipy():
 @pytest.fixture(scope="module")
 def cdnow_arrays():
     tx = load_dataset("cdnow-sample").transactions
-    summary = customer_summary(tx, calibration_end="1997-09-30", time_unit="week")
+    summary = customer_summary(
+        tx, calibration_end="1997-09-30", time_unit="week", zero_amount_purchases=True
+    )
     arrays, _ = ParetoNBDModel().prepare(summary)
     return arrays
 

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
+from cbcv import dert_rate as R
+from cbcv import hyp_negative as H
 from cbcv import predict as P
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, Prior, SamplerSettings
 
@@ -82,9 +84,9 @@ def test_dert_closed_form_equals_quadrature_and_discounted_sum() -> None:
     data = pd.DataFrame({"x": [0, 2, 10, 1], "t_x": [0.0, 30.43, 37.0, 0.5], "T": [38.86, 38.86, 38.0, 20.0]})
     closed = P.dert(pn, data, delta=delta, method="closed")
     quad = P.dert(pn, data, delta=delta, method="quadrature", n_nodes=60)
-    np.testing.assert_allclose(closed, quad, rtol=5e-6)
+    np.testing.assert_allclose(closed, quad, rtol=1e-8)
     default = P.dert(pn, data, delta=delta, method="quadrature")
-    np.testing.assert_allclose(closed, default, rtol=1e-3)
+    np.testing.assert_allclose(closed, default, rtol=1e-11)
     # BG/NBD: quadrature against a fine discounted sum of expected increments (10 years weekly/10)
     bg = _fixed(BetaGeoModel, **BG)
     grid = np.linspace(0.0, 3000.0, 30001)
@@ -128,23 +130,24 @@ def test_bg_dert_by_rate_quadrature_matches_mpmath(name, params) -> None:
     got = P.dert(DrawSet(name, {k: [v] for k, v in params.items()}), data, delta=delta)[0]
     for i, row in enumerate(data.itertuples()):
         ref = _bg_dert_mpmath(**params, x=row.x, t_x=row.t_x, T=row.T, delta=delta, mbg=name == "mbgnbd")
-        # a customer just acquired (T = 0) is the hardest case for the 64-node rule
-        assert got[i] == pytest.approx(ref, rel=3e-3 if row.T == 0 else 2e-5), (name, row)
+        # a customer just acquired (T = 0) was 2e-3 off with the former 64-node Gauss–Laguerre rule
+        assert got[i] == pytest.approx(ref, rel=1e-9), (name, row)
 
 
 def _dert_like_arguments(seed: int, draws: int = 50) -> tuple[np.ndarray, ...]:
-    """(a, c, y) as the BG/NBD DERT builds them for one x: y = Gamma(r + x) rule nodes /
-    ((α + T) δ) over 16 ages, here with ages from 1 to 800 days and rates from 5% to 30% a year
-    (log y spans up to about 10)."""
+    """(a, c, y) as the BG/NBD DERT builds them for one x: its trapezoidal lattice in log y
+    (cbcv.dert_rate.lattice) for 16 ages from 1 to 800 days and rates from 5% to 30% a year,
+    each draw's y scaled by its own factor so that the draws' ranges differ."""
     rng = np.random.default_rng(seed)
     x = float(rng.choice([5.0, 12.0, 40.0, 170.0, 400.0]))
     a = rng.uniform(0.2, 3.0, (draws, 1))
     c = a + rng.uniform(0.5, 12.0, (draws, 1)) + x
     r, alpha = rng.uniform(0.3, 2.0, draws), rng.uniform(1.0, 20.0, (draws, 1))
-    nodes, _ = P.gamma_rules(r + x, P.nodes_for(x))
     ages = np.exp(np.linspace(0.0, np.log(rng.uniform(20.0, 800.0)), 16))[None, :]
     delta = P.continuous_rate(float(rng.choice([0.05, 0.1, 0.3])), str(rng.choice(["day", "week"])))
-    y = (nodes[:, None, :] / ((alpha + ages) * delta)[..., None]).reshape(draws, -1)
+    k = (r + x)[:, None]
+    w = R.lattice(k, (alpha + ages) * delta, min(R.STEP_MAX, R.STEP_SCALE / np.sqrt(k.max() + 1.0)))
+    y = np.exp(w)[None, :] * np.exp(rng.uniform(-1.0, 1.0, (draws, 1)))
     return a, c, y
 
 
@@ -154,9 +157,9 @@ def test_hyp2f1_interpolated_in_log_y_matches_the_integral_and_mpmath() -> None:
     mp.mp.dps = 30
     for seed in range(12):
         a, c, y = _dert_like_arguments(seed)
-        c = np.maximum(c, P.HYP_DIRECT_MAX_C + 0.5)  # the 200-node integral: 1e-14 from mpmath
-        got = P.hyp2f1_one_negative_interpolated(a, c, y)
-        np.testing.assert_allclose(got, P.hyp2f1_one_negative(a, c, y), rtol=2e-12)
+        c = np.maximum(c, H.HYP_DIRECT_MAX_C + 0.5)  # the 200-node integral: 1e-14 from mpmath
+        got = H.hyp2f1_one_negative_interpolated(a, c, y)
+        np.testing.assert_allclose(got, H.hyp2f1_one_negative(a, c, y), rtol=2e-12)
         for i, j in [(0, 0), (7, y.shape[1] // 2), (-1, -1)]:
             ref = float(mp.hyp2f1(1, a[i, 0], c[i, 0], -y[i, j]))
             assert got[i, j] == pytest.approx(ref, rel=2e-12)
@@ -166,19 +169,19 @@ def test_hyp2f1_interpolated_in_log_y_matches_the_integral_and_mpmath() -> None:
     x = np.repeat([3.0, 8.0, 40.0, 170.0], 16)[None, :]
     T = np.tile(np.linspace(20.0, 104.0, 16), 4)[None, :]
     delta = P.continuous_rate(0.1, "week")
-    got = P._dert_bg_alive("bgnbd", params, x, T, delta)
-    direct = np.concatenate([P._dert_bg_alive("bgnbd", params, x[:, [j]], T[:, [j]], delta)
-                             for j in range(x.shape[1])], axis=1)  # one T per x: no interpolation
+    got = P.dert_given_alive("bgnbd", params, x, T, delta)
+    direct = np.concatenate([P.dert_given_alive("bgnbd", params, x[:, [j]], T[:, [j]], delta)
+                             for j in range(x.shape[1])], axis=1)  # one T per x: its own lattice
     np.testing.assert_allclose(got, direct, rtol=1e-11)
 
 
 def test_hyp2f1_interpolation_falls_back_where_its_check_fails(monkeypatch) -> None:
     # too few points for the widest ranges: the end check must catch those draws
     a, c, y = _dert_like_arguments(3, draws=40)
-    c = np.maximum(c, P.HYP_DIRECT_MAX_C + 0.5)
-    monkeypatch.setattr(P, "hyp_interp_points", lambda width: 6)
-    got = P.hyp2f1_one_negative_interpolated(a, c, y)
-    np.testing.assert_allclose(got, P.hyp2f1_one_negative(a, c, y), rtol=2e-11)
+    c = np.maximum(c, H.HYP_DIRECT_MAX_C + 0.5)
+    monkeypatch.setattr(H, "hyp_interp_points", lambda width: 6)
+    got = H.hyp2f1_one_negative_interpolated(a, c, y)
+    np.testing.assert_allclose(got, H.hyp2f1_one_negative(a, c, y), rtol=2e-11)
 
 
 def test_heavy_buyers_stay_finite_and_accurate() -> None:
@@ -189,7 +192,7 @@ def test_heavy_buyers_stay_finite_and_accurate() -> None:
 
     mp.mp.dps = 30
     for a, c, y in [(0.48, 174.78, 2700.0), (5.0, 1000.0, 2000.0), (0.48, 31.0, 1e7), (1.7, 25.0, 3.0), (0.8, 3.0, 50.0)]:
-        assert P.hyp2f1_one_negative(a, c, y) == pytest.approx(float(mp.hyp2f1(1, a, c, -y)), rel=1e-12)
+        assert H.hyp2f1_one_negative(a, c, y) == pytest.approx(float(mp.hyp2f1(1, a, c, -y)), rel=1e-12)
     params = dict(r=0.925, alpha=4.278, a=0.48, b=3.813)
     p = {k: np.array([[v]]) for k, v in params.items()}
     for x, T in [(0, 10.0), (3, 50.0), (170, 98.857), (400, 100.0)]:
@@ -205,7 +208,7 @@ def test_heavy_buyers_stay_finite_and_accurate() -> None:
     assert np.isfinite(got).all()
     for i, row in enumerate(data.itertuples()):
         ref = _bg_dert_mpmath(**params, x=row.x, t_x=row.t_x, T=row.T, delta=delta)
-        assert got[i] == pytest.approx(ref, rel=2e-5)
+        assert got[i] == pytest.approx(ref, rel=1e-9)
 
 
 def test_population_expectation_and_spend() -> None:
@@ -260,3 +263,21 @@ def test_p_alive_from_log_tables_equals_the_closed_form(name) -> None:
     assert got.shape == (40, n)
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-300)
 
+
+
+@pytest.mark.parametrize("s", [1.0, 1.0 + 1e-9, 1.0 - 1e-7, 1.0 + 1e-4])
+def test_pareto_expectations_are_continuous_through_s_equal_one(s) -> None:
+    # At s = 1 the closed forms divide 0 by 0; the limit is r/α·β·log(1 + t/β) for E[X(t)] and
+    # (r + x)/(α + T)·(β + T)·log(1 + t/(β + T)) given alive (the integral of the s = 1
+    # survival (β+T)/(β+T+τ) over τ in (0, t]), checked here by quadrature.
+    pn = _fixed(ParetoNBDModel, **{**PN, "s": s})
+    r, alpha, beta = PN["r"], PN["alpha"], PN["beta"]
+    t, x, T = 39.0, 2, 38.86
+    pop = integrate.quad(lambda u: r / alpha * (beta / (beta + u)) ** s, 0.0, t)[0]
+    alive = integrate.quad(lambda u: (r + x) / (alpha + T) * ((beta + T) / (beta + T + u)) ** s,
+                           0.0, t)[0]
+    got = P.expected_purchases_population(pn, np.array([t]))[0, 0]
+    assert got == pytest.approx(pop, rel=1e-9)
+    given = P.expected_given_alive("pareto_nbd", t, P.posterior_draws(pn),
+                                   np.array([[x]]), np.array([[T]]))
+    assert given[0, 0] == pytest.approx(alive, rel=1e-9)

@@ -4,18 +4,28 @@ renders, every image loads and no code cell shows."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from bs4 import BeautifulSoup
+
+from conftest import run_cbcv
+from test_report_pages import assert_self_contained
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Flags for a headless run on a machine without a display or outside network (no background
 #: connections, a fresh profile).
@@ -23,9 +33,12 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--virtual-time-budget=60000",
+    # no outside network: every host name but the local server's fails to resolve
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
 
-CHECK_PAGE = """<!DOCTYPE html><html><body><pre id="result">pending</pre><script>
+CHECK_PAGE = """<!DOCTYPE html><html><body><pre id="result">pending</pre>
+<img alt="control" src="http://control.invalid/pixel.png"><script>
 const pages = %s;
 const out = {};
 let i = 0;
@@ -45,6 +58,10 @@ function next() {
       code: [...d.querySelectorAll(".jp-CodeCell .jp-InputArea, .jp-CodeMirrorEditor, .highlight, .jp-InputPrompt")].filter(visible).length,
       summary: s ? {height: s.getBoundingClientRect().height, text: s.innerText} : null,
       title: d.title,
+      text: d.body.innerText,
+      pwned: f.contentWindow.__pwned === undefined ? null : String(f.contentWindow.__pwned),
+      stderr: d.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').length,
+      scripts: d.scripts.length,
     };
     f.remove();
     next();
@@ -78,14 +95,14 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture()
-def served(sample_report: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+@contextlib.contextmanager
+def _serve(report: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     """The report folder and a checker page on a local HTTP server (same origin, so the checker
     can look inside each page's document)."""
     root = tmp_path / "site"
     root.mkdir()
-    (root / "report").symlink_to(sample_report, target_is_directory=True)
-    pages = ["index.html", *sorted(p.name for p in sample_report.glob("0*.html"))]
+    (root / "report").symlink_to(report, target_is_directory=True)
+    pages = ["index.html", *sorted(p.name for p in report.glob("0*.html"))]
     (root / "check.html").write_text(CHECK_PAGE % json.dumps(pages), encoding="utf-8")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
@@ -98,17 +115,72 @@ def served(sample_report: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]
         server.shutdown()
 
 
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(chromium: str, served: tuple[str, list[str]], tmp_path: Path) -> None:
-    url, pages = served
+@pytest.fixture()
+def served(sample_report: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    with _serve(sample_report, tmp_path) as site:
+        yield site
+
+
+#: An outside address the checker page itself asks for: it must show up in the NetLog (so the
+#: check is not vacuous) and must not resolve (the network is blocked).
+CONTROL_URL = "http://control.invalid/pixel.png"
+
+
+def _page_requests(net_log: Path) -> list[str]:
+    """Every URL that a page (the checker or a report page in it) asked the network stack for,
+    from Chromium's NetLog: requests keyed to the local server's site. The browser's own
+    background requests (keyed to other sites or none) are not the report's."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return sorted({
+        e["params"]["url"] for e in log["events"]
+        if e["type"] == start_job and "url" in e.get("params", {})
+        and str(e["params"].get("network_isolation_key", "")).startswith("http://127.0.0.1 ")
+    })
+
+
+def _external(urls: list[str]) -> list[str]:
+    return [u for u in urls if not re.match(r"(https?|wss?)://127\.0\.0\.1[:/]", u) and u != CONTROL_URL]
+
+
+def _check_in_chromium(chromium: str, url: str, tmp_path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Open the checker page: what it saw in each page, and every URL the browser requested."""
+    net_log = tmp_path / "netlog.json"
     res = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--log-net-log={net_log}",
+         "--dump-dom", url],
         capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     result = BeautifulSoup(res.stdout, "html.parser").select_one("#result").get_text()
     assert result != "pending", "the checker page did not finish"
-    seen = json.loads(result)
+    urls = _page_requests(net_log)
+    assert any(u.endswith("/report/index.html") for u in urls) and CONTROL_URL in urls, urls
+    return json.loads(result), urls
+
+
+def _assert_investor_pages(seen: dict[str, Any], pages: list[str], report: Path, urls: list[str]) -> None:
+    """Every page: no script, no stderr block, no machine path, nothing requested from outside."""
+    assert _external(urls) == []
+    leaks = ("/root", "/home/", "site-packages", "/tmp", str(ROOT), sys.prefix, str(report))
+    for page, info in seen.items():
+        assert info["pwned"] is None, (page, info["pwned"])
+        assert info["scripts"] == 0 and info["stderr"] == 0, page
+        assert [m for m in leaks if m in info["text"]] == [], page
+        html = (report / page).read_text(encoding="utf-8")
+        assert_self_contained(html)
+        body = BeautifulSoup(html, "html.parser").body
+        assert not body.select('[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-stderr'), page
+        noise = ("Traceback", "UserWarning", "RuntimeWarning", "FutureWarning", "DeprecationWarning", "Sampling ")
+        assert [n for n in noise if n in info["text"]] == [], page
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(
+    chromium: str, served: tuple[str, list[str]], sample_report: Path, tmp_path: Path
+) -> None:
+    url, pages = served
+    seen, urls = _check_in_chromium(chromium, url, tmp_path)
     assert sorted(seen) == sorted(pages) and len(pages) == 5
     for page, info in seen.items():
         assert info["broken"] == [], (page, info["broken"])
@@ -118,3 +190,61 @@ def test_report_renders_in_headless_chromium(chromium: str, served: tuple[str, l
     assert summary is not None and summary["height"] > 300
     assert "Value per share" in summary["text"] and "Unit economics" in summary["text"]
     assert seen["index.html"]["images"] >= 4
+    _assert_investor_pages(seen, pages, sample_report, urls)
+
+
+# -- a hostile config: every string an investor page shows from a config or a data file -----------
+
+NAME = "Acme <Retail> Holdings <script>window.__pwned='name'</script>"
+CURRENCY = "$<img src=x onerror=\"window.__pwned='currency'\">$"
+SCENARIOS = ("<script>window.__pwned='scenario'</script>", "[x](javascript:window.__pwned='link') **b**")
+NOTE = ("[click](javascript:window.__pwned='note') <b>bold</b> _x_ $a$ and $b$ `tick` "
+        "<img src=x onerror=\"window.__pwned='note'\"> & done")
+DATA_FILE = "tx `q1` <b>x.csv"
+#: Where each string must be readable, as written.
+SHOWN = {
+    "index.html": (NAME, CURRENCY, DATA_FILE, NOTE, *SCENARIOS),
+    "01_customer_base_audit.html": (NAME, CURRENCY, DATA_FILE),
+    "03_customer_lifetime_value.html": (NOTE,),
+    "04_company_valuation.html": (CURRENCY, NOTE, *SCENARIOS),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cbcv report`` (MAP fits, for speed) on the CDNOW sample as a CSV whose file name holds a
+    backtick and a tag, under a config whose every free-text field is an injection attempt."""
+    out = tmp_path_factory.mktemp("hostile")
+    rows = ["customer_id,date,amount"]
+    for line in (ROOT / "data" / "raw" / "CDNOW_sample.txt").read_text().splitlines():
+        cid, _, day, _, amount = line.split()
+        rows.append(f"{cid},{day[:4]}-{day[4:6]}-{day[6:]},{amount}")
+    (out / DATA_FILE).write_text("\n".join(rows) + "\n")
+    cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
+    cfg["company"] = {"name": NAME, "slug": "acme", "currency": CURRENCY}
+    cfg["data"]["source"] = DATA_FILE
+    cfg["sampler"] = {"method": "map"}
+    cfg["financials"]["scenarios"] = {SCENARIOS[0]: {"retention": 1.05}, SCENARIOS[1]: {"margin": 0.9}}
+    cfg["financials"]["assumptions_note"] = NOTE
+    config = out / "hostile.yaml"
+    config.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    res = run_cbcv("report", str(config), "--out", str(out / "reports"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return Path(json.loads(res.stdout)["run_dir"])
+
+
+@pytest.mark.slow
+def test_hostile_config_runs_nothing_and_reads_as_written(
+    chromium: str, hostile_report: Path, tmp_path: Path
+) -> None:
+    with _serve(hostile_report, tmp_path) as (url, pages):
+        seen, urls = _check_in_chromium(chromium, url, tmp_path)
+    assert sorted(seen) == sorted(pages) and len(pages) == 5
+    _assert_investor_pages(seen, pages, hostile_report, urls)
+    for page, strings in SHOWN.items():
+        text = " ".join(seen[page]["text"].split())
+        assert [s for s in strings if s not in text] == [], page
+    for page in pages[1:]:
+        assert seen[page]["title"].startswith(NAME + ": "), seen[page]["title"]
+        assert seen[page]["broken"] == [], page
+    assert seen["index.html"]["title"].startswith(NAME)

@@ -101,7 +101,7 @@ def test_streamed_summaries_counts_and_a_counted_fit(cdnow_sample_tx, cdnow_week
     cdnow_sample_tx.to_parquet(tx)
     written = write_summaries(
         tx, tmp_path / "summary.parquet", calibration_end="1997-09-30", holdout_end="1998-06-30",
-        memory_limit="512MB", threads=1,
+        memory_limit="512MB", threads=1, zero_amount_purchases=True,  # CDNOW's convention
     )
     on_disk = pd.read_parquet(written.path)
     assert written.n_customers == len(cdnow_weekly) == 2357

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from cbcv.data.spark import (  # noqa: E402
     spark_date_pattern,
     spark_session,
     summary_to_pandas,
+    to_spark_transactions,
 )
 from cbcv.data.summary import calibration_holdout, customer_summary  # noqa: E402
 from cbcv.errors import ConfigError, DataError  # noqa: E402
@@ -74,6 +76,8 @@ def assert_same_load(duck, spark_result) -> None:
         "source",
         "source_type",
         "sha256",
+        "notes",
+        "zero_amount_purchases",
     ):
         assert getattr(b, name) == getattr(a, name), name
     assert dataclasses.replace(b.returns, amount=0.0) == dataclasses.replace(a.returns, amount=0.0)
@@ -82,6 +86,9 @@ def assert_same_load(duck, spark_result) -> None:
     pd.testing.assert_frame_equal(got.transactions, duck.transactions)
     keys = ["source_row", "line", "column", "raw_value", "reason", "primary"]
     pd.testing.assert_frame_equal(got.rejections[keys], duck.rejections[keys])
+    # details are the same but for malformed rows (Spark's CSV parser gives a generic one)
+    fields = duck.rejections["reason"] != "malformed_row"
+    pd.testing.assert_series_equal(got.rejections["detail"][fields], duck.rejections["detail"][fields])
 
 
 def assert_same_summary(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -132,12 +139,13 @@ def test_cdnow_validation_matches_duckdb(cdnow_csv, cdnow_spark) -> None:
 def test_cdnow_summaries_match_duckdb(spark, cdnow_spark) -> None:
     result, _ = cdnow_spark
     bundled = load_dataset("cdnow-sample").transactions
+    rule = {"zero_amount_purchases": True}  # the papers count CDNOW's $0 purchases
     want = calibration_holdout(
-        bundled, calibration_end=CAL_END, holdout_end=HOLDOUT_END, time_unit="week"
+        bundled, calibration_end=CAL_END, holdout_end=HOLDOUT_END, time_unit="week", **rule
     )
     got = summary_to_pandas(
         calibration_holdout_spark(
-            spark, result.transactions, calibration_end=CAL_END, holdout_end=HOLDOUT_END
+            spark, result.transactions, calibration_end=CAL_END, holdout_end=HOLDOUT_END, **rule
         )
     )
     assert len(want) == 2357 and set(got["customer_id"]) == set(want["customer_id"])
@@ -187,11 +195,14 @@ def test_each_rejection_reason_matches_duckdb(spark, tmp_path: Path) -> None:
         "malformed_row": 1,  # 12,50 splits into too many fields
         "missing_customer_id": 1,
         "unparseable_date": 2,  # not-a-date, 1997-02-30
+        "date_out_of_range": 0,
+        "date_before_earliest": 0,
         "date_after_as_of": 1,
-        "non_numeric_amount": 2,  # abc, inf
+        "non_numeric_amount": 3,  # abc, 1_000 (no thousands separators), inf
+        "amount_out_of_range": 0,
         "duplicate_row": 1,
     }
-    assert (rec.rows_read, rec.rows_accepted) == (13, 5)
+    assert (rec.rows_read, rec.rows_accepted) == (13, 4)
     assert rec.returns.customer_days_netted == 1  # D's -5.00 against D's 20.00 of the same day
     rejected = load_result_to_pandas(result).rejections
     primary = rejected[rejected["primary"]].set_index("source_row")["reason"].to_dict()
@@ -202,13 +213,14 @@ def test_each_rejection_reason_matches_duckdb(spark, tmp_path: Path) -> None:
         5: "malformed_row",
         6: "non_numeric_amount",
         8: "duplicate_row",
+        11: "non_numeric_amount",
         12: "unparseable_date",
         13: "non_numeric_amount",
     }
     lines = rejected.set_index("source_row")["line"]
     assert (lines[5], lines[6]) == (6, 8)  # the blank line 7 is not a row
     assert result.transactions_path and Path(result.transactions_path).is_dir()
-    assert result.transactions.count() == 5  # read back from the Parquet written to out_dir
+    assert result.transactions.count() == 4  # read back from the Parquet written to out_dir
 
 
 def test_date_format_matches_duckdb(spark, tmp_path: Path) -> None:
@@ -273,6 +285,17 @@ def test_clear_errors_name_the_file_and_column(spark, tmp_path: Path) -> None:
     other.write_text("customer_id,day,amount\nA,1997-01-01,1\n")
     with pytest.raises(DataError, match=r"other\.csv: required column 'date' \(columns\.date\)"):
         load_transactions_spark(spark, other)
+    text = "customer_id,date,amount\nA,1997-01-01,1\n"
+    wrong_kinds = {
+        "u16.csv": ("\ufeff" + text).encode("utf-16-le"),
+        "book.csv": b"PK\x03\x04" + b"\x00" * 20 + b"[Content_Types].xml",
+        "mac.csv": text.replace("\n", "\r").encode(),
+        "latin1.csv": text.replace("A,", "\u00e9,").encode("latin-1"),
+    }
+    for file, data in wrong_kinds.items():
+        (tmp_path / file).write_bytes(data)
+        with pytest.raises(DataError, match=rf"^{re.escape(file)}: .*(UTF-16|Excel|CR-only|not UTF-8)"):
+            load_transactions_spark(spark, tmp_path / file)
     frame = spark.createDataFrame([("A", 1.0)], "customer_id string, amount double")
     with pytest.raises(DataError, match=r"missing column\(s\) date"):
         customer_summary_spark(spark, frame, calibration_end=CAL_END)
@@ -328,3 +351,183 @@ def test_scoring_on_spark_equals_the_embedded_scorer(spark, cdnow_weekly, tmp_pa
     assert len(got) == len(want) == 2357
     for col in ("clv_mean", "p_alive_mean", "expected_mean", "dert_mean", "spend_mean"):
         np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-10, err_msg=col)
+
+
+# ----------------------------------------------------------------------------- hostile input
+# One row of each hostile class (ids, dates, amounts, purchase days): the Spark engine applies
+# the row rules of cbcv.data.rules exactly as DuckDB does, with the same reasons, order of
+# checks, rejection rows and reconciliation.
+
+HOSTILE_ROWS = [
+    ("A", "1997-01-01", "10.00"),
+    *((token, "1997-01-01", "1") for token in ("NULL", "null", "None", "NaN", "N/A", "\\N", "-")),
+    ("\u00a0", "1997-01-01", "1"),  # only a Unicode blank
+    ("\u3000B\u00a0", "1997-01-01", "2"),  # trimmed to B
+    ("\u200b", "1997-01-01", "1"),
+    ("C\x00D", "1997-01-01", "1"),  # an embedded NUL byte
+    ("C\x01D", "1997-01-01", "1"),
+    ("\ufeffE\u2009", "1997-01-01", "3"),  # trimmed to E
+    ("F", "0001-01-01", "1"),
+    ("F", "1899-12-30", "1"),
+    ("F", "1900-01-01", "1"),
+    ("F", "9999-12-31", "1"),
+    ("F", "1969-12-31", "1"),
+    ("F", "1970-01-01", "1"),
+    ("F", "2262-04-12", "1"),
+    ("G", "1997-01-02", "1_234.50"),
+    ("G", "1997-01-02", "1,234"),
+    ("G", "1997-01-02", "1e400"),
+    ("G", "1997-01-02", "2e12"),
+    ("G", "1997-01-02", "nan"),
+    ("G", "1997-01-02", "inf"),
+    ("G", "1997-01-02", "-1e12"),
+    ("H", "1997-01-03", "10"),  # H's first day nets -40: not a purchase
+    ("H", "1997-01-03", "-50"),
+    ("H", "1997-01-04", "0"),  # a zero-amount day
+    ("H", "1997-01-10", "25"),
+    ("I", "1997-01-05", "0"),  # a customer whose only day is zero-priced
+    ("J", "1997-01-06", "5"),  # nets to zero because of a return: never a purchase
+    ("J", "1997-01-06", "-5"),
+    ("NULL", "0001-01-01", "abc"),  # several failing checks: the first is the reason
+    ("K", "1899-12-30", "2e12"),
+]
+
+
+def _hostile_csv(path: Path) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["customer_id", "date", "amount"])
+        writer.writerows(HOSTILE_ROWS)
+    return path
+
+
+def _hostile_parquet(folder: Path) -> tuple[Path, Path]:
+    """Typed columns: float ids (integral, NaN, fractional), zone-aware nanosecond timestamps
+    near midnight and double amounts (NaN, infinity, too large); date32 and naive timestamps
+    from year 1 to 9999."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    instants = pd.to_datetime(
+        ["1997-01-31 23:30:00", "1997-02-01 03:30:00", "1997-02-01 12:00:00.250", "1997-02-02",
+         "1997-02-03", "1997-02-04", "1997-02-05 04:59:59"],
+        format="ISO8601",
+    ).tz_localize("UTC")
+    typed = pa.table(
+        {
+            "customer_id": pa.array([7.0, 7.0, float("nan"), 7.5, -3.0, 8.0, 1e15]),
+            "date": pa.array(instants.tz_convert("America/New_York")),
+            "amount": pa.array([12.5, 2.0, 1.0, float("nan"), float("inf"), 2e12, 0.1]),
+        }
+    )
+    days = [dt.date(1, 1, 1), dt.date(1899, 12, 30), dt.date(1900, 1, 1), dt.date(1970, 1, 1),
+            dt.date(1997, 3, 1), dt.date(9999, 12, 31)]
+    extreme = pa.table(
+        {
+            "customer_id": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+            "day": pa.array(days, pa.date32()),
+            "ts": pa.array([dt.datetime.combine(d, dt.time(23, 59)) for d in days],
+                           pa.timestamp("us")),
+            "amount": pa.array(["1", "2", "3", "4", "5", "6"]),
+        }
+    )
+    paths = folder / "typed.parquet", folder / "extreme.parquet"
+    pq.write_table(typed, paths[0])
+    pq.write_table(extreme, paths[1])
+    return paths
+
+
+def test_hostile_rows_match_duckdb(spark, tmp_path: Path) -> None:
+    csv_path = _hostile_csv(tmp_path / "hostile.csv")
+    typed, extreme = _hostile_parquet(tmp_path)
+    runs = [
+        (csv_path, {}),
+        (csv_path, {"null_tokens": ["unknown"], "earliest_date": "1900-01-01",
+                    "zero_amount_purchases": True, "as_of": "1997-01-05"}),
+        (typed, {}),
+        (typed, {"timezone": "Asia/Tokyo", "zero_amount_purchases": True}),
+        (typed, {"timezone": "UTC", "as_of": "1997-02-01"}),
+        (extreme, {"columns": {"date": "day"}}),
+        (extreme, {"columns": {"date": "ts"}, "earliest_date": "1899-12-30"}),
+    ]
+    got = {}
+    for path, kwargs in runs:
+        duck = load_transactions(path, **kwargs)
+        result = load_transactions_spark(spark, path, **kwargs)
+        assert_same_load(duck, result)
+        got[(path.name, tuple(sorted(kwargs)))] = load_result_to_pandas(result)
+        result.unpersist()
+
+    # the rules themselves, as the Spark engine applied them
+    default = got[("hostile.csv", ())]
+    rec = default.reconciliation
+    assert rec.rows_read == len(HOSTILE_ROWS) == rec.rows_accepted + rec.rows_rejected
+    by_reason = {k: v for k, v in rec.rejected_by_reason.items() if v}
+    assert by_reason == {
+        "missing_customer_id": 12,  # 7 tokens, 2 blanks, NUL, U+0001, NULL with bad fields
+        "date_out_of_range": 3,  # 0001-01-01, 9999-12-31, 2262-04-12
+        "date_before_earliest": 4,  # 1899-12-30 twice, 1900-01-01, 1969-12-31
+        "non_numeric_amount": 5,  # 1_234.50, 1,234, 1e400, nan, inf
+        "amount_out_of_range": 1,  # 2e12
+    }
+    assert set(default.transactions["customer_id"]) == {"A", "B", "E", "F", "G", "H", "I", "J"}
+    rej = default.rejections
+    multi = rej[rej["source_row"].eq(len(HOSTILE_ROWS) - 1)]  # NULL,0001-01-01,abc
+    assert multi["reason"].tolist() == [
+        "missing_customer_id", "date_out_of_range", "date_before_earliest", "non_numeric_amount"
+    ]
+    assert multi["primary"].tolist() == [True, False, False, False]
+    # purchase rule: H's -40 day, H's and I's zero days, J's netted day and G's -1e12 day
+    assert rec.returns.non_positive_days == 5 and not rec.zero_amount_purchases
+    custom = got[("hostile.csv", ("as_of", "earliest_date", "null_tokens", "zero_amount_purchases"))]
+    assert custom.reconciliation.zero_amount_purchases
+    assert custom.reconciliation.returns.non_positive_days == 2  # H's -40 and G's (J: after as_of)
+    assert "NULL" in set(custom.transactions["customer_id"])  # not a null token here
+    # typed Parquet: integral floats keep their integer text, NaN is missing, dates in the
+    # column's own zone (New York) or the configured one (Tokyo)
+    own = got[("typed.parquet", ())].transactions
+    assert own["customer_id"].tolist()[:2] == ["7", "7"]
+    assert own["date"].dt.strftime("%Y-%m-%d").tolist()[:2] == ["1997-01-31", "1997-01-31"]
+    tokyo = got[("typed.parquet", ("timezone", "zero_amount_purchases"))].transactions
+    assert tokyo["date"].dt.strftime("%Y-%m-%d").tolist()[:2] == ["1997-02-01", "1997-02-01"]
+    extreme_rec = got[("extreme.parquet", ("columns",))].reconciliation
+    assert extreme_rec.rejected_by_reason["date_out_of_range"] == 2  # year 1 and 9999
+    assert extreme_rec.rejected_by_reason["date_before_earliest"] == 2  # 1899, 1900
+
+
+def test_summaries_apply_the_purchase_rule_as_duckdb(spark) -> None:
+    """A day netting -40, a zero-amount day, a zero-only customer and a day netted to zero by a
+    return: Spark's summaries count purchases as DuckDB's do, with and without the zero rule."""
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["H", "H", "H", "H", "I", "J", "J", "J", "K"],
+            "date": pd.to_datetime(
+                ["1997-01-03", "1997-01-03", "1997-01-04", "1997-01-10", "1997-01-05",
+                 "1997-01-06", "1997-01-06", "1997-01-20", "1997-01-07"]
+            ),
+            "amount": [10.0, -50.0, 0.0, 25.0, 0.0, 5.0, -5.0, 8.0, 3.0],
+        }
+    )
+    frame = to_spark_transactions(spark, tx)
+    kwargs = {"calibration_end": "1997-01-31", "time_unit": "day"}
+    for rule in (False, True):
+        want = customer_summary(tx, zero_amount_purchases=rule, **kwargs)
+        got = summary_to_pandas(
+            customer_summary_spark(spark, frame, zero_amount_purchases=rule, **kwargs)
+        )
+        assert_same_summary(got, want)
+        first = got.set_index("customer_id")["first_purchase"].dt.strftime("%m-%d").to_dict()
+        if rule:
+            assert first == {"H": "01-04", "I": "01-05", "J": "01-20", "K": "01-07"}
+        else:  # H's first purchase is not its -40 day nor its zero day; I never purchased
+            assert first == {"H": "01-10", "J": "01-20", "K": "01-07"}
+    holdout = {"calibration_end": "1997-01-08", "holdout_end": "1997-01-31", "time_unit": "day"}
+    for rule in (False, True):
+        assert_same_summary(
+            summary_to_pandas(
+                calibration_holdout_spark(spark, frame, zero_amount_purchases=rule, **holdout)
+            ),
+            calibration_holdout(tx, zero_amount_purchases=rule, **holdout),
+        )

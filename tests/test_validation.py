@@ -33,7 +33,8 @@ def test_holdout_totals_and_conditional_expectations(bg_map, cdnow_weekly) -> No
 
 
 def test_tracking_and_p_alive_and_ppc(bg_map, cdnow_sample_tx, cdnow_weekly) -> None:
-    track = V.tracking(bg_map, cdnow_sample_tx, calibration_end="1997-09-30", holdout_end="1998-06-30")
+    track = V.tracking(bg_map, cdnow_sample_tx, calibration_end="1997-09-30", holdout_end="1998-06-30",
+                       zero_amount_purchases=True)
     assert len(track) == 78 and track["holdout"].sum() == 39
     cal = track[~track["holdout"]].iloc[-1]
     assert cal["actual"] == 2457  # calibration repeat transactions

@@ -84,7 +84,8 @@ def test_value_company_cdnow_sample(tmp_path) -> None:
     from cbcv.data.datasets import load_dataset
     from cbcv.data.summary import customer_summary
 
-    summary = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1997-09-30")
+    summary = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1997-09-30",
+                               zero_amount_purchases=True)
     published = C.customer_clv(_fixed(BetaGeoModel, **BG), _fixed(GammaGammaModel, **GG), summary,
                                margin=0.3, annual_discount_rate=0.10, time_unit="week")
     assert ce == pytest.approx(published.total[0], rel=0.03)
@@ -149,7 +150,8 @@ def test_company_clv_uses_saved_posteriors(tmp_path, cdnow_sample_load) -> None:
     from cbcv.data.summary import calibration_holdout
 
     summary = calibration_holdout(cdnow_sample_load.transactions, calibration_end="1997-09-30",
-                                  holdout_end="1998-06-30", time_unit="week")
+                                  holdout_end="1998-06-30", time_unit="week",
+                                  zero_amount_purchases=True)
     delta = np.log(1.1) * 7 / 365.25
     dert = P.dert(models["pareto_nbd"], summary, delta=delta)[0]
     x = summary["x"].to_numpy()

@@ -2,12 +2,15 @@
 
 Every subcommand exits 0 on success; on a user error it prints one line ``cbcv: error: ...`` on
 stderr and exits 1 (2 for usage errors, from the argument parser). Progress goes to stderr.
+Interrupted (Ctrl-C or SIGTERM), it prints ``cbcv: interrupted`` and exits 130 or 143, having
+saved no partial result as if it were complete (:mod:`cbcv.interrupt`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +18,9 @@ from typing import Annotated
 
 import typer
 
+from cbcv import interrupt
 from cbcv.errors import CbcvError
+from cbcv.jsonio import dumps_strict
 
 app = typer.Typer(
     name="cbcv",
@@ -35,6 +40,21 @@ ConfigOpt = Annotated[
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+STRICT_HELP = "exit non-zero unless every fit's diagnostics verdict is pass (a MAP fit never passes)"
+
+
+def _diagnostics_gate(command: str, diagnostics: dict, strict: bool, written: Path) -> None:
+    """A verdict that is not a pass: one warning line on stderr, or with --strict the error."""
+    from cbcv.models.verdict import verdict_line
+
+    line = verdict_line(diagnostics)
+    if line is None:
+        return
+    if strict:
+        raise CbcvError(f"{line} (--strict; {written} is written)")
+    _say(f"{command}: warning: {line}")
 
 
 def _date(value: str | None, name: str) -> dt.date | None:
@@ -63,6 +83,7 @@ def audit(
 ) -> None:
     """Validate a transaction log and write the customer-base audit tables, reconciliation.json
     and rejections.csv."""
+    from cbcv import outputs
     from cbcv.workflow import load_transactions_for, validate_source, write_audit
 
     loaded = None
@@ -70,6 +91,7 @@ def audit(
         from cbcv.config import load_config
 
         loaded = load_config(config)
+    outputs.claim(out, "audit")
     out_of_core = out_of_core or (loaded is not None and loaded.config.engine.out_of_core)
     _say(f"cbcv audit: {'validating' if out_of_core else 'loading'} {transactions}"
          + (" out of core" if out_of_core else ""))
@@ -82,6 +104,8 @@ def audit(
         f"{rec.rows_rejected} rejected"
     )
     written = write_audit(result, out, loaded, period=period, cohort_period=cohort_period)
+    interrupt.check()
+    outputs.record(out, "audit")
     _say(f"cbcv audit: wrote {len(written)} files to {out}")
 
 
@@ -96,10 +120,16 @@ def fit(
     draws: Annotated[int, typer.Option(min=1)] = 1000,
     tune: Annotated[int, typer.Option(min=0)] = 1000,
     chains: Annotated[int, typer.Option(min=1)] = 4,
-    seed: int = 42,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="random seed, 0 to 2**32 - 1")] = 42,
     config: ConfigOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
     """Fit a model to the calibration period; write fit.json and posterior.nc."""
+    loaded = None
+    if config is not None:  # checked first: a config mistake costs no model import
+        from cbcv.config import load_config
+
+        loaded = load_config(config)
     from cbcv.data.summary import customer_summary
     from cbcv.models import SamplerSettings
     from cbcv.workflow import fit_summary_model, load_transactions_for, save_fit, summary_model
@@ -107,18 +137,17 @@ def fit(
     summary_model(model)
     if method not in ("nuts", "map"):
         raise CbcvError(f"--method: {method!r} is not nuts or map")
-    loaded = None
-    if config is not None:
-        from cbcv.config import load_config
-
-        loaded = load_config(config)
     cal_end = _date(calibration_end, "--calibration-end")
     _say(f"cbcv fit: loading {transactions}")
     result = load_transactions_for(transactions, loaded)
-    summary = customer_summary(result.transactions, calibration_end=cal_end, time_unit=time_unit)
+    summary = customer_summary(
+        result.transactions, calibration_end=cal_end, time_unit=time_unit,
+        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
+    )
     _say(f"cbcv fit: {len(summary):,} customers; fitting {model} by {method.upper()} ...")
     settings = SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed)  # type: ignore[arg-type]
     fitted = fit_summary_model(summary, model, settings)
+    interrupt.check()  # PyMC returns the draws so far on Ctrl-C: save nothing then
     meta = {
         "source": transactions,
         "sha256": result.reconciliation.sha256,
@@ -128,6 +157,7 @@ def fit(
     }
     save_fit(fitted, summary, out, meta)
     _say(f"cbcv fit: done in {fitted.fit_seconds:.1f} s -> {out / 'fit.json'}")
+    _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, out / "fit.json")
 
 
 @app.command()
@@ -142,6 +172,7 @@ def predict(
     config: ConfigOpt = None,
 ) -> None:
     """Per-customer predictions from a fitted posterior; with --holdout-end, the holdout check."""
+    from cbcv.safe_csv import write_csv
     from cbcv.workflow import load_fit, load_transactions_for, predict_customers, write_forecast
 
     model, meta = load_fit(fit_dir)
@@ -152,12 +183,15 @@ def predict(
         loaded = load_config(config)
     _say(f"cbcv predict: {model.name} from {fit_dir}; loading {transactions}")
     result = load_transactions_for(transactions, loaded)
-    table, summary = predict_customers(model, meta, result.transactions, horizon, holdout_end=_date(holdout_end, "--holdout-end"))
+    table, summary = predict_customers(
+        model, meta, result.transactions, horizon, holdout_end=_date(holdout_end, "--holdout-end"),
+        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)
     else:
-        table.to_csv(out, index=False)
+        write_csv(table, out)
     if holdout_end is not None:
         path = write_forecast(model, summary, out.parent / "forecast.json")
         _say(f"cbcv predict: holdout comparison -> {path}")
@@ -168,14 +202,19 @@ def predict(
 def value(
     config: Annotated[Path, typer.Argument(help="company config YAML with financials")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder for valuation.json")],
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
     """Fit the configured models, value the company per posterior draw, write OUT/valuation.json."""
+    from cbcv.config import load_config
+
+    load_config(config)  # every input checked in a fraction of a second, before the model imports
     from cbcv.valuation.company import value_company
 
     _say(f"cbcv value: {config}")
     path = value_company(config, out, progress=lambda m: _say(f"cbcv value: {m}"))
     _say(f"cbcv value: wrote {path}")
-    print(json.dumps({"valuation": str(path)}))
+    _diagnostics_gate("cbcv value", json.loads(path.read_text(encoding="utf-8"))["diagnostics"], strict, path)
+    print(dumps_strict({"valuation": str(path)}, indent=None))
 
 
 @app.command()
@@ -184,14 +223,17 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="reports folder")] = Path("reports"),
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="exit non-zero when a fit misses the r_hat, ESS or divergence thresholds"),
+        typer.Option("--strict", help=STRICT_HELP),
     ] = False,
 ) -> None:
     """Run the notebook suite through papermill into OUT/<company>/<run-id>/."""
+    from cbcv.config import load_config
+
+    load_config(config)  # every input checked before papermill is imported
     from cbcv.report.runner import run_report
 
     result = run_report(config, out, strict=True if strict else None)
-    print(json.dumps({"run_dir": str(result.run_dir), "index": str(result.index)}))
+    print(dumps_strict({"run_dir": str(result.run_dir), "index": str(result.index)}, indent=None))
 
 
 def main() -> None:
@@ -200,14 +242,26 @@ def main() -> None:
     # pip-installed PyTensor warns once that it found no BLAS; cbcv's likelihoods are
     # elementwise, so this costs nothing here and would only clutter the command's stderr.
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    interrupt.install()
     try:
         app()
-    except CbcvError as exc:
+    except BaseException as exc:
+        # typer turns Ctrl-C (and so SIGTERM) into exit 130; DuckDB into its own exception
+        if interrupt.received() is not None:
+            _interrupted()
+        if not isinstance(exc, CbcvError):
+            raise
         _say(f"cbcv: error: {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        _say("cbcv: interrupted")
-        sys.exit(130)
+
+
+def _interrupted() -> None:
+    """``cbcv: interrupted`` on stderr and exit 130 (SIGINT) or 143 (SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    interrupt.stop_children()
+    _say("cbcv: interrupted")
+    sys.exit(interrupt.exit_code())
 
 
 if __name__ == "__main__":

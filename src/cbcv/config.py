@@ -6,20 +6,27 @@ the sampler settings, the financial inputs of the valuation, what the report con
 engine that runs the data layer's SQL (``engine``: DuckDB by default, or Spark).
 
 A wrong, missing or unknown field gives one :class:`~cbcv.errors.ConfigError` line naming the
-file and the field (``configs/acme.yaml: data.columns.amount: field required``).
+file and the field (``configs/acme.yaml: data.columns.amount: field required``). Everything is
+checked when the file is loaded, before any data is read or model fitted: the YAML itself
+(:mod:`cbcv.yaml_loader`: UTF-8, no duplicate keys, no YAML 1.1 octal), the types and limits
+(no ``.inf``/``.nan`` anywhere, ``seed`` in [0, 2**32), ``horizon_years`` <= 100) and the meaning
+of the financial inputs (:mod:`cbcv.config_checks`: rates as fractions, distributions inside
+their valid range, growth below the discount rate, known scenario inputs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cbcv.config_checks import did_you_mean, financial_problems, timezone_problem
 from cbcv.errors import ConfigError
+from cbcv.yaml_loader import read_yaml
 
 TimeUnit = Literal["day", "week", "month"]
 CohortPeriod = Literal["month", "quarter", "year"]
@@ -32,8 +39,15 @@ NOTEBOOKS: tuple[str, ...] = (
 )
 
 
+#: Longest forecast horizon: at a 10% discount rate a cash flow 100 years out is worth 1/13,780
+#: of today's, and the work grows with the number of periods (5,218 weeks in 100 years).
+MAX_HORIZON_YEARS = 100.0
+#: Largest sampler settings accepted (beyond them a fit runs for hours or exhausts memory).
+MAX_DRAWS, MAX_CHAINS = 100_000, 64
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Company(_Strict):
@@ -76,6 +90,33 @@ class DataSource(_Strict):
         description="reject exact duplicate rows; turn off when the source has no order id and "
         "identical rows are genuine repeat purchases (as in CDNOW)",
     )
+    zero_amount_purchases: bool | None = Field(
+        default=None,
+        description="count days of zero-priced purchases (no return) as purchases, as the CDNOW "
+        "papers do; by default (null) only for the bundled CDNOW data sets: elsewhere a purchase "
+        "is a customer-day with a positive net amount",
+    )
+    null_tokens: list[str] | None = Field(
+        default=None,
+        description="id values that mean 'no id' (case-insensitive); default NULL, None, NaN, "
+        "N/A, NA, #N/A, nil, \\N, -",
+    )
+    earliest_date: dt.date | None = Field(
+        default=None,
+        description="rows dated before this day are rejected as sentinels (default 1970-01-01)",
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone in which zone-aware timestamps are read (default: their own)",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_ok(cls, v: str | None) -> str | None:
+        problem = None if v is None else timezone_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
@@ -127,7 +168,7 @@ class EngineSettings(_Strict):
     name: Literal["duckdb", "spark"] = "duckdb"
     out_of_core: bool = False
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 8GB")
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=1024)
     spark: SparkSettings = SparkSettings()
 
     @field_validator("memory_limit")
@@ -140,10 +181,10 @@ class EngineSettings(_Strict):
 
 class Sampler(_Strict):
     method: Literal["nuts", "map"] = "nuts"
-    draws: int = Field(default=1000, ge=1)
-    tune: int = Field(default=1000, ge=0)
-    chains: int = Field(default=4, ge=1)
-    cores: int | None = Field(default=None, ge=1)
+    draws: int = Field(default=1000, ge=1, le=MAX_DRAWS)
+    tune: int = Field(default=1000, ge=0, le=MAX_DRAWS)
+    chains: int = Field(default=4, ge=1, le=MAX_CHAINS)
+    cores: int | None = Field(default=None, ge=1, le=1024)
     #: None: each model's default (0.9; 0.95 for the Pareto/NBD, see its docstring)
     target_accept: float | None = Field(default=None, gt=0, lt=1)
     nuts_sampler: Literal["pymc", "nutpie"] = "pymc"
@@ -187,10 +228,11 @@ Quantity = Annotated[float | Distribution, Field(union_mode="left_to_right")]
 
 class MarketSizeSpec(_Strict):
     """The addressable market for the acquisition model: a median number of prospects and the
-    standard deviation of its logarithm (0: known exactly)."""
+    standard deviation of its logarithm (0: known exactly; at most 3, a factor of 20 either way
+    at one standard deviation: beyond that the market size is not an estimate)."""
 
     median: float = Field(gt=0)
-    log_sd: float = Field(default=0.0, ge=0)
+    log_sd: float = Field(default=0.0, ge=0, le=3)
 
 
 class Financials(_Strict):
@@ -209,7 +251,7 @@ class Financials(_Strict):
     non_operating_assets: Quantity = 0.0
     shares_outstanding: float = Field(gt=0)
     market_price: float | None = Field(default=None, gt=0)
-    horizon_years: float = Field(default=10.0, gt=0)
+    horizon_years: float = Field(default=10.0, gt=0, le=MAX_HORIZON_YEARS)
     acquisition_period: Literal["month", "quarter"] = "quarter"
     market_size: MarketSizeSpec | None = Field(
         default=None,
@@ -259,7 +301,7 @@ class CompanyConfig(_Strict):
     cohort_period: CohortPeriod = "quarter"
     models: tuple[ModelName, ...] = ("bgnbd", "pareto_nbd", "gamma_gamma")
     sampler: Sampler = Sampler()
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, lt=2**32)
     financials: Financials | None = None
     report: ReportSettings = ReportSettings()
     engine: EngineSettings = EngineSettings()
@@ -302,49 +344,142 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     )
 
 
-def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
-    """Validate a parsed YAML mapping; errors name the file and the field."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``Financials | None``, ``Quantity``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model that holds the last element of ``loc``."""
+    model: type[BaseModel] | None = CompanyConfig
+    for part in loc[:-1]:
+        if model is None or str(part).startswith(("function-", "float")):
+            continue
+        if str(part) == "Distribution":
+            model = Distribution
+            continue
+        info = model.model_fields.get(str(part))
+        model = None if info is None else _model_in(info.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _bool_numbers(raw: Any, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Fields given ``true``/``yes``/``no`` where a number is expected (pydantic reads 1/0)."""
+    out: list[str] = []
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+        return out
+    for name, info in model.model_fields.items():
+        value, text = raw.get(name), str(info.annotation)
+        if isinstance(value, bool) and ("float" in text or "int" in text) and "bool" not in text:
+            out.append(f"{prefix}{name}: {str(value).lower()} is not a number")
+        elif (inner := _model_in(info.annotation)) is not None:
+            out.extend(_bool_numbers(value, inner, f"{prefix}{name}."))
+    return out
+
+
+def _message(err: Any, where: str) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    given = err.get("input")
+    if err["type"] == "float_parsing" and isinstance(given, str) and given.strip().endswith("%"):
+        number = given.strip().rstrip("%").strip()
+        hint = f"write {float(number) / 100:g} for {given.strip()}" if _is_number(number) else "write a fraction"
+        return f"{given!r} is not a number (rates are fractions: {hint})"
+    if err["type"] == "missing":
+        return "field required"
+    if err["type"] == "extra_forbidden":
+        choices = _fields_at(tuple(err["loc"]))
+        hint = did_you_mean(str(err["loc"][-1]), choices)
+        return f"unknown field ({hint}expected one of {', '.join(choices)})" if choices else "unknown field"
+    if err["type"] in _BOUNDS and isinstance(given, int | float):
+        op, key = _BOUNDS[err["type"]]
+        hint = ""
+        if where.endswith(("_rate", "_growth", "target_accept")) and 1 < abs(given) <= 100:
+            hint = f"; rates are fractions: write {given / 100:g} for {given:g}%"
+        return f"{_num(given)} is out of range (expected x {op} {_num(err['ctx'][key])}{hint})"
+    if err["type"] == "finite_number":
+        return f"{given!r} is not a finite number (expected a number, not .inf or .nan)"
+    return msg
+
+
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def _num(x: Any) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def _is_number(text: str) -> bool:
     try:
-        return CompanyConfig.model_validate(raw)
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _schema_errors(exc: ValidationError) -> list[str]:
+    # A number-or-distribution field fails both branches: report the distribution's complaint
+    # when a mapping was given, the number's otherwise.
+    errors = [e for e in exc.errors() if not _other_branch(e)]
+    msgs = []
+    seen: set[str] = set()
+    for err in errors:
+        where = _field_path(tuple(err["loc"])) or _named_field(err) or "(top level)"
+        if where in seen:
+            continue
+        seen.add(where)
+        msgs.append(f"{where}: {_message(err, where)}")
+    return msgs
+
+
+def _named_field(err: Any) -> str | None:
+    """The top-level field a whole-config check names first (``holdout_end must be ...``)."""
+    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0]
+    return first if first in CompanyConfig.model_fields else None
+
+
+def _other_branch(err: Any) -> bool:
+    """Whether an error is the number-or-distribution branch that the input was not meant for."""
+    loc = tuple(err["loc"])
+    if "float" in loc:
+        return isinstance(err.get("input"), dict)
+    return "Distribution" in loc and err["type"] == "model_type"
+
+
+def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
+    """Validate a parsed YAML mapping, its types and then its meaning
+    (:mod:`cbcv.config_checks`); errors name the file and the field."""
+    if raw is None:
+        raise ConfigError(f"{path}: the config is empty (expected a mapping of fields: company, data, ...)")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of fields at the top level, not a {type(raw).__name__}"
+        )
+    flagged = _bool_numbers(raw, CompanyConfig)
+    if flagged:
+        raise ConfigError(f"{path}: " + "; ".join(flagged))
+    try:
+        cfg = CompanyConfig.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        # A number-or-distribution field given a mapping fails both branches: report the
-        # distribution's complaint, not "should be a number".
-        branches = {(_field_path(tuple(e["loc"])), "float" in e["loc"]) for e in errors}
-        msgs = []
-        seen: set[str] = set()
-        for err in errors:
-            where = _field_path(tuple(err["loc"])) or "(top level)"
-            if "float" in err["loc"] and (where, False) in branches:
-                continue
-            if where in seen:
-                continue
-            seen.add(where)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "field required"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            msgs.append(f"{where}: {msg}")
-        raise ConfigError(f"{path}: " + "; ".join(msgs)) from None
+        raise ConfigError(f"{path}: " + "; ".join(_schema_errors(exc))) from None
+    problems = list(financial_problems(cfg.financials)) if cfg.financials is not None else []
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return cfg
 
 
 def load_config(path: str | Path) -> LoadedConfig:
-    """Read and validate a company config YAML file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}") from None
+    """Read and validate a company config YAML file (UTF-8; duplicate keys, ambiguous
+    numbers and excessive nesting are rejected: :mod:`cbcv.yaml_loader`)."""
+    p, raw = read_yaml(path)
     cfg = parse_config(raw, p)
     return LoadedConfig(config=cfg, path=p.resolve(), raw=raw)

@@ -29,14 +29,22 @@ per-customer results (with customer ids: derived data, not for a report) to
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cbcv.cache import (
+    FolderLock,
+    atomic_write_json,
+    content_key,
+    file_stamps,
+    read_json,
+    temporary_path,
+)
 from cbcv.config import LoadedConfig
+from cbcv.data.datasets import purchase_rule
 from cbcv.data.load import ValidatedLog
 from cbcv.data.streaming import RFT, sample_rows, summary_counts, write_summaries
 
@@ -76,17 +84,23 @@ def summary_file(loaded: LoadedConfig, log: ValidatedLog) -> Path:
         "holdout_end": cfg.holdout_end.isoformat() if cfg.holdout_end else None,
         "time_unit": cfg.time_unit,
         "cohort_period": cfg.cohort_period,
+        "zero_amount_purchases": purchase_rule(cfg.data.source, cfg.data.zero_amount_purchases),
     }
-    key = json.loads(json.dumps(key, default=str))
-    fresh = not (path.is_file() and manifest.is_file()
-                 and json.loads(manifest.read_text(encoding="utf-8")).get("key") == key)
-    if fresh:
-        write_summaries(
-            log.accepted, path, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
-            time_unit=cfg.time_unit, cohort_period=cfg.cohort_period, memory_limit=cfg.engine.memory_limit,
-            threads=cfg.engine.threads,
-        )
-        manifest.write_text(json.dumps({"key": key}, indent=2), encoding="utf-8")
+    key = content_key(key)
+    with FolderLock(folder):
+        saved = read_json(manifest)
+        if (path.is_file() and isinstance(saved, dict) and saved.get("key") == key
+                and saved.get("files") == file_stamps(path)):
+            return path
+        manifest.unlink(missing_ok=True)  # invalidated first, written last
+        with temporary_path(path) as tmp:
+            write_summaries(
+                log.accepted, tmp, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
+                time_unit=cfg.time_unit, cohort_period=cfg.cohort_period, memory_limit=cfg.engine.memory_limit,
+                threads=cfg.engine.threads,
+                zero_amount_purchases=purchase_rule(cfg.data.source, cfg.data.zero_amount_purchases),
+            )
+        atomic_write_json(manifest, {"key": key, "files": file_stamps(path)})
     return path
 
 

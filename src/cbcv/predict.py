@@ -17,11 +17,15 @@ Formulas (t, T in the model's time unit; δ the continuously compounded discount
   likelihood evaluated exactly as in the fit, :func:`cbcv.models.special.log_power_integral_np`);
   E[Y(t)|·] = P(alive) (r+x)(β+T) / ((α+T)(s−1)) [1 − ((β+T)/(β+T+t))^(s−1)]; DERT in closed form
   with Tricomi's confluent hypergeometric U (Fader, Hardie & Lee 2005b, "RFM and CLV", eq. 2).
-* DERT for BG/NBD and MBG/NBD has no simple closed form. Integrating by parts,
-  DERT = ∫₀^∞ e^(−δt) dE[Y(t)] = ∫₀^∞ e^(−u) E[Y(u/δ)] du, which Gauss–Laguerre quadrature
-  evaluates from the conditional expectation alone (:data:`DERT_NODES` nodes; E[Y] is smooth
-  and grows at most linearly, so the rule converges fast — tested against the Pareto/NBD
-  closed form and against a fine discounted sum).
+* DERT for BG/NBD and MBG/NBD has no simple closed form: P(alive) × E[λ / (p λ + δ)] over the
+  posterior of the rate and the dropout probability given alive, a one-dimensional integral over
+  the rate evaluated by the trapezoidal rule in log(rate) (:mod:`cbcv.dert_rate`; within 5e-14
+  of mpmath for annual rates 0.5%–50%, r + x down to 0.05, customers just acquired included).
+* A model-free cross-check (``method="quadrature"``): integrating by parts,
+  DERT = ∫₀^∞ e^(−δt) dE[Y(t)] = ∫₀^∞ e^(−u) E[Y(u/δ)] du, by the trapezoidal rule in log u
+  (:data:`DERT_NODES` nodes on [:data:`LOG_U_RANGE`]). E[Y(t)] is singular at t = −(α + T)
+  (Pareto/NBD: −(β + T)), i.e. at u = −(α + T) δ, next to the origin for a young customer, so
+  Gauss–Laguerre in u converges slowly there; in log u the integrand is analytic in a strip.
 * Gamma-gamma — Fader, Hardie & Lee (2005b), eq. 5: E[Z | x, z̄] = p(γ + x z̄)/(p x + q − 1),
   and p γ/(q − 1) for a customer without repeat purchases.
 """
@@ -37,18 +41,21 @@ import pandas as pd
 from numba import njit
 from scipy import special
 
+from cbcv.dert_rate import rate_dert_given_alive
 from cbcv.errors import CbcvError
+from cbcv.hyp_negative import chebyshev_points
 from cbcv.models.base import CLVModel, compress
 from cbcv.models.special import log_power_integral_np
 
-#: Gauss–Laguerre nodes for DERT by quadrature. Against the Pareto/NBD closed form the relative
-#: error is ≤ 7e-4 at 20 nodes (annual rate 5%; 2e-4 at 15%) and ≤ 3e-5 at 60; each node costs
-#: one conditional expectation per (draw, customer), so 20 is the default.
-DERT_NODES = 20
-#: Nodes of the generalised Gauss–Laguerre rule of the BG/NBD and MBG/NBD DERT. Against mpmath at
-#: CDNOW's estimates (10% a year, weekly): relative error 2e-3 for a customer just acquired
-#: (T = 0, where the integrand turns from linear to y^(1−a) within the bulk of the rate's
-#: distribution), 4e-6 for x = 0 at T = 39 weeks, 1e-6 for x = 1 (tests/test_predict.py).
+#: Trapezoidal nodes in log u of ``method="quadrature"`` (each costs one conditional expectation
+#: per draw and row) and the range of log u they span: e^(u) E[Y(u/δ)] is below 1e-16 of the
+#: integral outside it. Against the Pareto/NBD closed form and the BG/NBD rate integral: relative
+#: error below 1e-12 at 80 nodes for annual rates 0.5%–50%, customers just acquired included
+#: (tests/test_dert_accuracy.py).
+DERT_NODES = 80
+LOG_U_RANGE = (-20.0, 4.0)
+#: Float64 temporaries per (draw, row) budgeted for the BG/NBD and MBG/NBD DERT, in units of 8
+#: (:mod:`cbcv.dert_rate` also blocks its (draws, T, nodes) weights at ``BLOCK`` elements).
 BG_DERT_NODES = 64
 MAX_BYTES = 256 * 2**20
 #: temporaries held per (draw, row) element while evaluating one prediction
@@ -167,6 +174,16 @@ def _expected(name: str, t: np.ndarray | float, p: Params, d: dict[str, np.ndarr
     return _p_alive(name, p, d) * expected_given_alive(name, t, p, x, T)
 
 
+def expm1_ratio(d: Any, L: Any, sign: float = 1.0) -> np.ndarray:
+    """(e^(sign·d·L) − 1) / (sign·d) for d ≠ 0, and its limit L at d = 0 (the Pareto/NBD's
+    expectations at s = 1, where the closed forms divide 0 by 0): exact to rounding for every d,
+    by a second-order series where |d·L| < 1e-8."""
+    u = sign * np.asarray(d, dtype=float) * L
+    small = np.abs(u) < 1e-8
+    safe = np.where(small, 1.0, sign * np.asarray(d, dtype=float))
+    return np.where(small, L * (1.0 + 0.5 * u), np.expm1(u) / safe)
+
+
 def expected_given_alive(name: str, t: Any, p: Params, x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """E[transactions in (T, T + t] | x, T, alive at T]: the conditional expectation without its
     P(alive) factor. It depends on (x, T) only, not on t_x, so a scorer evaluates it once per
@@ -174,8 +191,8 @@ def expected_given_alive(name: str, t: Any, p: Params, x: np.ndarray, T: np.ndar
     r, alpha = p["r"], p["alpha"]
     if name == "pareto_nbd":
         s, beta = p["s"], p["beta"]
-        growth = -np.expm1((s - 1.0) * (np.log(beta + T) - np.log(beta + T + t)))
-        return (r + x) * (beta + T) / ((alpha + T) * (s - 1.0)) * growth
+        growth = expm1_ratio(s - 1.0, np.log(beta + T + t) - np.log(beta + T), -1.0)
+        return (r + x) * (beta + T) / (alpha + T) * growth
     a, b = p["a"], p["b"]
     # ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; c; z) with Euler's transformation
     # ₂F₁(A, B; C; z) = (1−z)^(C−A−B) ₂F₁(C−A, C−B; C; z): the large parameters (r + x, b + x)
@@ -205,7 +222,7 @@ def expected_purchases_population(model: CLVModel, t: np.ndarray, *, max_draws: 
     r, alpha = p["r"], p["alpha"]
     if name == "pareto_nbd":
         s, beta = p["s"], p["beta"]
-        return r * beta / (alpha * (s - 1.0)) * -np.expm1((s - 1.0) * np.log(beta / (beta + t)))
+        return r * beta / alpha * expm1_ratio(s - 1.0, np.log((beta + t) / beta), -1.0)
     a, b = p["a"], p["b"]
     head = np.exp(r * np.log(alpha / (alpha + t)))
     z = t / (alpha + t)
@@ -238,224 +255,13 @@ def _dert_pareto_alive(p: Params, x: np.ndarray, T: np.ndarray, delta: Any) -> n
     )
 
 
-def gamma_rules(shape: np.ndarray, n: int = BG_DERT_NODES) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss rules for expectations under Gamma(shape, 1): nodes and weights of shape
-    ``shape.shape + (n,)`` with ``sum(w f(u)) ≈ E[f(U)]``. Generalised Gauss–Laguerre rules
-    (weight u^(shape−1) e^(−u)) by the Golub–Welsch eigenvalue method, batched over ``shape``."""
-    k = np.asarray(shape, dtype=float)[..., None]
-    i = np.arange(n, dtype=float)
-    jac = np.zeros(k.shape[:-1] + (n, n))
-    idx = np.arange(n)
-    jac[..., idx, idx] = 2.0 * i + k
-    off = np.sqrt(i[1:] * (i[1:] + k - 1.0))
-    jac[..., idx[:-1], idx[1:]] = off
-    jac[..., idx[1:], idx[:-1]] = off
-    nodes, vecs = np.linalg.eigh(jac)
-    return nodes, vecs[..., 0, :] ** 2
-
-
-def _dert_bg(
-    name: str,
-    p: Params,
-    d: dict[str, np.ndarray],
-    delta: Any,
-    n_nodes: int = BG_DERT_NODES,
-    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> np.ndarray:
-    """BG/NBD and MBG/NBD DERT by one-dimensional quadrature over the purchase rate.
-
-    Alive at ``T`` with rate λ and dropout probability p, the customer's k-th further purchase
-    comes after a Gamma(k, λ) time and happens only if the k − 1 before it did not end their
-    life, so DERT | λ, p, alive = Σ_k (λ/(λ+δ))^k (1−p)^(k−1) = λ / (p λ + δ). Given the data and
-    alive, λ ~ Gamma(r + x, α + T) and p ~ Beta(a, b + x) (MBG/NBD: b + x + 1), independently
-    (the alive term of the likelihood; Fader, Hardie & Lee 2005, "Counting Your Customers the
-    Easy Way", eq. 3), and E_p[1 / (p λ + δ)] = ₂F₁(1, a; a + b' ; −λ/δ) / δ. Hence
-
-        DERT = P(alive) · E_u[ y ₂F₁(1, a; a + b'; −y) ],  y = u / ((α + T) δ),  u ~ Gamma(r + x, 1),
-
-    evaluated with an ``n_nodes``-point generalised Gauss–Laguerre rule per (draw, x), kept in
-    ``rules`` (keyed by x) across the chunks of one posterior, once per distinct (x, T). The
-    hypergeometric function is only needed at negative arguments, where it is fast and finite
-    for every a > 0 (the time-domain quadrature overflows for x = 0 when a < 1).
-    """
-    # the expectation depends on (x, T) only, not on t_x: evaluate it once per distinct pair
+def _dert_bg(name: str, p: Params, d: dict[str, np.ndarray], delta: Any) -> np.ndarray:
+    """BG/NBD and MBG/NBD DERT: P(alive) × the rate integral given alive
+    (:func:`cbcv.dert_rate.rate_dert_given_alive`), evaluated once per distinct (x, T) pair
+    (it does not depend on t_x)."""
     pairs, back = np.unique(np.stack([d["x"][0], d["T"][0]]), axis=1, return_inverse=True)
-    alive_value = _dert_bg_alive(name, p, pairs[0][None, :], pairs[1][None, :], delta, n_nodes, rules)
-    return _p_alive(name, p, d) * alive_value[:, back.ravel()]
-
-
-def _dert_bg_alive(
-    name: str,
-    p: Params,
-    x: np.ndarray,
-    T: np.ndarray,
-    delta: Any,
-    n_nodes: int = BG_DERT_NODES,
-    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> np.ndarray:
-    """E_u[y ₂F₁(1, a; a + b'; −y)] of :func:`_dert_bg` (DERT given alive at T) for ``(1, pairs)``
-    rows of ``x`` and ``T``; Gauss rules per distinct (x, nodes) are kept in ``rules``, with
-    :func:`nodes_for` nodes per x."""
-    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
-    rules = {} if rules is None else rules
-    out = np.empty(np.broadcast_shapes(r.shape, x.shape))
-    sizes = np.array([nodes_for(v, n_nodes) for v in x[0]])
-    for size in np.unique(sizes):
-        cols = np.flatnonzero(sizes == size)
-        xs, Ts = x[:, cols], T[:, cols]
-        ux, inv = np.unique(xs, return_inverse=True)
-        for v in ux[[(float(u), int(size)) not in rules for u in ux]]:
-            rules[(float(v), int(size))] = gamma_rules(r[:, 0] + v, int(size))  # (draws, n) each
-        nodes = np.stack([rules[(float(v), int(size))][0] for v in ux], axis=1)[:, inv.ravel(), :]
-        weights = np.stack([rules[(float(v), int(size))][1] for v in ux], axis=1)[:, inv.ravel(), :]
-        b_post = b + xs + (1.0 if name == "mbgnbd" else 0.0)
-        y = nodes * (1.0 / ((alpha + Ts) * delta))[..., None]
-        hyp = _hyp_per_x(a, a + b_post, y, inv.ravel())
-        out[:, cols] = np.sum(weights * y * hyp, axis=-1)
-    return out
-
-
-def _hyp_per_x(a: np.ndarray, c: np.ndarray, y: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """₂F₁(1, a; c; −y) for ``y`` of shape (draws, columns, nodes), ``a`` (draws, 1) and ``c``
-    (draws, columns), where the columns of one ``group`` (one x) share c: every y of a group
-    with more than twice :data:`HYP_INTERP_POINTS`' minimum of values per draw goes through
-    :func:`hyp2f1_one_negative_interpolated`, the rest through :func:`hyp2f1_one_negative`."""
-    draws = y.shape[0]
-    out = np.empty(y.shape)
-    sizes = np.bincount(group) * y.shape[2]
-    small = sizes[group] <= 2 * HYP_INTERP_POINTS[0]
-    if small.any():
-        out[:, small] = hyp2f1_one_negative(a[..., None], c[:, small, None], y[:, small])
-    for g in np.flatnonzero(sizes > 2 * HYP_INTERP_POINTS[0]):
-        cols = np.flatnonzero(group == g)
-        values = hyp2f1_one_negative_interpolated(a, c[:, cols[:1]], y[:, cols].reshape(draws, -1))
-        out[:, cols] = values.reshape(draws, len(cols), -1)
-    return out
-
-
-def nodes_for(x: float, n_nodes: int = BG_DERT_NODES) -> int:
-    """Gauss nodes of the BG/NBD DERT rule for a customer with ``x`` repeat purchases: the
-    integrand is smoother the larger the Gamma shape r + x, so fewer nodes reach the same
-    accuracy. Against a 128-node rule (CDNOW's estimates and a ten-purchase-a-year base):
-    x < 5 keeps ``n_nodes`` (64: ≤ 3e-5 for x ≥ 1), 5 ≤ x < 10 uses 24 (≤ 4e-9), x ≥ 10 uses 12
-    (≤ 2e-9); heavy buyers dominate the distinct (x, T) pairs of a large base."""
-    if x < 5:
-        return n_nodes
-    return min(n_nodes, 24 if x < 10 else 12)
-
-
-#: Above this c, :func:`hyp2f1_one_negative` integrates instead of calling scipy's hyp2f1, which
-#: returns nan or inf for large c and large arguments (c = 175, y = 2700: a customer with 170
-#: purchases) and loses digits from c ≈ 25.
-HYP_DIRECT_MAX_C = 20.0
-_LEGENDRE = np.polynomial.legendre.leggauss(200)
-
-
-def hyp2f1_one_negative(a: Any, c: Any, y: Any) -> np.ndarray:
-    """₂F₁(1, a; c; −y) for a > 0, c > 0, y ≥ 0 (broadcast).
-
-    scipy's ``hyp2f1`` for c ≤ :data:`HYP_DIRECT_MAX_C` (against mpmath on 1,500 random
-    points with y from 1e-3 to 1e6: within 1e-10 for a < 1, as BG/NBD's a usually is, and 1e-9
-    for a < 3; 2e-8 was seen with a within 0.01 of 3); above, Euler's integral
-    ₂F₁(1, a; c; −y) = (c − 1) ∫₀¹ (1 − t)^(c−2) (1 + y t)^(−a) dt in the variable s = log t,
-    where the integrand is a smooth bump between s ≈ −log y and s ≈ −log c, by 200-point
-    Gauss–Legendre on [min(−log y, −log c) − 45, 0] (relative error below 1e-14 against mpmath
-    for c up to 1000 and y up to 1e7; tests/test_predict.py)."""
-    a, c, y = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, c, y)))
-    out = np.empty(a.shape)
-    big = c > HYP_DIRECT_MAX_C
-    out[~big] = special.hyp2f1(1.0, a[~big], c[~big], -y[~big])
-    if big.any():
-        nodes, weights = _LEGENDRE
-        ab, cb, yb = a[big], c[big], y[big]
-        res = np.empty(ab.shape)
-        step = 20_000
-        for i in range(0, ab.size, step):
-            aa, cc, yy = ab[i : i + step, None], cb[i : i + step, None], yb[i : i + step, None]
-            lo = np.minimum(-np.log(np.maximum(yy, 1e-300)), -np.log(cc)) - 45.0
-            s = lo * (1.0 - nodes) / 2.0  # maps [-1, 1] onto [lo, 0]
-            log_f = s + (cc - 2.0) * np.log1p(-np.exp(s)) - aa * np.log1p(yy * np.exp(s))
-            res[i : i + step] = (cc[:, 0] - 1.0) * (-lo[:, 0] / 2.0) * (np.exp(log_f) @ weights)
-        out[big] = res
-    return out
-
-
-#: Relative accuracy aimed at by :func:`hyp2f1_one_negative_interpolated`, and the bounds on its
-#: number of Chebyshev points (below the minimum it is no cheaper than direct evaluation).
-HYP_INTERP_TOL = 1e-12
-HYP_INTERP_POINTS = (16, 64)
-
-
-def chebyshev_points(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` Chebyshev points of the first kind on (−1, 1) and their barycentric weights
-    (Berrut & Trefethen 2004, "Barycentric Lagrange interpolation", SIAM Review 46, eq. 5.3)."""
-    k = np.arange(n)
-    angle = (2 * k + 1) * np.pi / (2 * n)
-    return np.cos(angle), (-1.0) ** k * np.sin(angle)
-
-
-def hyp_interp_points(width: float) -> int:
-    """Chebyshev points for interpolating in u = log y over an interval of ``width``: a function
-    analytic in the strip |Im u| < π converges like ρ^(−n), ρ = η + √(1 + η²), η = 2π / width
-    (the Bernstein ellipse that fits in the strip); n is chosen for ρ^(−n) ≤ 1e-13."""
-    eta = 2.0 * np.pi / max(width, 1e-6)
-    rho = eta + np.sqrt(1.0 + eta * eta)
-    lo, hi = HYP_INTERP_POINTS
-    return int(min(hi, max(lo, np.ceil(30.0 / np.log(rho)))))
-
-
-def hyp2f1_one_negative_interpolated(a: np.ndarray, c: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """₂F₁(1, a; c; −y) at many y > 0 per (a, c): ``a`` and ``c`` of shape (draws, 1), ``y``
-    (draws, m); equal to :func:`hyp2f1_one_negative` to about 1e-12 (tests/test_predict.py).
-
-    f(y) = ₂F₁(1, a; c; −y) = E[1 / (1 + p y)] with p ~ Beta(a, c − a). As a function of
-    u = log y it is analytic in the strip |Im u| < π (its singularities lie where 1 + p y = 0,
-    on y ≤ −1), and so is h = f · (1 + y)^min(a, 1), which stays of order one over any range
-    of y (f falls like y^−a for a < 1 and like 1/y for a > 1): Chebyshev interpolation of h in
-    u then has a uniform relative error, falling geometrically with the number of points
-    (:func:`hyp_interp_points`, from the widest draw's range of log y). Per draw, h is
-    evaluated at the Chebyshev points spanning that draw's log y and interpolated by the
-    barycentric formula. Guard: each draw's smallest and largest y (the ends, where the
-    interpolation error peaks) are also evaluated directly, and any draw off there by more
-    than 1e-11 is evaluated directly throughout. The BG/NBD DERT needs ₂F₁ at (16 grid ages ×
-    12 rate nodes) values per draw and x for heavy buyers, where each direct value is a
-    200-node integral (c > 20)."""
-    draws, m = y.shape
-    u = np.log(y)
-    lo, hi = u.min(axis=1, keepdims=True), u.max(axis=1, keepdims=True)
-    points = hyp_interp_points(float(np.max(hi - lo)))
-    if m <= 2 * points:
-        return hyp2f1_one_negative(a, c, y)
-    mid, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1e-3)
-    power = np.minimum(a, 1.0)
-    cheb, bary = chebyshev_points(points)
-    y_nodes = np.exp(mid + half * cheb)  # (draws, points)
-    h_nodes = hyp2f1_one_negative(a, c, y_nodes) * np.exp(power * np.log1p(y_nodes))
-    t = (u - mid) / half
-    num, den = np.zeros(y.shape), np.zeros(y.shape)
-    exact = np.full(y.shape, -1)
-    for j in range(points):
-        diff = t - cheb[j]
-        hit = diff == 0.0
-        if hit.any():
-            exact[hit] = j
-            diff[hit] = 1.0
-        w = bary[j] / diff
-        num += w * h_nodes[:, j : j + 1]
-        den += w
-    h = num / den
-    if (exact >= 0).any():
-        rows, cols = np.nonzero(exact >= 0)
-        h[rows, cols] = h_nodes[rows, exact[rows, cols]]
-    out = h * np.exp(-power * np.log1p(y))
-    ends = np.concatenate([u.argmin(axis=1)[:, None], u.argmax(axis=1)[:, None]], axis=1)
-    y_ends = np.take_along_axis(y, ends, axis=1)
-    direct = hyp2f1_one_negative(a, c, y_ends)
-    got = np.take_along_axis(out, ends, axis=1)
-    bad = (np.abs(got - direct) > 10 * HYP_INTERP_TOL * np.abs(direct)).any(axis=1)
-    if bad.any():
-        out[bad] = hyp2f1_one_negative(a[bad], c[bad], y[bad])
-    return out
+    alive_value = rate_dert_given_alive(p, pairs[0][None, :], pairs[1][None, :], delta, name == "mbgnbd")
+    return _p_alive(name, p, d) * alive_value[:, np.asarray(back).ravel()]
 
 
 def dert_given_alive(
@@ -464,11 +270,13 @@ def dert_given_alive(
     x: np.ndarray,
     T: np.ndarray,
     delta: Any,
-    rules: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None,
+    rules: dict[Any, Any] | None = None,
     grid: int | None = None,
 ) -> np.ndarray:
     """DERT given alive at T, per draw and (x, T) pair (``x``, ``T``: ``(1, pairs)``): Pareto/NBD's
-    closed form or the BG/NBD and MBG/NBD rate quadrature. DERT = P(alive) × this.
+    closed form or the BG/NBD and MBG/NBD rate integral (:mod:`cbcv.dert_rate`). DERT =
+    P(alive) × this. ``rules`` is accepted for callers of the former Gauss–Laguerre rule (whose
+    nodes it cached) and ignored: the trapezoidal rule needs no precomputed nodes.
 
     ``grid`` (BG/NBD, MBG/NBD): for each x with more than ``grid`` distinct T, evaluate the
     quadrature at ``grid`` Chebyshev points of log(ᾱ + T) spanning that x's T and interpolate
@@ -477,10 +285,11 @@ def dert_given_alive(
     grid of 1,500 pairs with x up to 170 (tests/test_scoring.py; 2e-14 on a simulated 100k base)."""
     if name == "pareto_nbd":
         return _dert_pareto_alive(p, x, T, delta)
+    mbg = name == "mbgnbd"
     if grid is None:
-        return _dert_bg_alive(name, p, x, T, delta, rules=rules)
+        return rate_dert_given_alive(p, x, T, delta, mbg)
     return _interpolated_in_T(
-        lambda xs, Ts: _dert_bg_alive(name, p, xs, Ts, delta, rules=rules),
+        lambda xs, Ts: rate_dert_given_alive(p, xs, Ts, delta, mbg),
         x, T, float(np.mean(p["alpha"])), grid,
     )
 
@@ -532,9 +341,11 @@ def _interpolated_in_T(
 def _dert_quadrature(
     name: str, p: Params, d: dict[str, np.ndarray], delta: float, n_nodes: int = DERT_NODES
 ) -> np.ndarray:
-    nodes, weights = np.polynomial.laguerre.laggauss(n_nodes)
+    """∫ e^(−u) E[Y(u/δ)] du by the trapezoidal rule in v = log u over :data:`LOG_U_RANGE`."""
+    v = np.linspace(*LOG_U_RANGE, n_nodes)
+    weights = (v[1] - v[0]) * np.exp(v - np.exp(v))
     total = np.zeros(np.broadcast_shapes(p["r"].shape, d["x"].shape))
-    for u, w in zip(nodes, weights, strict=True):
+    for u, w in zip(np.exp(v), weights, strict=True):
         total += w * _expected(name, u / delta, p, d)
     return total
 
@@ -551,10 +362,10 @@ def dert(
 ) -> np.ndarray:
     """Discounted expected residual transactions at continuous rate ``delta`` per time unit
     (see :func:`continuous_rate`), per draw and customer. ``method``: "closed" (Pareto/NBD's
-    closed form), "rate" (BG/NBD, MBG/NBD: one-dimensional quadrature over the purchase rate,
-    :func:`_dert_bg`), "quadrature" (any model: ``n_nodes`` Gauss–Laguerre nodes over time of the
-    conditional expectation; slow and less accurate, kept as a cross-check), or "auto" (closed
-    for Pareto/NBD, rate for the others)."""
+    closed form), "rate" (BG/NBD, MBG/NBD: the integral over the purchase rate,
+    :mod:`cbcv.dert_rate`), "quadrature" (any model: ``n_nodes`` trapezoidal nodes in log time of
+    the conditional expectation; slower, kept as a cross-check), or "auto" (closed for
+    Pareto/NBD, rate for the others)."""
     if delta <= 0:
         raise CbcvError(f"DERT needs a positive discount rate, got {delta}")
     fn, temps = dert_kernel(model, delta, method, n_nodes)
@@ -578,8 +389,7 @@ def dert_kernel(
         return (lambda p, d: _dert_quadrature(name, p, d, delta, n_nodes)), _TEMPS
     if name == "pareto_nbd":
         return (lambda p, d: _dert_pareto(p, d, delta)), _TEMPS
-    rules: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
-    return (lambda p, d: _dert_bg(name, p, d, delta, rules=rules)), _TEMPS + 8 * BG_DERT_NODES
+    return (lambda p, d: _dert_bg(name, p, d, delta)), _TEMPS + 8 * BG_DERT_NODES
 
 
 # -- spend ----------------------------------------------------------------------------------------

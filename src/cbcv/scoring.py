@@ -37,7 +37,6 @@ are adjacent), not by customer id.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,10 +53,12 @@ from numba import njit
 from scipy import sparse
 
 from cbcv import predict as P
+from cbcv.cache import atomic_write_json
 from cbcv.clv import CLVTables, log_bins, lorenz_frame
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.errors import CbcvError, DataError
 from cbcv.models.base import CLVModel
+from cbcv.safe_csv import write_csv
 from cbcv.valuation.equity import N_DECILES, per_draw
 from cbcv.valuation.inputs import continuous_rate
 
@@ -398,11 +399,11 @@ class ScoredBase(CLVTables):
         }
         for name, frame in tables.items():
             files[name] = d / f"{name}.csv"
-            frame.to_csv(files[name], index=False)
+            write_csv(frame, files[name])
         files["scoring"] = d / "scoring.json"
         meta = {"n_customers": self.n_customers, "n_keys": self.n_keys, "n_pairs": self.n_pairs,
                 "n_draws": self.n_draws, "customers_file": self.path.name, **self.meta}
-        files["scoring"].write_text(json.dumps(meta, indent=2, default=str))
+        atomic_write_json(files["scoring"], meta)
         return files
 
     def lorenz(self, points: int = LORENZ_POINTS) -> pd.DataFrame:

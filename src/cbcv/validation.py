@@ -194,6 +194,7 @@ def tracking(
     time_unit: str = "week",
     max_draws: int = 200,
     memory_limit: str | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """Cumulative repeat transactions per period, actual against expected, over calibration and
     holdout (Fader, Hardie & Lee 2005, Figure 2), for the customers acquired by
@@ -202,7 +203,10 @@ def tracking(
     expectation sums, over customers, the population mean E[X(t − t_i)] since each customer's
     first purchase t_i."""
     days = unit_days(time_unit)
-    by_date = purchase_days(transactions, calibration_end=calibration_end, memory_limit=memory_limit)
+    by_date = purchase_days(
+        transactions, calibration_end=calibration_end, memory_limit=memory_limit,
+        zero_amount_purchases=zero_amount_purchases,
+    )
     dates = by_date["date"].to_numpy(dtype="datetime64[ns]")
     acquired = by_date["new_customers"].to_numpy(dtype=float)
     first_dates = dates[acquired > 0]

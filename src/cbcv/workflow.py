@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from cbcv import interrupt
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
+from cbcv.cache import (
+    FolderLock,
+    atomic_write_json,
+    content_key,
+    file_stamps,
+    read_json,
+    temporary_path,
+)
 from cbcv.config import LoadedConfig
-from cbcv.data.datasets import is_dataset, load_dataset
+from cbcv.data.datasets import is_dataset, load_dataset, purchase_rule
 from cbcv.data.engine import summaries_for_engine
 from cbcv.data.load import (
     LoadResult,
@@ -26,11 +34,13 @@ from cbcv.data.load import (
     load_transactions,
     validate_to_parquet,
 )
+from cbcv.data.rules import RULES_VERSION
 from cbcv.data.summary import calibration_holdout, customer_summary
 from cbcv.errors import CbcvError
+from cbcv.jsonio import dumps_strict
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
-from cbcv.models.base import ESS_MIN, RHAT_MAX
 from cbcv.paths import repo_root
+from cbcv.safe_csv import write_csv
 
 
 def load_transactions_for(
@@ -51,7 +61,19 @@ def load_transactions_for(
         delimiter=data.delimiter if data else None,
         table=data.table if data else None,
         reject_duplicates=data.reject_duplicates if data else True,
+        **(row_rule_settings(data) if data else {}),
     )
+
+
+def row_rule_settings(data: Any) -> dict[str, Any]:
+    """A config ``data`` section's row-rule settings as loader keywords (:mod:`cbcv.data.rules`)."""
+    return {
+        "null_tokens": data.null_tokens,
+        "earliest_date": data.earliest_date,
+        "timezone": data.timezone,
+        "zero_amount_purchases": purchase_rule(data.source, data.zero_amount_purchases),
+    }
+
 
 
 def load_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> LoadResult | ValidatedLog:
@@ -84,54 +106,87 @@ def validate_source(
     delimiter, as-of date and DuckDB caps) into ``work/accepted.parquet``, with the rejections
     beside it; ``as_of`` defaults to the config's.
 
-    A later call (the next notebook of the same report, say) reuses the file while
-    ``validated.json`` records the same source SHA-256, data settings and as-of date.
+    A later call (the next notebook of the same report, say) reuses the files while
+    ``validated.json`` records the same key (:func:`cbcv.cache.content_key` of the source
+    SHA-256, data settings and as-of date) and the files' sizes and times. The folder is locked
+    against a concurrent run (:class:`cbcv.cache.FolderLock`); the manifest is removed before
+    anything is rewritten, each file is written under a temporary name and renamed, and the
+    manifest is written last, so a run killed half way leaves nothing that the next one trusts.
     """
     from cbcv.config import DataSource
-    from cbcv.data.datasets import dataset_path, read_dataset_frame
+    from cbcv.data.datasets import dataset_path
     from cbcv.data.load import file_sha256
 
     cfg = loaded.config if loaded is not None else None
     data = cfg.data if cfg is not None else DataSource(source=str(source))
-    engine = cfg.engine if cfg is not None else None
     as_of = as_of if as_of is not None else (cfg.as_of if cfg is not None else None)
     work = Path(work)
     path = dataset_path(source) if is_dataset(source) else Path(source)
     sha = file_sha256(path, path.name) if path.is_file() else None
-    key = {"source": str(source), "sha256": sha, "data": data.model_dump(mode="json", exclude={"source"}),
-           "as_of": as_of.isoformat() if as_of else None}
-    accepted, rejections, manifest = (work / n for n in ("accepted.parquet", "rejections.parquet", "validated.json"))
-    if sha is not None and manifest.is_file() and accepted.is_file() and rejections.is_file():
-        saved = json.loads(manifest.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return ValidatedLog(accepted, pd.read_parquet(rejections),
-                                Reconciliation.from_dict(saved["reconciliation"]))
+    key = content_key({"source": str(source), "sha256": sha, "data": data.model_dump(mode="json", exclude={"source"}),
+                       "as_of": as_of.isoformat() if as_of else None, "rules": RULES_VERSION})
+    accepted, rejections, manifest = (work / n for n in VALIDATED_FILES)
+    with FolderLock(work):
+        if sha is not None and (cached := _cached_validation(manifest, key)) is not None:
+            return cached
+        manifest.unlink(missing_ok=True)  # invalidated first, written last
+        with temporary_path(accepted) as tmp:
+            log = _validate(source, tmp, data, cfg.engine if cfg is not None else None, as_of, path.name, sha)
+        log = dataclasses.replace(log, accepted=accepted)
+        with temporary_path(rejections) as tmp:
+            log.rejections.to_parquet(tmp, index=False)
+        if sha is not None:
+            atomic_write_json(manifest, {"key": key, "files": file_stamps(accepted, rejections),
+                                         "reconciliation": log.reconciliation.to_dict()})
+    return log
+
+
+#: The out-of-core validation's files in its work folder: accepted rows, rejections, manifest.
+VALIDATED_FILES = ("accepted.parquet", "rejections.parquet", "validated.json")
+
+
+def _cached_validation(manifest: Path, key: str) -> ValidatedLog | None:
+    """The validated log that ``manifest`` describes, when its key is ``key`` and the files
+    beside it are the ones it was written with; None otherwise (validate again)."""
+    saved = read_json(manifest)
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    accepted, rejections = (manifest.parent / n for n in VALIDATED_FILES[:2])
+    if not (accepted.is_file() and rejections.is_file()) or saved.get("files") != file_stamps(accepted, rejections):
+        return None
+    return ValidatedLog(accepted, pd.read_parquet(rejections), Reconciliation.from_dict(saved["reconciliation"]))
+
+
+def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.date | None,
+              name: str, sha: str | None) -> ValidatedLog:
+    """One out-of-core validation of ``source`` into ``accepted`` (no caching)."""
+    from cbcv.data.datasets import read_dataset_frame
+
     caps = {"memory_limit": engine.memory_limit if engine else None,
             "threads": engine.threads if engine else None}
     if is_dataset(source):
         # as load_dataset: the bundled files have no order id, so no duplicate check
+        rule = purchase_rule(source, data.zero_amount_purchases if data else None)
         log = validate_to_parquet(read_dataset_frame(source), accepted, as_of=as_of,
-                                  source_name=path.name, reject_duplicates=False, **caps)
-        log = dataclasses.replace(log, reconciliation=dataclasses.replace(
+                                  source_name=name, reject_duplicates=False,
+                                  zero_amount_purchases=rule, **caps)
+        return dataclasses.replace(log, reconciliation=dataclasses.replace(
             log.reconciliation, source_type="dataset", sha256=sha))
-    else:
-        log = validate_to_parquet(source, accepted, columns=data.columns.model_dump(), as_of=as_of,
-                                  date_format=data.date_format, delimiter=data.delimiter, table=data.table,
-                                  reject_duplicates=data.reject_duplicates, **caps)
-    log.rejections.to_parquet(rejections, index=False)
-    manifest.write_text(json.dumps({"key": key, "reconciliation": log.reconciliation.to_dict()},
-                                   indent=2, default=str), encoding="utf-8")
-    return log
+    return validate_to_parquet(source, accepted, columns=data.columns.model_dump(), as_of=as_of,
+                               date_format=data.date_format, delimiter=data.delimiter, table=data.table,
+                               reject_duplicates=data.reject_duplicates, **row_rule_settings(data),
+                               **caps)
 
 
 def write_load_outputs(result: LoadResult | ValidatedLog, out: str | Path) -> list[Path]:
-    """``reconciliation.json`` and ``rejections.csv`` (source row, column, raw value, reason)."""
+    """``reconciliation.json`` (strict JSON) and ``rejections.csv`` (source row, column, raw
+    value, reason; spreadsheet-safe: :func:`cbcv.safe_csv.write_csv`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rec = out / "reconciliation.json"
-    rec.write_text(json.dumps(result.reconciliation.to_dict(), indent=2, default=str), encoding="utf-8")
+    atomic_write_json(rec, result.reconciliation.to_dict())
     rej = out / "rejections.csv"
-    result.rejections.to_csv(rej, index=False)
+    write_csv(result.rejections, rej)
     return [rec, rej]
 
 
@@ -180,6 +235,7 @@ def run_audit(
             migration=migration, whale_points=WHALE_POINTS,
             memory_limit=engine.memory_limit if engine else None,
             threads=engine.threads if engine else None,
+            zero_amount_purchases=result.reconciliation.zero_amount_purchases,
         )
     return customer_base_audit(
         result.transactions,
@@ -187,6 +243,7 @@ def run_audit(
         cohort_period=cohort_period or period,
         window=window,
         migration=migration,
+        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
     )
 
 
@@ -205,7 +262,7 @@ def write_audit(
     audit = audit or run_audit(result, loaded, period=period, cohort_period=cohort_period)
     for name, table in audit.tables().items():
         path = out / f"{name}.csv"
-        table.to_csv(path, index=False)
+        write_csv(table, path)
         written.append(path)
     return written
 
@@ -265,51 +322,60 @@ def fit_record(model: CLVModel) -> dict[str, Any]:
         "n_customers": int(idata.attrs.get("n_customers", 0)),
         "n_distinct": int(idata.attrs.get("n_distinct", 0)),
         "seconds": round(float(idata.attrs.get("fit_seconds", 0.0)), 3),
-        "diagnostics": diagnostics_verdict(model.name, method, params, model.divergences()),
+        "diagnostics": diagnostics_verdict(model.name, method, params, model.divergences(), idata.attrs),
     }
 
 
 def diagnostics_verdict(
-    name: str, method: str, params: dict[str, dict[str, float | None]], divergences: int
+    name: str, method: str, params: dict[str, dict[str, float | None]], divergences: int,
+    attrs: Any = None,
 ) -> dict[str, Any]:
-    """Pass/fail against r_hat <= RHAT_MAX, ess_bulk >= ESS_MIN and no divergences, with the
-    failing figures named (used by the report's diagnostics gate)."""
-    if method != "nuts":
-        return {"ok": True, "problems": [], "note": "MAP fit: no sampling diagnostics"}
-    problems = []
-    for p, s in params.items():
-        if s["r_hat"] is not None and s["r_hat"] > RHAT_MAX:
-            problems.append(f"{name}: r_hat of {p} is {s['r_hat']:.3f} (> {RHAT_MAX})")
-        if s["ess_bulk"] is not None and s["ess_bulk"] < ESS_MIN:
-            problems.append(f"{name}: bulk ESS of {p} is {s['ess_bulk']:.0f} (< {ESS_MIN:.0f})")
-    if divergences:
-        problems.append(f"{name}: {divergences} divergent transitions")
-    return {"ok": not problems, "problems": problems}
+    """The fit's verdict (:func:`cbcv.models.verdict.fit_verdict`: sampling thresholds, and the
+    data and estimate checks kept in the posterior's ``attrs``) as ``fit.json`` records it:
+    ``status`` pass/warn/fail, ``ok`` (pass only), ``reasons`` and ``problems`` (named by model)."""
+    from cbcv.models.verdict import fit_verdict
+
+    return fit_verdict(name, method, params, divergences, attrs or {}).to_dict()
 
 
-def save_fit(model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict[str, Any]) -> list[Path]:
-    """Write ``fit.json`` and ``posterior.nc`` (the posterior, with the summary it was fitted on
-    as ``constant_data``, by customer id, or by row for a counted summary, and ``meta`` in the
-    attributes)."""
+def save_fit(
+    model: CLVModel, summary: pd.DataFrame, out: str | Path, meta: dict[str, Any], *, customer_data: bool = True
+) -> list[Path]:
+    """Write ``fit.json`` and ``posterior.nc`` (the posterior with ``meta`` in the attributes).
+    With ``customer_data`` (``cbcv fit``) the summary it was fitted on goes in as
+    ``constant_data``, by customer id, or by row for a counted summary; without it (a report's
+    run folder, read by investors) the file holds no customer-level data.
+
+    Nothing is saved after an interrupt (:func:`cbcv.interrupt.check`); ``fit.json`` is removed
+    first and written last, each file under a temporary name and renamed, so a folder holds a
+    complete fit or no ``fit.json``."""
+    interrupt.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     idata = model.idata
     assert idata is not None
+    if "constant_data" in idata.groups():
+        del idata.constant_data
+    if customer_data:
+        idata.add_groups({"constant_data": _summary_dataset(summary)})
+    idata.attrs.update({k: dumps_strict(v, indent=None) if isinstance(v, dict | list) else str(v) for k, v in meta.items()})
+    fj, nc = out / "fit.json", out / "posterior.nc"
+    fj.unlink(missing_ok=True)
+    with temporary_path(nc) as tmp:
+        model.save(tmp)
+    record = fit_record(model) | {"meta": meta}
+    atomic_write_json(fj, record)
+    return [fj, nc]
+
+
+def _summary_dataset(summary: pd.DataFrame) -> xr.Dataset:
+    """The fitted summary's columns by customer id (by row for a counted summary or a sample)."""
     cols = [c for c in ("x", "t_x", "T", "mean_repeat_spend", "total_spend", "count") if c in summary]
     if "customer_id" in summary:
         dim, labels = "customer", summary["customer_id"].astype(str).to_numpy()
     else:  # a counted summary or a sample (out of core): rows, not customer ids
         dim, labels = "row", np.arange(len(summary))
-    data = xr.Dataset({c: (dim, summary[c].to_numpy(dtype=float)) for c in cols}, coords={dim: labels})
-    if "constant_data" in idata.groups():
-        del idata.constant_data
-    idata.add_groups({"constant_data": data})
-    idata.attrs.update({k: json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for k, v in meta.items()})
-    nc = model.save(out / "posterior.nc")
-    record = fit_record(model) | {"meta": meta}
-    fj = out / "fit.json"
-    fj.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    return [fj, nc]
+    return xr.Dataset({c: (dim, summary[c].to_numpy(dtype=float)) for c in cols}, coords={dim: labels})
 
 
 @dataclass(frozen=True)
@@ -345,6 +411,7 @@ def company_summary(loaded: LoadedConfig, result: LoadResult | ValidatedLog) -> 
     return summaries_for_engine(
         cfg.engine, result.transactions, calibration_end=cfg.calibration_end,
         holdout_end=cfg.holdout_end, time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
+        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
     )
 
 
@@ -362,7 +429,8 @@ def fit_company_models(
     loaded: LoadedConfig, result: LoadResult | ValidatedLog, out: str | Path | None = None, progress: Any = None
 ) -> CompanyFits:
     """Fit every model the config names (summary-based ones) with its sampler settings and seed;
-    with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``.
+    with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``, without
+    customer-level data (``out`` is a report's run folder).
 
     Out of core (a :class:`ValidatedLog`), the frequency models fit the counted summary (the
     same likelihood) and gamma-gamma a seeded sample of at most
@@ -392,12 +460,13 @@ def fit_company_models(
             progress(f"fitting {name} ({settings.method}) ...")
         data = spend_data if name == "gamma_gamma" and spend_data is not None else summary
         model = fit_summary_model(data, name, settings)
+        interrupt.check()
         if data is spend_data:
             model.idata.attrs["repeat_buyers"] = int(data.attrs["repeat_buyers"])
         models[name] = model
         records[name] = fit_record(model)
         if out is not None:
-            save_fit(model, data, Path(out) / name, meta)
+            save_fit(model, data, Path(out) / name, meta, customer_data=False)
     return CompanyFits(summary=summary, models=models, records=records)
 
 
@@ -415,7 +484,8 @@ def company_tracking(
     source = result.accepted if isinstance(result, ValidatedLog) else result.transactions
     return {
         n: V.tracking(m, source, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
-                      time_unit=cfg.time_unit, memory_limit=cfg.engine.memory_limit)
+                      time_unit=cfg.time_unit, memory_limit=cfg.engine.memory_limit,
+                      zero_amount_purchases=result.reconciliation.zero_amount_purchases)
         for n, m in models.items() if n in FREQUENCY_MODELS
     }
 
@@ -453,9 +523,11 @@ def predict_customers(
     horizon: float,
     *,
     holdout_end: dt.date | None = None,
+    zero_amount_purchases: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-customer predictions (posterior mean and 90% interval) for the customers of the fit's
-    calibration period, and the summary they were computed from."""
+    calibration period, and the summary they were computed from (``zero_amount_purchases``: the
+    log's purchase rule, :func:`cbcv.data.transactions.daily_sql`)."""
     from cbcv import predict as P
 
     cal_end = meta.get("calibration_end")
@@ -463,9 +535,11 @@ def predict_customers(
     if cal_end is None:
         raise CbcvError("the posterior does not record its calibration end")
     if holdout_end is not None:
-        summary = calibration_holdout(transactions, calibration_end=cal_end, holdout_end=holdout_end, time_unit=unit)
+        summary = calibration_holdout(transactions, calibration_end=cal_end, holdout_end=holdout_end,
+                                      time_unit=unit, zero_amount_purchases=zero_amount_purchases)
     else:
-        summary = customer_summary(transactions, calibration_end=cal_end, time_unit=unit)
+        summary = customer_summary(transactions, calibration_end=cal_end, time_unit=unit,
+                                   zero_amount_purchases=zero_amount_purchases)
     table = summary[["customer_id", "x", "t_x", "T"]].copy()
     if model.name == "gamma_gamma":
         s = P.summarise(P.expected_spend(model, summary))
@@ -491,5 +565,5 @@ def write_forecast(model: CLVModel, summary: pd.DataFrame, path: str | Path) -> 
         "total": totals.to_dict(),
         "by_frequency": V.conditional_expectations(model, summary).to_dict(orient="records"),
     }
-    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    atomic_write_json(path, record)
     return path

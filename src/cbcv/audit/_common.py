@@ -88,16 +88,19 @@ def resolve_window(
     return start, end
 
 
-def customer_days(transactions: pd.DataFrame, *, as_of: DateLike | None = None) -> pd.DataFrame:
+def customer_days(
+    transactions: pd.DataFrame, *, as_of: DateLike | None = None, zero_amount_purchases: bool = False
+) -> pd.DataFrame:
     """Customer-days of a transaction log (:func:`cbcv.data.transactions.to_daily`), up to and
-    including ``as_of`` when given. Raises :class:`DataError` for a missing column or a log
+    including ``as_of`` when given; ``zero_amount_purchases`` as in
+    :func:`cbcv.data.transactions.daily_sql`. Raises :class:`DataError` for a missing column or a log
     without any purchase occasion."""
     missing = [c for c in TRANSACTION_COLUMNS if c not in transactions.columns]
     if missing:
         raise DataError(
             f"transactions lack column(s) {', '.join(missing)}; expected {', '.join(TRANSACTION_COLUMNS)}"
         )
-    days = to_daily(transactions)
+    days = to_daily(transactions, zero_amount_purchases)
     if as_of is not None:
         days = days[days["date"] <= as_day(as_of, "as_of")].reset_index(drop=True)
     if days.empty:

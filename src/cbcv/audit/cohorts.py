@@ -41,7 +41,11 @@ C3_VALUES: tuple[str, ...] = ("revenue", "active_customers", "transactions")
 
 
 def cohort_table(
-    transactions: pd.DataFrame, cohort_period: str = "quarter", *, as_of: DateLike | None = None
+    transactions: pd.DataFrame,
+    cohort_period: str = "quarter",
+    *,
+    as_of: DateLike | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """One row per acquisition cohort, oldest first.
 
@@ -64,7 +68,7 @@ def cohort_table(
     ``transactions`` (customer-days) and ``transactions_per_customer``.
     """
     freq = resolve_freq(cohort_period)
-    days = customer_days(transactions, as_of=as_of)
+    days = customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases)
     days = days.sort_values(["customer_id", "date"], kind="stable")
     per_customer = days.groupby("customer_id", sort=False).agg(
         first=("date", "first"),
@@ -100,6 +104,7 @@ def c3_table(
     *,
     cohort_period: str | None = None,
     as_of: DateLike | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """Customer cohort chart (C3) data: calendar period × acquisition cohort, long format.
 
@@ -127,7 +132,7 @@ def c3_table(
     """
     freq = resolve_freq(period)
     cfreq = resolve_freq(cohort_period) if cohort_period is not None else freq
-    days = customer_days(transactions, as_of=as_of)
+    days = customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases)
     days = with_cohorts(days, freq, cfreq)
     observed = (
         days.groupby(["period", "cohort"], sort=True)

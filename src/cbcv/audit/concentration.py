@@ -6,11 +6,13 @@ the cumulative share of revenue against the cumulative share of customers; it is
 curve L read from the top: W(p) = 1 - L(1 - p).
 
 Negative spend
-    A buyer whose net spend in the window is negative (a same-day return larger than the
-    purchase) contributes zero: spend is clipped at 0 before the curve, the top shares and the
-    Gini coefficient are computed, so all three describe the distribution of non-negative
-    revenue over buyers and the curve rises monotonically to 1. ``Concentration.net_revenue``
-    keeps the unclipped total and ``negative_customers`` counts the clipped buyers.
+    Every purchase day nets to more than zero (:mod:`cbcv.data.transactions`), so a buyer's
+    spend over a window computed from customer-days is positive. Spend handed in directly
+    (:func:`whale_curve_from_spend`, :func:`concentration_from_spend`) may still be negative:
+    it is clipped at 0 before the curve, the top shares and the Gini coefficient are computed, so
+    all three describe the distribution of non-negative revenue over buyers and the curve rises
+    monotonically to 1. ``Concentration.net_revenue`` keeps the unclipped total and
+    ``negative_customers`` counts the clipped buyers.
 
 Gini coefficient
     With the n buyers' clipped spends sorted ascending, x_(1) <= ... <= x_(n), and S = sum x_i,
@@ -62,9 +64,11 @@ class Concentration:
         return asdict(self)
 
 
-def buyer_spend(transactions: pd.DataFrame, window: Window = None) -> np.ndarray:
+def buyer_spend(
+    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+) -> np.ndarray:
     """Net spend per buyer of ``window`` (customers with a purchase day in it), unsorted."""
-    days = in_window(customer_days(transactions), window)
+    days = in_window(customer_days(transactions, zero_amount_purchases=zero_amount_purchases), window)
     if days.empty:
         raise DataError(f"no purchases in {window_label(window)}: no whale curve to draw")
     return days.groupby("customer_id", sort=False)["amount"].sum().to_numpy(dtype=float)
@@ -103,9 +107,11 @@ def whale_curve_from_spend(spend: np.ndarray | pd.Series) -> pd.DataFrame:
     )
 
 
-def whale_curve(transactions: pd.DataFrame, window: Window = None) -> pd.DataFrame:
+def whale_curve(
+    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+) -> pd.DataFrame:
     """Whale curve of the buyers of ``window`` (see :func:`whale_curve_from_spend`)."""
-    return whale_curve_from_spend(buyer_spend(transactions, window))
+    return whale_curve_from_spend(buyer_spend(transactions, window, zero_amount_purchases=zero_amount_purchases))
 
 
 def top_share(curve: pd.DataFrame, fraction: float) -> float:
@@ -115,9 +121,11 @@ def top_share(curve: pd.DataFrame, fraction: float) -> float:
     return float(np.interp(fraction, curve["customer_share"], curve["revenue_share"]))
 
 
-def concentration(transactions: pd.DataFrame, window: Window = None) -> Concentration:
+def concentration(
+    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+) -> Concentration:
     """Top-1/10/20% revenue shares and the Gini coefficient of the buyers of ``window``."""
-    spend = buyer_spend(transactions, window)
+    spend = buyer_spend(transactions, window, zero_amount_purchases=zero_amount_purchases)
     return concentration_from_spend(spend, window=window_label(window))
 
 

@@ -51,7 +51,9 @@ DECILE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def customer_deciles(transactions: pd.DataFrame, window: Window = None) -> pd.DataFrame:
+def customer_deciles(
+    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+) -> pd.DataFrame:
     """Per-customer spend, transactions, rank and decile among the buyers of ``window``.
 
     ``window`` is a pandas period string (``"1997"``, ``"1997Q1"``), a ``pd.Period``, an
@@ -59,7 +61,7 @@ def customer_deciles(transactions: pd.DataFrame, window: Window = None) -> pd.Da
     ``customer_id``, ``spend`` (net), ``transactions`` (purchase days), ``rank`` (1 = top) and
     ``decile`` (1 = top), sorted by rank. Raises :class:`DataError` if nobody bought in the window.
     """
-    days = in_window(customer_days(transactions), window)
+    days = in_window(customer_days(transactions, zero_amount_purchases=zero_amount_purchases), window)
     if days.empty:
         raise DataError(f"no purchases in {window_label(window)}: nothing to rank into deciles")
     per = (
@@ -79,7 +81,9 @@ def customer_deciles(transactions: pd.DataFrame, window: Window = None) -> pd.Da
     return per[["customer_id", "spend", "transactions", "rank", "decile"]]
 
 
-def decile_table(transactions: pd.DataFrame, window: Window = None) -> pd.DataFrame:
+def decile_table(
+    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+) -> pd.DataFrame:
     """Ten rows, decile 1 (top spenders) to 10, for the buyers of ``window``.
 
     Columns: ``decile``, ``customers``, ``customer_share``, ``revenue`` (net spend),
@@ -87,7 +91,7 @@ def decile_table(transactions: pd.DataFrame, window: Window = None) -> pd.DataFr
     and ``mean_transactions`` (per customer of the decile), ``min_spend`` and ``max_spend``.
     Shares are fractions (0-1) of the window's totals and sum to 1 over the deciles.
     """
-    return decile_summary(customer_deciles(transactions, window))
+    return decile_summary(customer_deciles(transactions, window, zero_amount_purchases=zero_amount_purchases))
 
 
 def decile_summary(per_customer: pd.DataFrame) -> pd.DataFrame:
@@ -137,16 +141,16 @@ class DecileMigration:
 
 
 def decile_migration(
-    transactions: pd.DataFrame, period_1: Window, period_2: Window
+    transactions: pd.DataFrame, period_1: Window, period_2: Window, *, zero_amount_purchases: bool = False
 ) -> DecileMigration:
     """Cross-tabulate period-1 deciles (rows) against period-2 deciles or inactivity (columns).
 
     Each window is a pandas period string, a ``pd.Period`` or an inclusive ``(start, end)`` pair;
     deciles in each are those of :func:`customer_deciles` (top = 1).
     """
-    first = customer_deciles(transactions, period_1)[["customer_id", "decile"]]
+    first = customer_deciles(transactions, period_1, zero_amount_purchases=zero_amount_purchases)[["customer_id", "decile"]]
     try:
-        second = customer_deciles(transactions, period_2)[["customer_id", "decile"]]
+        second = customer_deciles(transactions, period_2, zero_amount_purchases=zero_amount_purchases)[["customer_id", "decile"]]
     except DataError:
         second = pd.DataFrame(
             {"customer_id": pd.Series(dtype=str), "decile": pd.Series(dtype="int64")}

@@ -22,6 +22,7 @@ def interpurchase_times(
     *,
     cohort_period: str | None = "quarter",
     as_of: DateLike | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """One row per repeat purchase day (per customer, explicitly).
 
@@ -30,7 +31,7 @@ def interpurchase_times(
     ``cohort_period`` is ``None``, ``cohort`` (period of the customer's first purchase). Sorted by
     customer and date; empty (with these columns) when nobody bought twice.
     """
-    days = customer_days(transactions, as_of=as_of)
+    days = customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases)
     days = days.sort_values(["customer_id", "date"], kind="stable").reset_index(drop=True)
     if cohort_period is not None:
         days = with_cohorts(days, resolve_freq(cohort_period))

@@ -32,7 +32,11 @@ REPEAT_COLUMNS: tuple[str, ...] = (
 
 
 def repeat_rates(
-    transactions: pd.DataFrame, period: str = "quarter", *, as_of: DateLike | None = None
+    transactions: pd.DataFrame,
+    period: str = "quarter",
+    *,
+    as_of: DateLike | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """Cumulative repeat-purchase share and period activity by cohort and age.
 
@@ -55,7 +59,7 @@ def repeat_rates(
     last period of the log, sorted by cohort then age.
     """
     freq = resolve_freq(period)
-    days = with_cohorts(customer_days(transactions, as_of=as_of), freq)
+    days = with_cohorts(customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases), freq)
     days["age"] = period_ordinals(days["period"]) - period_ordinals(days["cohort"])
     last_ordinal = int(period_ordinals(days["period"]).max())
 

@@ -70,7 +70,7 @@ from cbcv.audit.interpurchase import SUMMARY_QUANTILES
 from cbcv.audit.repeat import REPEAT_COLUMNS
 from cbcv.audit.suite import CustomerBaseAudit
 from cbcv.data._sql import DUCKDB, first_line, literal, scratch_connection
-from cbcv.data.summary import _check_columns
+from cbcv.data.summary import check_columns
 from cbcv.data.transactions import daily_sql
 from cbcv.errors import ConfigError, DataError
 
@@ -186,6 +186,7 @@ def audit_parquet(
     whale_points: int | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    zero_amount_purchases: bool = False,
 ) -> CustomerBaseAudit:
     """The customer-base audit of the Parquet transaction log ``source``, computed in DuckDB.
 
@@ -195,7 +196,7 @@ def audit_parquet(
         Path of a Parquet file, or a glob of several (``logs/*.parquet``), with the columns
         ``customer_id``, ``date`` and ``amount`` (e.g. written by
         :func:`cbcv.data.load.validate_to_parquet`).
-    period, cohort_period, window, migration, bin_days, as_of
+    period, cohort_period, window, migration, bin_days, as_of, zero_amount_purchases
         As in :func:`cbcv.audit.suite.customer_base_audit`. Any single pandas period works
         (``month``, ``quarter``, ``year``, ``week``, ``day``, ``Q-JUN`` ...); a multiple such
         as ``2Q`` is a :class:`ConfigError`.
@@ -228,7 +229,7 @@ def audit_parquet(
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
         name = _register(con, source)
         try:
-            _sequence(con, name, freq, cfreq, stop)
+            _sequence(con, name, freq, cfreq, stop, zero_amount_purchases)
             cohorts = _cohort_table(con, cfreq)
             ranked: dict[Bounds, str] = {}
             main = _ranked_buyers(con, bounds, ranked, window)
@@ -279,7 +280,7 @@ def _register(con: duckdb.DuckDBPyConnection, source: str | os.PathLike[str]) ->
         found = [str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
     except duckdb.Error as exc:
         raise DataError(f"{name}: cannot read as Parquet ({first_line(exc)})") from exc
-    _check_columns(found, name)
+    check_columns(found, name)
     con.execute(
         "CREATE VIEW tx AS SELECT CAST(customer_id AS VARCHAR) AS customer_id, "
         f"CAST(date AS DATE) AS date, CAST(amount AS DOUBLE) AS amount FROM {relation}"
@@ -288,7 +289,12 @@ def _register(con: duckdb.DuckDBPyConnection, source: str | os.PathLike[str]) ->
 
 
 def _sequence(
-    con: duckdb.DuckDBPyConnection, name: str, freq: str, cfreq: str, stop: pd.Timestamp | None
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    freq: str,
+    cfreq: str,
+    stop: pd.Timestamp | None,
+    zero_amount_purchases: bool = False,
 ) -> None:
     """Create ``calendar`` and ``seq`` (:data:`SEQUENCE_SQL`) from the view ``tx``; DataError
     for missing values or no purchase day."""
@@ -301,7 +307,7 @@ def _sequence(
             f"{name}: {missing} row(s) with a missing customer_id, date or amount; load the "
             "data with cbcv.data.load.load_transactions first"
         )
-    days = daily_sql("tx")
+    days = daily_sql("tx", zero_amount_purchases)
     if stop is not None:
         days = f"SELECT * FROM ({days}) WHERE date <= {DUCKDB.day(stop.date())}"
         last = min(last, stop.date()) if last is not None else None

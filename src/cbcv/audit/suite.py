@@ -73,34 +73,37 @@ def customer_base_audit(
     migration: tuple[Window, Window] | None = None,
     bin_days: int = 7,
     as_of: DateLike | None = None,
+    zero_amount_purchases: bool = False,
 ) -> CustomerBaseAudit:
     """Run every audit table on ``transactions``.
 
     ``period`` is the calendar period of the C3; ``cohort_period`` defines cohorts and the unit
     of cohort age in the repeat-buying table (default ``period``); ``window`` is the period of the decile analysis and the whale
     curve (default: the whole log up to ``as_of``); ``migration`` a pair of windows for the
-    decile migration (skipped when ``None``); ``bin_days`` the width of the inter-purchase bins.
+    decile migration (skipped when ``None``); ``bin_days`` the width of the inter-purchase bins;
+    ``zero_amount_purchases`` the purchase rule of :func:`cbcv.data.transactions.daily_sql`.
     """
+    rule = {"zero_amount_purchases": zero_amount_purchases}
     cohort_period = cohort_period or period
     if as_of is not None:
-        customer_days(transactions, as_of=as_of)  # the clear error for a log with nothing to audit
+        customer_days(transactions, as_of=as_of, **rule)  # the clear error for a log with nothing to audit
         stop = as_day(as_of, "as_of")
         transactions = transactions[transactions["date"] <= stop]
     spend = (
-        in_window(customer_days(transactions), window)
+        in_window(customer_days(transactions, **rule), window)
         .groupby("customer_id", sort=False)["amount"]
         .sum()
         .to_numpy(dtype=float)
     )
-    times = interpurchase_times(transactions, cohort_period=cohort_period)
+    times = interpurchase_times(transactions, cohort_period=cohort_period, **rule)
     return CustomerBaseAudit(
-        cohorts=cohort_table(transactions, cohort_period),
-        c3=c3_table(transactions, period, cohort_period=cohort_period),
-        repeat=repeat_rates(transactions, cohort_period),
-        deciles=decile_table(transactions, window),
+        cohorts=cohort_table(transactions, cohort_period, **rule),
+        c3=c3_table(transactions, period, cohort_period=cohort_period, **rule),
+        repeat=repeat_rates(transactions, cohort_period, **rule),
+        deciles=decile_table(transactions, window, **rule),
         whale=whale_curve_from_spend(spend),
         concentration=concentration_from_spend(spend, window=window_label(window)),
         interpurchase=interpurchase_histogram(times, bin_days=bin_days),
         interpurchase_stats=interpurchase_summary(times),
-        migration=decile_migration(transactions, *migration) if migration is not None else None,
+        migration=decile_migration(transactions, *migration, **rule) if migration is not None else None,
     )

@@ -31,13 +31,19 @@ DATA_DIR_ENV = "CBCV_DATA_DIR"
 
 @dataclass(frozen=True)
 class Dataset:
-    """A bundled transaction log: its file in ``data/raw`` and the fields of each record."""
+    """A bundled transaction log: its file in ``data/raw`` and the fields of each record.
+
+    ``zero_amount_purchases``: whether the literature on this data set counts zero-priced
+    purchase days as purchases (CDNOW's published 2,357 customers include 8 whose only
+    purchases cost $0; :mod:`cbcv.data.transactions`).
+    """
 
     name: str
     filename: str
     fields: tuple[str, ...]
     description: str
     citation: str
+    zero_amount_purchases: bool = True
 
 
 _CITATION = (
@@ -132,6 +138,20 @@ def read_dataset_frame(name: str) -> pd.DataFrame:
     return frame
 
 
+def zero_amount_purchases(name: str) -> bool:
+    """The purchase rule the literature applies to the bundled data set ``name``."""
+    return DATASETS[_normalise(name)].zero_amount_purchases
+
+
+def purchase_rule(source: str, setting: bool | None = None) -> bool:
+    """Whether zero-priced purchase days count as purchases for ``source``: ``setting`` when
+    given (a config's ``data.zero_amount_purchases``), else the literature's rule for a bundled
+    data set, else False (a purchase has a positive net amount)."""
+    if setting is not None:
+        return bool(setting)
+    return is_dataset(source) and zero_amount_purchases(source)
+
+
 def load_dataset(
     name: str, *, as_of: str | date | datetime | pd.Timestamp | None = None
 ) -> LoadResult:
@@ -144,7 +164,8 @@ def load_dataset(
     spec = DATASETS[_normalise(name)]
     frame = read_dataset_frame(name)
     result = load_transactions(
-        frame, as_of=as_of, source_name=spec.filename, reject_duplicates=False
+        frame, as_of=as_of, source_name=spec.filename, reject_duplicates=False,
+        zero_amount_purchases=spec.zero_amount_purchases,
     )
     reconciliation = dataclasses.replace(
         result.reconciliation, source_type="dataset", sha256=file_sha256(path, spec.filename)

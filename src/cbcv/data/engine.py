@@ -29,6 +29,7 @@ def summaries_for_engine(
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """Per-customer summaries (with the holdout columns when ``holdout_end`` is given) of
     validated ``transactions`` (a DataFrame or a Parquet path) on the configured engine.
@@ -43,6 +44,7 @@ def summaries_for_engine(
         "time_unit": time_unit,
         "cohort_period": cohort_period,
         "observation_start": observation_start,
+        "zero_amount_purchases": zero_amount_purchases,
     }
     if settings.name == "duckdb":
         caps = {"memory_limit": settings.memory_limit, "threads": settings.threads}

@@ -8,38 +8,49 @@ Reading
     Every column is read as text (CSV: ``all_varchar``; typed sources are cast to text) so that a
     bad value is kept verbatim for the quarantine instead of failing the read. CSV files need a
     header row. The delimiter is taken from the header line (the most frequent of ``,`` ``;``
-    tab ``|``) unless ``delimiter`` is given; quotes are ``"``. Blank lines are skipped.
+    tab ``|``) unless ``delimiter`` is given; quotes are ``"``. Blank lines are skipped. A CSV
+    file is UTF-8 text with LF or CRLF line endings and one record per physical line; other
+    encodings and file kinds are refused in one line (:mod:`cbcv.data.csv_stage`).
 
 Row numbers
     ``source_row`` is the 1-based number of the data record in the source, the header excluded
     and blank lines not counted: the first record under the header is row 1. For a DataFrame it
     is the 1-based position, for Parquet the 1-based row of the file, for a DuckDB table the
     1-based position in scan order. For CSV files the rejections also give ``line``, the
-    physical line of the file (1-based, header included), whenever every record occupies one
-    line. If a record spans several lines (a quoted line break, or an unterminated quote that
-    runs on to the end of the file), ``line`` is left empty and a note in the reconciliation
-    says so.
+    physical line of the file (1-based, header included): every line after the header is
+    blank, a record read, or a record rejected, so rows read + blank lines + the lines up to
+    the header = the file's lines.
 
 Validation
     Each row is accepted or rejected exactly once. Reasons, in the fixed order in which the
     first failing one is chosen (:data:`REJECTION_REASONS`):
 
     ``malformed_row``
-        a CSV record the parser cannot split into the header's columns (too many or too few
-        fields, an unterminated quote, a bad encoding).
+        a CSV line the parser cannot split into the header's columns (too many or too few
+        fields, a quote out of place), or a line with an odd number of ``"`` (an unterminated
+        quote or a quoted line break) or a lone carriage return, which cannot be a record.
     ``missing_customer_id``
-        the id is empty or blank.
+        the id is empty, blank (Unicode blanks included), a null token such as ``NULL`` or
+        ``N/A`` (``null_tokens``), or contains a control character (:mod:`cbcv.data.rules`).
     ``unparseable_date``
         the date is not an ISO date or timestamp (``1997-01-31``, ``1997-01-31 14:05:00``,
         ``1997-01-31T14:05:00+01:00``: the calendar date as written is kept, the time and
         offset are ignored) nor ``YYYYMMDD``; with ``date_format`` (strptime, e.g.
         ``%d/%m/%Y``) only that format is accepted. Typed date/timestamp columns of a Parquet
-        file, DuckDB table or DataFrame are always read as dates.
+        file, DuckDB table or DataFrame are always read as dates; zone-aware timestamps in their
+        own zone (or ``timezone``), never the machine's.
+    ``date_out_of_range``
+        the date lies outside 1677-09-22 .. 2262-04-11.
+    ``date_before_earliest``
+        the date is before ``earliest_date`` (1970-01-01 by default): a sentinel, not a purchase.
     ``date_after_as_of``
         the date is later than ``as_of``.
     ``non_numeric_amount``
         the amount is missing, not a plain number (``12.50``, ``-3``, ``1e3``; no thousands
-        separators, currency signs or decimal commas) or not finite.
+        separators — ``1,234.50``, ``1_234.50`` —, currency signs or decimal commas) or not
+        finite.
+    ``amount_out_of_range``
+        the amount's magnitude exceeds 10^12.
     ``duplicate_row``
         every raw field of the row (all columns, not only the mapped ones) equals those of an
         earlier row; the first occurrence is accepted. Only rows that pass every other check
@@ -52,31 +63,40 @@ Validation
 
 Returns
     Negative amounts are returns. They are accepted; downstream, a customer's rows of one day
-    are netted into one customer-day and a day with only returns is dropped
-    (:mod:`cbcv.data.transactions`). The reconciliation counts return rows, the returned amount,
-    the customer-days where a return was netted against a purchase and the return-only days.
+    are netted into one customer-day, and a purchase is a customer-day with a positive net
+    amount (or, with ``zero_amount_purchases``, one of zero-amount rows only): other days are
+    dropped from the customer-day view (:func:`cbcv.data.transactions.daily_sql`). The
+    reconciliation counts return rows, the returned amount, the customer-days where a return
+    was netted against a purchase and the customer-days that are not purchases.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import gzip
-import hashlib
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from cbcv.config_checks import timezone_problem
 from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
+from cbcv.data.csv_stage import DELIMITERS as DELIMITERS
+from cbcv.data.csv_stage import stage_csv
+from cbcv.data.rules import (
+    RowRules,
+    amount_sql,
+    id_sql,
+    integral_text_sql,
+    row_checks,
+)
+from cbcv.data.staged import ROW, Staged, file_sha256, malformed_frame, resolve_columns
 from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
 from cbcv.errors import ConfigError, DataError
 
@@ -85,8 +105,11 @@ REJECTION_REASONS: tuple[str, ...] = (
     "malformed_row",
     "missing_customer_id",
     "unparseable_date",
+    "date_out_of_range",
+    "date_before_earliest",
     "date_after_as_of",
     "non_numeric_amount",
+    "amount_out_of_range",
     "duplicate_row",
 )
 
@@ -104,17 +127,12 @@ REJECTION_COLUMNS: tuple[str, ...] = (
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 DUCKDB_SUFFIXES: tuple[str, ...] = (".duckdb", ".db")
-DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 
-_ROW = "__cbcv_row"
 _WS = "' ' || chr(9) || chr(10) || chr(13)"
-_ISO_DATE = (
+ISO_DATE = (
     r"\d{4}-\d{2}-\d{2}"
     r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?( ?(Z|[+-]\d{2}(:?\d{2})?))?)?"
 )
-_BLANK_LINE = re.compile(rb"(?<![^\n])\r?\n")
-_CHUNK = 1 << 20
-_MAX_RAW_LINE = 500
 
 
 @dataclass(frozen=True)
@@ -123,19 +141,24 @@ class ReturnsSummary:
 
     ``amount`` is the total returned, as a positive number. ``customer_days_netted`` counts the
     customer-days on which a return was netted against a purchase of the same day;
-    ``return_only_days`` counts customer-days with only returns, which are not purchase occasions
-    and are dropped from the customer-day view.
+    ``non_positive_days`` counts customer-days whose rows net to zero or less (only returns, zero
+    amounts, or returns larger than the day's purchases): they are not purchase occasions and are
+    dropped from the customer-day view, so ``customer_days + non_positive_days`` is the number of
+    distinct (customer, day) pairs among the accepted rows.
     """
 
     rows: int
     amount: float
     customer_days_netted: int
-    return_only_days: int
+    non_positive_days: int
 
 
 @dataclass(frozen=True)
 class Reconciliation:
     """What was read, what was kept and why the rest was rejected.
+
+    ``zero_amount_purchases`` records the purchase rule the log was counted with (and that
+    every later step applies to it: :func:`cbcv.data.transactions.daily_sql`).
 
     ``rows_read == rows_accepted + rows_rejected`` holds exactly, and ``rejected_by_reason``
     (every reason present, zeros included) sums to ``rows_rejected``.
@@ -158,6 +181,7 @@ class Reconciliation:
     columns: dict[str, str]
     duplicate_check: bool
     notes: tuple[str, ...] = ()
+    zero_amount_purchases: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (dates as ISO strings)."""
@@ -182,7 +206,10 @@ class Reconciliation:
         for key in ("first_date", "last_date", "as_of"):
             if values.get(key) is not None:
                 values[key] = date.fromisoformat(values[key])
-        values["returns"] = ReturnsSummary(**values["returns"])
+        returns = dict(values["returns"])
+        if "return_only_days" in returns:  # manifests written before the positive-day rule
+            returns["non_positive_days"] = returns.pop("return_only_days")
+        values["returns"] = ReturnsSummary(**returns)
         values["notes"] = tuple(values.get("notes", ()))
         return cls(**values)
 
@@ -214,21 +241,6 @@ _ACCEPTED_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class _Staged:
-    """A source copied into the scratch database as text, with a ``__cbcv_row`` view ``rows``."""
-
-    name: str
-    kind: str
-    sha256: str | None
-    columns: dict[str, str]  # contract name -> source column
-    all_columns: tuple[str, ...]
-    temporal: frozenset[str]
-    malformed: pd.DataFrame  # source_row, line, raw_value, detail
-    line_of: Callable[[np.ndarray], np.ndarray] | None
-    notes: tuple[str, ...]
-
-
 def load_transactions(
     source: str | os.PathLike[str] | pd.DataFrame,
     *,
@@ -239,6 +251,10 @@ def load_transactions(
     table: str | None = None,
     source_name: str | None = None,
     reject_duplicates: bool = True,
+    null_tokens: Sequence[str] | None = None,
+    earliest_date: str | date | None = None,
+    timezone: str | None = None,
+    zero_amount_purchases: bool = False,
 ) -> LoadResult:
     """Read a transaction log, validate each row and reconcile accepted against rejected rows.
 
@@ -264,6 +280,12 @@ def load_transactions(
         The name reported in messages and the reconciliation (default: the file name).
     reject_duplicates
         Reject exact duplicates of an earlier row (see the module notes).
+    null_tokens, earliest_date, timezone
+        The id null tokens, the earliest accepted date and the zone in which zone-aware
+        timestamps are read (:class:`cbcv.data.rules.RowRules`; None keeps the defaults).
+    zero_amount_purchases
+        The purchase rule the reconciliation counts customer-days with
+        (:func:`cbcv.data.transactions.daily_sql`).
 
     Raises
     ------
@@ -273,8 +295,10 @@ def load_transactions(
     ConfigError
         ``columns``, ``as_of``, ``date_format`` or ``delimiter`` is invalid.
     """
+    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
     with _checked_rows(
-        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates
+        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates,
+        rules=rules,
     ) as (con, checked):
         return LoadResult(
             transactions=_accepted_frame(con),
@@ -295,16 +319,18 @@ def _checked_rows(
     reject_duplicates: bool,
     memory_limit: str | None = None,
     threads: int | None = None,
+    rules: RowRules | None = None,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, _Checked]]:
     """A scratch connection whose table ``checked`` holds every row with its verdict."""
-    col_map = _column_map(columns)
+    col_map = column_map(columns)
     as_of_day = parse_day(as_of, "as_of")
-    delim = _parse_delimiter(delimiter)
+    delim = parse_delimiter(delimiter)
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
         if date_format is not None:
             _check_date_format(con, date_format)
-        staged = _stage(con, source, col_map, delim, table, source_name)
-        yield con, _validate(con, staged, as_of_day, date_format, reject_duplicates)
+        rules = rules or RowRules()
+        staged = _stage(con, source, col_map, delim, table, source_name, rules.timezone)
+        yield con, _validate(con, staged, as_of_day, date_format, reject_duplicates, rules)
 
 
 @dataclass(frozen=True)
@@ -330,6 +356,10 @@ def validate_to_parquet(
     reject_duplicates: bool = True,
     memory_limit: str | None = None,
     threads: int | None = None,
+    null_tokens: Sequence[str] | None = None,
+    earliest_date: str | date | None = None,
+    timezone: str | None = None,
+    zero_amount_purchases: bool = False,
 ) -> ValidatedLog:
     """:func:`load_transactions` for logs larger than memory: the accepted rows go straight from
     DuckDB to the Parquet file ``accepted`` and never into pandas.
@@ -341,9 +371,10 @@ def validate_to_parquet(
     """
     out = Path(accepted).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
+    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
     with _checked_rows(
         source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates,
-        memory_limit, threads,
+        memory_limit, threads, rules,
     ) as (con, checked):
         try:
             con.execute(
@@ -360,7 +391,7 @@ def validate_to_parquet(
 # --------------------------------------------------------------------------- arguments
 
 
-def _column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
+def column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
     mapping = {key: key for key in TRANSACTION_COLUMNS}
     if columns is None:
         return mapping
@@ -377,7 +408,29 @@ def _column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
     return mapping
 
 
-def _parse_delimiter(delimiter: str | None) -> str | None:
+def row_rules(
+    null_tokens: Sequence[str] | None,
+    earliest_date: Any,
+    timezone: str | None,
+    zero_amount_purchases: bool = False,
+) -> RowRules:
+    if null_tokens is not None and (
+        isinstance(null_tokens, str) or not all(isinstance(t, str) for t in null_tokens)
+    ):
+        raise ConfigError(f"null_tokens must be a list of strings, got {null_tokens!r}")
+    if timezone is not None:
+        _check_timezone(timezone)
+    earliest = parse_day(earliest_date, "earliest_date")
+    return RowRules.of(null_tokens, earliest, timezone, zero_amount_purchases)
+
+
+def _check_timezone(zone: str) -> None:
+    problem = timezone_problem(zone)
+    if problem:
+        raise ConfigError(f"timezone {problem}")
+
+
+def parse_delimiter(delimiter: str | None) -> str | None:
     if delimiter is None:
         return None
     aliases = {"\\t": "\t", "tab": "\t"}
@@ -408,13 +461,14 @@ def _stage(
     delimiter: str | None,
     table: str | None,
     source_name: str | None,
-) -> _Staged:
+    timezone: str | None = None,
+) -> Staged:
     if isinstance(source, pd.DataFrame):
         if table is not None:
             raise DataError(
                 f"{source_name or 'DataFrame'}: table= applies only to DuckDB database files"
             )
-        return _stage_frame(con, source, col_map, source_name or "DataFrame")
+        return _stage_frame(con, source, col_map, source_name or "DataFrame", timezone)
     if not isinstance(source, str | os.PathLike):
         raise DataError(
             f"unsupported source {type(source).__name__}: pass a file path or a DataFrame"
@@ -428,7 +482,7 @@ def _stage(
         raise DataError(f"{name}: file not found ({path}){hint}")
     if not path.is_file():
         raise DataError(f"{name}: not a file ({path})")
-    kind = _file_kind(path)
+    kind = file_kind(path)
     if kind is None:
         raise DataError(
             f"{name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; use CSV "
@@ -438,11 +492,11 @@ def _stage(
     if table is not None and kind != "duckdb":
         raise DataError(f"{name}: table= applies only to DuckDB database files (.duckdb, .db)")
     if kind == "csv":
-        return _stage_csv(con, path, name, col_map, delimiter)
+        return stage_csv(con, path, name, col_map, delimiter)
     sha = file_sha256(path, name)
     if kind == "parquet":
-        return _stage_parquet(con, path, name, sha, col_map)
-    return _stage_duckdb(con, path, name, sha, col_map, table)
+        return _stage_parquet(con, path, name, sha, col_map, timezone)
+    return _stage_duckdb(con, path, name, sha, col_map, table, timezone)
 
 
 def _is_dataset_name(text: str) -> bool:
@@ -451,7 +505,7 @@ def _is_dataset_name(text: str) -> bool:
     return is_dataset(text)
 
 
-def _file_kind(path: Path) -> str | None:
+def file_kind(path: Path) -> str | None:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
@@ -466,49 +520,8 @@ def _file_kind(path: Path) -> str | None:
     return None
 
 
-def file_sha256(path: Path, name: str) -> str:
-    """The sha256 of a file, read in chunks (DataError naming the file when it cannot be read)."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
-    return digest.hexdigest()
-
-
-def _resolve_columns(found: list[str], col_map: dict[str, str], name: str) -> dict[str, str]:
-    """Contract name -> source column; DataError naming the key, the column and what was found."""
-    resolved: dict[str, str] = {}
-    for key, wanted in col_map.items():
-        if wanted in found:
-            resolved[key] = wanted
-            continue
-        folded = [c for c in found if c.strip().lower() == wanted.strip().lower()]
-        if len(folded) == 1:
-            resolved[key] = folded[0]
-            continue
-        shown = ", ".join(repr(c) for c in found) or "(none)"
-        raise DataError(
-            f"{name}: required column {wanted!r} (columns.{key}) not found; columns found: {shown}"
-        )
-    return resolved
-
-
 def _temporal(types: dict[str, str]) -> frozenset[str]:
     return frozenset(c for c, t in types.items() if t.upper().startswith(("DATE", "TIMESTAMP")))
-
-
-def _empty_malformed() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "source_row": pd.Series(dtype="Int64"),
-            "line": pd.Series(dtype="Int64"),
-            "raw_value": pd.Series(dtype=object),
-            "detail": pd.Series(dtype=object),
-        }
-    )
 
 
 def _stage_typed(
@@ -519,8 +532,14 @@ def _stage_typed(
     kind: str,
     sha: str | None,
     col_map: dict[str, str],
-) -> _Staged:
-    """Copy a typed relation into ``raw`` with every column cast to text, and number its rows."""
+    zones: Mapping[str, str],
+    default_zone: str = "UTC",
+) -> Staged:
+    """Copy a typed relation into ``raw`` with every column cast to text, and number its rows.
+
+    ``zones`` gives the zone in which each zone-aware timestamp column is read
+    (``default_zone`` for one not listed); floating-point columns keep integral values' integer text (:mod:`cbcv.data.rules`).
+    """
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     except duckdb.Error as exc:
@@ -531,46 +550,102 @@ def _stage_typed(
         if row_expr is None or row[0] != "file_row_number"
     }
     found = list(types)
-    resolved = _resolve_columns(found, col_map, name)
-    casts = ", ".join(f"CAST({ident(c)} AS VARCHAR) AS {ident(c)}" for c in found)
+    resolved = resolve_columns(found, col_map, name)
+    casts = ", ".join(
+        f"{_text_of(ident(c), types[c], zones.get(c, default_zone))} AS {ident(c)}" for c in found
+    )
     try:
         if row_expr is None:
             con.execute(f"CREATE TABLE raw AS SELECT {casts} FROM {relation}")
-            con.execute(f"CREATE VIEW rows AS SELECT rowid + 1 AS {_ROW}, * FROM raw")
+            con.execute(f"CREATE VIEW rows AS SELECT rowid + 1 AS {ROW}, * FROM raw")
         else:
-            con.execute(f"CREATE TABLE raw AS SELECT {row_expr} AS {_ROW}, {casts} FROM {relation}")
+            con.execute(f"CREATE TABLE raw AS SELECT {row_expr} AS {ROW}, {casts} FROM {relation}")
             con.execute("CREATE VIEW rows AS SELECT * FROM raw")
     except duckdb.Error as exc:
         raise DataError(f"{name}: cannot read {kind} source ({first_line(exc)})") from exc
-    return _Staged(
+    return Staged(
         name=name,
         kind=kind,
         sha256=sha,
         columns=resolved,
         all_columns=tuple(found),
         temporal=_temporal(types),
-        malformed=_empty_malformed(),
+        malformed=malformed_frame(),
         line_of=None,
         notes=(),
     )
 
 
+def _text_of(column: str, sql_type: str, zone: str) -> str:
+    """SQL: a typed column as text (see :func:`_stage_typed`)."""
+    kind = sql_type.upper()
+    if kind in ("DOUBLE", "FLOAT", "REAL"):
+        return integral_text_sql(column)
+    if kind.startswith("TIMESTAMP") and ("TZ" in kind or "TIME ZONE" in kind):
+        return f"CAST(timezone({literal(zone)}, {column}) AS VARCHAR)"
+    return f"CAST({column} AS VARCHAR)"
+
+
 def _stage_frame(
-    con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, col_map: dict[str, str], name: str
-) -> _Staged:
+    con: duckdb.DuckDBPyConnection,
+    frame: pd.DataFrame,
+    col_map: dict[str, str],
+    name: str,
+    timezone: str | None = None,
+) -> Staged:
     frame = frame.rename(columns=str)
     if frame.columns.duplicated().any():
         dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise DataError(f"{name}: duplicate column name(s) {', '.join(map(repr, dupes))}")
     con.register("cbcv_frame", frame)
-    return _stage_typed(con, "cbcv_frame", None, name, "dataframe", None, col_map)
+    zones = {
+        c: timezone or str(getattr(frame[c].dtype, "tz", None) or "UTC")
+        for c in frame.columns
+        if getattr(frame[c].dtype, "tz", None) is not None or timezone
+    }
+    return _stage_typed(con, "cbcv_frame", None, name, "dataframe", None, col_map, zones)
 
 
 def _stage_parquet(
-    con: duckdb.DuckDBPyConnection, path: Path, name: str, sha: str, col_map: dict[str, str]
-) -> _Staged:
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    name: str,
+    sha: str,
+    col_map: dict[str, str],
+    timezone: str | None = None,
+) -> Staged:
     relation = f"read_parquet({literal(str(path))}, file_row_number = true)"
-    return _stage_typed(con, relation, "file_row_number + 1", name, "parquet", sha, col_map)
+    zones = _parquet_zones(path, timezone)
+    return _stage_typed(
+        con, relation, "file_row_number + 1", name, "parquet", sha, col_map, zones
+    )
+
+
+def _parquet_zones(path: Path, timezone: str | None) -> dict[str, str]:
+    """The zone of each zone-aware timestamp column of a Parquet file: ``timezone`` when given,
+    else the zone stored with the column (UTC when it has none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return {}  # DuckDB's read reports the problem with the file
+    zones: dict[str, str] = {}
+    for fld in schema:
+        if pa.types.is_timestamp(fld.type) and fld.type.tz is not None:
+            zones[fld.name] = timezone or _zone_name(fld.type.tz)
+    return zones
+
+
+def _zone_name(tz: str) -> str:
+    """An Arrow zone (``'America/New_York'``, ``'+01:00'``, ``'UTC'``) as a DuckDB zone name."""
+    if tz[:1] in "+-" and len(tz) >= 3:
+        sign = "-" if tz[0] == "+" else "+"  # POSIX Etc/GMT zones have the sign inverted
+        hours, _, minutes = tz[1:].partition(":")
+        if int(minutes or 0) == 0:
+            return f"Etc/GMT{sign}{int(hours)}"
+    return tz
 
 
 def _stage_duckdb(
@@ -580,7 +655,8 @@ def _stage_duckdb(
     sha: str,
     col_map: dict[str, str],
     table: str | None,
-) -> _Staged:
+    timezone: str | None = None,
+) -> Staged:
     try:
         con.execute(f"ATTACH {literal(str(path))} AS cbcv_src (READ_ONLY)")
     except duckdb.Error as exc:
@@ -602,204 +678,8 @@ def _stage_duckdb(
             raise DataError(f"{name}: table {table!r} not found; tables found: {listing}")
         schema, tbl = matches[0]
     relation = f"cbcv_src.{ident(schema)}.{ident(tbl)}"
-    return _stage_typed(con, relation, None, f"{name}:{tbl}", "duckdb", sha, col_map)
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-@dataclass(frozen=True)
-class _CsvLayout:
-    sha256: str
-    n_lines: int
-    header_line: int  # 1-based; 0 when the file has no non-blank line
-    header: str
-    blank_after_header: np.ndarray  # sorted 1-based numbers of blank lines after the header
-
-
-def _scan_lines(stream: BinaryIO, digest: Any | None) -> tuple[int, list[int]]:
-    """Count the lines of a byte stream and find the blank ones (empty or a lone CR)."""
-    n_done = 0
-    blanks: list[int] = []
-    tail = b""
-    for chunk in iter(lambda: stream.read(_CHUNK), b""):
-        if digest is not None:
-            digest.update(chunk)
-        data = tail + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            tail = data
-            continue
-        complete, tail = data[:cut], data[cut:]
-        counted, pos = n_done, 0
-        for match in _BLANK_LINE.finditer(complete):
-            counted += complete.count(b"\n", pos, match.start())
-            pos = match.start()
-            blanks.append(counted + 1)
-        n_done += complete.count(b"\n")
-    if tail:
-        n_done += 1
-        if tail == b"\r":
-            blanks.append(n_done)
-    return n_done, blanks
-
-
-def _csv_layout(path: Path, name: str) -> _CsvLayout:
-    gz = path.suffix.lower() == ".gz"
-    try:
-        if gz:
-            sha = file_sha256(path, name)
-            with gzip.open(path, "rb") as stream:
-                n_lines, blanks = _scan_lines(stream, None)  # type: ignore[arg-type]
-        else:
-            digest = hashlib.sha256()
-            with path.open("rb") as stream:
-                n_lines, blanks = _scan_lines(stream, digest)
-            sha = digest.hexdigest()
-        header_line, header = 0, b""
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as stream:
-            for number, raw_line in enumerate(stream, start=1):
-                if raw_line.strip(b"\r\n"):
-                    header_line, header = number, raw_line
-                    break
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(
-            f"{name}: cannot read file ({getattr(exc, 'strerror', None) or exc})"
-        ) from exc
-    text = header.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-    after = np.asarray([b for b in blanks if b > header_line], dtype=np.int64)
-    return _CsvLayout(sha, n_lines, header_line, text, after)
-
-
-def _header_names(header: str, delimiter: str) -> list[str]:
-    fields = next(csv.reader([header], delimiter=delimiter, quotechar='"'), [])
-    names: list[str] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(fields, start=1):
-        base = raw.strip() or f"column{i}"
-        candidate, k = base, 1
-        while candidate.lower() in seen:
-            candidate, k = f"{base}_{k}", k + 1
-        seen.add(candidate.lower())
-        names.append(candidate)
-    return names
-
-
-def _guess_delimiter(header: str) -> str:
-    counts = [(header.count(d), -i, d) for i, d in enumerate(DELIMITERS)]
-    best = max(counts)
-    return best[2] if best[0] > 0 else ","
-
-
-def _stage_csv(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    name: str,
-    col_map: dict[str, str],
-    delimiter: str | None,
-) -> _Staged:
-    layout = _csv_layout(path, name)
-    if layout.header_line == 0:
-        raise DataError(f"{name}: empty file (no header, no data rows)")
-    delim = delimiter or _guess_delimiter(layout.header)
-    names = _header_names(layout.header, delim)
-    if len(names) == 1:
-        others = [d for d in DELIMITERS if d != delim and d in names[0]]
-        if others:
-            raise DataError(
-                f"{name}: the header parses into one column {names[0]!r} with delimiter "
-                f"{delim!r}; the file looks {others[0]!r}-delimited: pass delimiter={others[0]!r}"
-            )
-    resolved = _resolve_columns(names, col_map, name)
-    struct = "{" + ", ".join(f"{literal(n)}: 'VARCHAR'" for n in names) + "}"
-    read = (
-        f"read_csv({literal(str(path))}, auto_detect = false, columns = {struct}, header = true, "
-        f"delim = {literal(delim)}, quote = '\"', escape = '\"', comment = '', "
-        f"skip = {layout.header_line - 1}, ignore_errors = true, store_rejects = true, "
-        "compression = 'auto')"
-    )
-    try:
-        con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
-        rejected = con.execute(
-            "SELECT line, string_agg(DISTINCT lower(error_type), '; ' ORDER BY lower(error_type)), "
-            "first(csv_line) FROM reject_errors GROUP BY line ORDER BY line"
-        ).fetchall()
-        n_parsed = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-    except duckdb.Error as exc:
-        raise DataError(f"{name}: cannot parse CSV ({first_line(exc)})") from exc
-
-    n_data_lines = layout.n_lines - layout.header_line - len(layout.blank_after_header)
-    exact = n_data_lines == n_parsed + len(rejected)
-    notes: list[str] = []
-    bad_lines = np.asarray([int(r[0]) for r in rejected], dtype=np.int64)
-    raw_lines = [str(r[2] or "").strip("\r\n")[:_MAX_RAW_LINE] for r in rejected]
-    details = [str(r[1]) for r in rejected]
-    blanks = layout.blank_after_header
-    # a_j: number of data lines before the j-th blank line (j = 1..); used in both directions.
-    blank_shift = blanks - layout.header_line - np.arange(1, len(blanks) + 1)
-
-    def line_of(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        return layout.header_line + rows + np.searchsorted(blank_shift, rows, side="left")
-
-    # DuckDB numbers a malformed record by the line it starts on, counting one line per record.
-    ordinals = bad_lines - layout.header_line - np.searchsorted(blanks, bad_lines, side="left")
-    placed = bool(
-        len(ordinals) == 0
-        or (
-            ordinals[0] >= 1
-            and ordinals[-1] <= n_parsed + len(rejected)
-            and np.all(np.diff(ordinals) > 0)
-        )
-    )
-    malformed_rows: list[int | None] = (
-        [int(k) for k in ordinals] if placed else [None] * len(rejected)
-    )
-    malformed_lines: list[int | None] = (
-        [int(v) for v in bad_lines] if exact else [None] * len(rejected)
-    )
-    if not exact:
-        notes.append(
-            "some CSV records span several lines (quoted line breaks or an unterminated quote): "
-            "file line numbers are not reported"
-            + ("" if placed else "; source_row counts well-formed records only")
-        )
-
-    if placed and len(rejected):
-        # Good record i (0-based, parse order) is preceded by malformed record j when
-        # g_j = ordinal_j - j <= i; shift it by the number of such j.
-        g = np.asarray(malformed_rows, dtype=np.int64) - np.arange(1, len(rejected) + 1)
-        shift = pd.DataFrame({"g": g, "cnt": np.arange(1, len(rejected) + 1)})
-        shift = shift.groupby("g", as_index=False)["cnt"].max()
-        con.register("cbcv_shift", shift)
-        con.execute("CREATE VIEW raw_indexed AS SELECT rowid AS cbcv_idx, * FROM raw")
-        cols = ", ".join(f"r.{ident(n)}" for n in names)
-        con.execute(
-            f"CREATE VIEW rows AS SELECT r.cbcv_idx + 1 + coalesce(s.cnt, 0) AS {_ROW}, {cols} "
-            "FROM raw_indexed r ASOF LEFT JOIN cbcv_shift s ON r.cbcv_idx >= s.g"
-        )
-    else:
-        con.execute(f"CREATE VIEW rows AS SELECT rowid + 1 AS {_ROW}, * FROM raw")
-
-    malformed = pd.DataFrame(
-        {
-            "source_row": pd.array(malformed_rows, dtype="Int64"),
-            "line": pd.array(malformed_lines, dtype="Int64"),
-            "raw_value": pd.Series(raw_lines, dtype=object),
-            "detail": pd.Series(details, dtype=object),
-        }
-    )
-    return _Staged(
-        name=name,
-        kind="csv",
-        sha256=layout.sha256,
-        columns=resolved,
-        all_columns=tuple(names),
-        temporal=frozenset(),
-        malformed=malformed,
-        line_of=line_of if exact else None,
-        notes=tuple(notes),
+    return _stage_typed(
+        con, relation, None, f"{name}:{tbl}", "duckdb", sha, col_map, {}, timezone or "UTC"
     )
 
 
@@ -813,50 +693,47 @@ def _date_expr(column: str, date_format: str | None, typed: bool) -> str:
     return (
         f"CASE WHEN regexp_full_match({value}, '\\d{{8}}') "
         f"THEN CAST(try_strptime({value}, '%Y%m%d') AS DATE) "
-        f"WHEN regexp_full_match({value}, {literal(_ISO_DATE)}) "
+        f"WHEN regexp_full_match({value}, {literal(ISO_DATE)}) "
         f"THEN try_cast(left({value}, 10) AS DATE) END"
     )
 
 
 def _validate(
     con: duckdb.DuckDBPyConnection,
-    staged: _Staged,
+    staged: Staged,
     as_of: date | None,
     date_format: str | None,
     reject_duplicates: bool,
+    rules: RowRules | None = None,
 ) -> _Checked:
     """Check every staged row into the table ``checked`` (``reason`` NULL when accepted)."""
+    rules = rules or RowRules()
     id_col, date_col, amount_col = (staged.columns[k] for k in TRANSACTION_COLUMNS)
     everything = ", ".join(ident(c) for c in staged.all_columns)
     if reject_duplicates:
-        dup_rank = f"row_number() OVER (PARTITION BY {everything} ORDER BY {_ROW})"
-        first_row = f"min({_ROW}) OVER (PARTITION BY {everything})"
+        dup_rank = f"row_number() OVER (PARTITION BY {everything} ORDER BY {ROW})"
+        first_row = f"min({ROW}) OVER (PARTITION BY {everything})"
     else:
-        dup_rank, first_row = "1", f"{_ROW}"
-    as_of_sql = f"DATE {literal(as_of.isoformat())}" if as_of else "NULL::DATE"
+        dup_rank, first_row = "1", f"{ROW}"
     typed = date_col in staged.temporal
     notes = list(staged.notes)
     if date_format is not None and typed:
         notes.append(f"date column {date_col!r} is typed as a date: date_format was not needed")
-    bad_amount = "(amount IS NULL OR NOT isfinite(amount))"
+    checks = row_checks(rules, as_of)
+    verdict = " ".join(f"WHEN {cond} THEN {literal(reason)}" for reason, _, cond in checks)
     try:
         con.execute(
             f"""
             CREATE TABLE checked AS
-            SELECT *,
-                   CASE WHEN customer_id IS NULL THEN 'missing_customer_id'
-                        WHEN date IS NULL THEN 'unparseable_date'
-                        WHEN date > {as_of_sql} THEN 'date_after_as_of'
-                        WHEN {bad_amount} THEN 'non_numeric_amount'
-                        WHEN dup_rank > 1 THEN 'duplicate_row' END AS reason
+            SELECT *, CASE {verdict} END AS reason
             FROM (
-                SELECT {_ROW} AS source_row,
+                SELECT {ROW} AS source_row,
                        {ident(id_col)} AS id_raw,
                        {ident(date_col)} AS date_raw,
                        {ident(amount_col)} AS amount_raw,
-                       NULLIF(trim({ident(id_col)}, {_WS}), '') AS customer_id,
+                       {id_sql(ident(id_col), rules)} AS customer_id,
                        {_date_expr(date_col, date_format, typed)} AS date,
-                       try_cast(trim({ident(amount_col)}, {_WS}) AS DOUBLE) AS amount,
+                       {amount_sql(ident(amount_col))} AS amount,
                        {dup_rank} AS dup_rank,
                        {first_row} AS first_row
                 FROM rows
@@ -891,7 +768,11 @@ def _validate(
             f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
         )
 
-    rejections = _rejections_frame(con, staged, as_of, bad_amount)
+    details = dict(REJECTION_DETAILS)
+    details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
+    if as_of is not None:
+        details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
+    rejections = _rejections_frame(con, staged, checks, details)
     if int(rejections["primary"].sum()) != rows_rejected:  # pragma: no cover - invariant
         raise RuntimeError("rejections table does not match the reconciliation")
     reconciliation = _reconcile(
@@ -904,6 +785,7 @@ def _validate(
         as_of,
         reject_duplicates,
         tuple(notes),
+        rules.zero_amount_purchases,
     )
     return _Checked(rejections=rejections, reconciliation=reconciliation)
 
@@ -921,33 +803,28 @@ def _accepted_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def _rejections_frame(
-    con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date | None, bad_amount: str
+    con: duckdb.DuckDBPyConnection,
+    staged: Staged,
+    checks: Sequence[tuple[str, str, str]],
+    details: Mapping[str, str],
 ) -> pd.DataFrame:
-    id_col, date_col, amount_col = (staged.columns[k] for k in TRANSACTION_COLUMNS)
-    parts = [
-        (1, "missing_customer_id", id_col, "id_raw", "NULL", "customer_id IS NULL"),
-        (2, "unparseable_date", date_col, "date_raw", "NULL", "date IS NULL"),
-        (4, "non_numeric_amount", amount_col, "amount_raw", "NULL", bad_amount),
-        (
-            5,
-            "duplicate_row",
-            "*",
-            "NULL",
-            "'same fields as source row ' || first_row",
-            "reason = 'duplicate_row'",
-        ),
-    ]
-    if as_of is not None:
-        parts.append(
-            (
-                3,
-                "date_after_as_of",
-                date_col,
-                "date_raw",
-                literal(f"after as-of date {as_of.isoformat()}"),
-                f"date > DATE {literal(as_of.isoformat())}",
+    """One line per failing check of each rejected row (``checks``: (reason, field, condition)
+    in order); ``primary`` marks the reason counted for the row."""
+    raw_of = {
+        field: (staged.columns[field], raw)
+        for field, raw in zip(TRANSACTION_COLUMNS, ("id_raw", "date_raw", "amount_raw"), strict=True)
+    }
+    parts = []
+    for order, (reason, field, cond) in enumerate(checks, start=1):
+        if reason == "duplicate_row":
+            parts.append(
+                (order, reason, "*", "NULL", "'same fields as source row ' || first_row",
+                 "reason = 'duplicate_row'")
             )
-        )
+            continue
+        column, raw = raw_of[field]
+        detail = literal(details[reason]) if reason in details else "NULL"
+        parts.append((order, reason, column, raw, detail, cond))
     sql = " UNION ALL ".join(
         f"SELECT source_row, {literal(column)} AS col, CAST({raw} AS VARCHAR) AS raw_value, "
         f"{literal(reason)} AS reason, coalesce(reason = {literal(reason)}, false) AS is_primary, "
@@ -969,6 +846,13 @@ def _rejections_frame(
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     combined = combined.sort_values(["source_row", "ord"], na_position="last", kind="stable")
     return rejections_table(combined)
+
+
+#: The detail written beside a rejection reason in the rejections table.
+REJECTION_DETAILS: dict[str, str] = {
+    "date_out_of_range": "outside 1677-09-22 .. 2262-04-11",
+    "amount_out_of_range": "magnitude above 1e12",
+}
 
 
 def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -994,7 +878,7 @@ def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _reconcile(
     con: duckdb.DuckDBPyConnection,
-    staged: _Staged,
+    staged: Staged,
     rows_read: int,
     rows_accepted: int,
     rows_rejected: int,
@@ -1002,13 +886,14 @@ def _reconcile(
     as_of: date | None,
     reject_duplicates: bool,
     notes: tuple[str, ...],
+    zero_amount_purchases: bool = False,
 ) -> Reconciliation:
     n_customers, first_day, last_day, total, return_rows, returned = con.execute(
         "SELECT count(DISTINCT customer_id), min(date), max(date), coalesce(fsum(amount), 0), "
         "count(*) FILTER (WHERE amount < 0), coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) "
         "FROM accepted"
     ).fetchall()[0]
-    daily = daily_sql("accepted")
+    daily = daily_sql("accepted", zero_amount_purchases)
     all_days = con.execute(
         "SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE) FROM accepted)"
     ).fetchall()[0][0]
@@ -1021,7 +906,7 @@ def _reconcile(
         rows=int(return_rows),
         amount=float(returned),
         customer_days_netted=int(netted),
-        return_only_days=int(all_days) - int(customer_days),
+        non_positive_days=int(all_days) - int(customer_days),
     )
     return Reconciliation(
         source=staged.name,
@@ -1041,4 +926,5 @@ def _reconcile(
         columns=dict(staged.columns),
         duplicate_check=reject_duplicates,
         notes=notes,
+        zero_amount_purchases=zero_amount_purchases,
     )

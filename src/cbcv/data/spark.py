@@ -47,7 +47,7 @@ import re
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -58,7 +58,7 @@ import pandas as pd
 try:
     from pyspark import StorageLevel
     from pyspark.errors import PySparkException
-    from pyspark.sql import Column, DataFrame, SparkSession, Window
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -67,33 +67,40 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from cbcv.data._sql import SPARK, first_line, parse_day
+from cbcv.data.csv_stage import csv_layout, guess_delimiter, header_names
 from cbcv.data.load import (
-    _ISO_DATE,
-    _MAX_RAW_LINE,
-    REJECTION_COLUMNS,
     REJECTION_REASONS,
     LoadResult,
     Reconciliation,
-    ReturnsSummary,
-    _column_map,
-    _file_kind,
-    _guess_delimiter,
-    _header_names,
-    _parse_delimiter,
-    _resolve_columns,
+    column_map,
+    file_kind,
     file_sha256,
+    parse_delimiter,
     rejections_table,
+    row_rules,
 )
+from cbcv.data.spark_rules import (
+    RowCounts,
+    SparkStaged,
+    check_rows,
+    float_text,
+    nanos_text,
+    reconcile,
+    rejection_rows,
+    spark_date_pattern,
+    wall_clock_text,
+    zoned_micros,
+)
+from cbcv.data.staged import MAX_RAW_LINE, resolve_columns
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
     SUMMARY_COLUMNS,
-    _check_columns,
-    _required_day,
+    check_columns,
+    required_day,
     summary_frame,
     summary_period,
     summary_sql,
 )
-from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
 from cbcv.errors import ConfigError, DataError
 
 __all__ = [
@@ -122,11 +129,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
 }
 
-_WS = " \t\n\r"
 _CORRUPT = "_cbcv_corrupt"
-_NUMBER = r"^[+-]?(\d+(_\d+)*(\.(\d+(_\d+)*)?)?|\.\d+(_\d+)*)([eE][+-]?\d+(_\d+)*)?\z"
-_YYYYMMDD = r"^\d{8}\z"
-_ISO = "^(?:" + _ISO_DATE + r")\z"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
 _NANOS_PER_DAY = 86_400_000_000_000
 
@@ -255,7 +258,7 @@ def _source(source: str | os.PathLike[str], source_name: str | None) -> _Source:
         if not path.is_file():
             raise DataError(f"{name}: not a file ({path}); pass one CSV or Parquet file")
         path_for_kind, local, uri = path, path.resolve(), path.resolve().as_uri()
-    kind = _file_kind(path_for_kind)
+    kind = file_kind(path_for_kind)
     if kind == "duckdb":
         raise DataError(f"{name}: DuckDB database files are read by the DuckDB engine only")
     if kind is None:
@@ -266,20 +269,35 @@ def _source(source: str | os.PathLike[str], source_name: str | None) -> _Source:
     return _Source(name=name, uri=uri, local=local, kind=kind)
 
 
-def _nanos_columns(local: Path | None) -> frozenset[str]:
-    """Columns of a local Parquet file typed TIMESTAMP(NANOS), which Spark reads as int64."""
+def _parquet_schema(local: Path | None) -> Any:
+    """The Arrow schema of a local Parquet file; None for a remote or unreadable one."""
     if local is None:
-        return frozenset()
+        return None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(local)
+        return pq.read_schema(local)
     except (OSError, pa.ArrowException):
-        return frozenset()
+        return None
+
+
+def _nanos_columns(local: Path | None) -> frozenset[str]:
+    """Columns of a local Parquet file typed TIMESTAMP(NANOS), which Spark reads as int64."""
+    import pyarrow as pa
+
+    schema = _parquet_schema(local)
     return frozenset(
-        f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+        f.name for f in schema or () if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
     )
+
+
+def _parquet_timestamps(local: Path | None) -> dict[str, str | None]:
+    """The stored zone of each timestamp column of a local Parquet file (None: naive)."""
+    import pyarrow as pa
+
+    schema = _parquet_schema(local)
+    return {f.name: f.type.tz for f in schema or () if pa.types.is_timestamp(f.type)}
 
 
 def _read_parquet(spark: SparkSession, src: _Source) -> tuple[DataFrame, frozenset[str]]:
@@ -304,34 +322,15 @@ def _nanos_to_day(column: Column) -> Column:
     return F.date_from_unix_date(F.floor(column / F.lit(_NANOS_PER_DAY)).cast("int"))
 
 
-def _nanos_to_text(column: Column) -> Column:
-    micros = F.floor(column / F.lit(1000))
-    return F.timestamp_micros(micros).cast("timestamp_ntz").cast("string")
-
-
 # --------------------------------------------------------------------------- staging
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """Rows of a source: ``source_row``, ``line``, raw text columns ``c0..cN``, ``malformed``,
-    ``raw_line`` and, for typed sources, ``date_typed`` / ``amount_typed``."""
-
-    name: str
-    kind: str
-    sha256: str | None
-    columns: dict[str, str]  # contract name -> source column
-    internal: dict[str, str]  # contract name -> c<i>
-    all_internal: tuple[str, ...]
-    typed_date: bool
-    typed_amount: bool
-    rows: DataFrame
 
 
 def _stage_csv(
     spark: SparkSession, src: _Source, col_map: dict[str, str], delim: str | None
-) -> _Staged:
+) -> SparkStaged:
     name = src.name
+    if src.local is not None:  # refuses other encodings and file kinds, as DuckDB's reader
+        csv_layout(src.local, name)
     with _spark_errors(name, "cannot read file"):
         lines = spark.read.text(src.uri).select(
             F.col("value"),
@@ -370,8 +369,8 @@ def _stage_csv(
     if header is None:
         raise DataError(f"{name}: empty file (no header, no data rows)")
     header = header.lstrip("\ufeff")
-    delimiter = delim or _guess_delimiter(header)
-    names = _header_names(header, delimiter)
+    delimiter = delim or guess_delimiter(header)
+    names = header_names(header, delimiter)
     if len(names) == 1:
         others = [d for d in (",", ";", "\t", "|") if d != delimiter and d in names[0]]
         if others:
@@ -380,7 +379,7 @@ def _stage_csv(
                 f"{delimiter!r}; the file looks {others[0]!r}-delimited: pass "
                 f"delimiter={others[0]!r}"
             )
-    resolved = _resolve_columns(names, col_map, name)
+    resolved = resolve_columns(names, col_map, name)
     internal = [f"c{i}" for i in range(len(names))]
     shift_frame = spark.createDataFrame(shifts, "_blk long, a_shift long, n_shift long")
     numbered = (
@@ -410,10 +409,10 @@ def _stage_csv(
         "line",
         *[F.col(f"r.{c}").alias(c) for c in internal],
         F.col(f"r.{_CORRUPT}").isNotNull().alias("malformed"),
-        F.substring("value", 1, _MAX_RAW_LINE).alias("raw_line"),
+        F.substring("value", 1, MAX_RAW_LINE).alias("raw_line"),
     )
     position = {n: internal[i] for i, n in enumerate(names)}
-    return _Staged(
+    return SparkStaged(
         name=name,
         kind="csv",
         sha256=file_sha256(src.local, name) if src.local is not None else None,
@@ -421,154 +420,64 @@ def _stage_csv(
         internal={k: position[v] for k, v in resolved.items()},
         all_internal=tuple(internal),
         typed_date=False,
-        typed_amount=False,
         rows=rows,
     )
 
 
-def _stage_parquet(spark: SparkSession, src: _Source, col_map: dict[str, str]) -> _Staged:
+def _stage_parquet(
+    spark: SparkSession, src: _Source, col_map: dict[str, str], timezone: str | None
+) -> SparkStaged:
+    """Every column as text, as DuckDB stages a Parquet file (:mod:`cbcv.data.spark_rules`)."""
     frame, nanos = _read_parquet(spark, src)
     names = [f.name for f in frame.schema.fields]
-    resolved = _resolve_columns(names, col_map, src.name)
+    resolved = resolve_columns(names, col_map, src.name)
     internal = {n: f"c{i}" for i, n in enumerate(names)}
     kinds = {f.name: f.dataType for f in frame.schema.fields}
-
-    def text(column: str) -> Column:
-        if column in nanos:
-            return _nanos_to_text(F.col(column))
-        return F.col(column).cast("string")
-
-    date_col, amount_col = resolved["date"], resolved["amount"]
-    typed_date = date_col in nanos or _is_temporal(kinds[date_col])
-    typed_amount = isinstance(kinds[amount_col], T.DoubleType)
-    extra: list[Column] = []
-    if typed_date:
-        day = _nanos_to_day(F.col(date_col)) if date_col in nanos else F.col(date_col).cast("date")
-        extra.append(day.alias("date_typed"))
-    if typed_amount:
-        extra.append(F.col(amount_col).alias("amount_typed"))
+    stored = _parquet_timestamps(src.local)
+    date_col = resolved["date"]
     with _spark_errors(src.name, "cannot read as Parquet"):
         rows = frame.select(
             (F.col("_metadata.row_index") + F.lit(1)).alias("source_row"),
             F.lit(None).cast("long").alias("line"),
-            *[text(n).alias(internal[n]) for n in names],
+            *[
+                _column_text(n, kinds[n], n in nanos, stored, timezone).alias(internal[n])
+                for n in names
+            ],
             F.lit(False).alias("malformed"),
             F.lit(None).cast("string").alias("raw_line"),
-            *extra,
         )
-    return _Staged(
+    return SparkStaged(
         name=src.name,
         kind="parquet",
         sha256=file_sha256(src.local, src.name) if src.local is not None else None,
         columns=resolved,
         internal={k: internal[v] for k, v in resolved.items()},
         all_internal=tuple(internal.values()),
-        typed_date=typed_date,
-        typed_amount=typed_amount,
+        typed_date=date_col in nanos or _is_temporal(kinds[date_col]),
         rows=rows,
     )
 
 
-# --------------------------------------------------------------------------- rules
-
-
-_STRPTIME: dict[str, tuple[str, str] | str] = {
-    # directive -> Spark pattern, or (unpadded, padded) for variable-width numbers: unpadded
-    # (1 or 2 digits, as strptime reads them) unless it touches another directive (%Y%m%d).
-    "Y": "yyyy",
-    "y": "yy",
-    "m": ("M", "MM"),
-    "d": ("d", "dd"),
-    "H": ("H", "HH"),
-    "I": ("h", "hh"),
-    "M": ("m", "mm"),
-    "S": ("s", "ss"),
-    "j": ("D", "DDD"),
-    "f": "SSSSSS",
-    "p": "a",
-    "b": "MMM",
-    "B": "MMMM",
-    "a": "EEE",
-    "A": "EEEE",
-}
-
-
-def spark_date_pattern(date_format: str) -> str:
-    """The Spark datetime pattern for a strptime ``date_format`` (``%d/%m/%Y`` -> ``d'/'M'/'yyyy``).
-
-    ConfigError naming the directive when it has no Spark equivalent here.
-    """
-    if not isinstance(date_format, str) or not date_format:
-        raise ConfigError(f"date_format must be a strptime format, got {date_format!r}")
-    tokens: list[tuple[str, str]] = []  # ("d", directive) | ("t", literal text)
-    i = 0
-    while i < len(date_format):
-        ch = date_format[i]
-        if ch == "%":
-            if i + 1 >= len(date_format):
-                raise ConfigError(f"date_format {date_format!r} ends with a lone '%'")
-            code = date_format[i + 1]
-            if code == "%":
-                tokens.append(("t", "%"))
-            elif code in _STRPTIME:
-                tokens.append(("d", code))
-            else:
-                raise ConfigError(
-                    f"date_format {date_format!r}: directive %{code} is not supported on Spark "
-                    f"(supported: {' '.join('%' + c for c in _STRPTIME)} %%)"
-                )
-            i += 2
-        else:
-            tokens.append(("t", ch))
-            i += 1
-    out: list[str] = []
-    text = ""
-    for k, (kind, value) in enumerate(tokens):
-        if kind == "t":
-            text += value
-            continue
-        if text:
-            out.append("'" + text.replace("'", "''") + "'")
-            text = ""
-        spec = _STRPTIME[value]
-        if isinstance(spec, tuple):
-            adjacent = (k + 1 < len(tokens) and tokens[k + 1][0] == "d") or (
-                k > 0 and tokens[k - 1][0] == "d"
-            )
-            out.append(spec[1] if adjacent else spec[0])
-        else:
-            out.append(spec)
-    if text:
-        out.append("'" + text.replace("'", "''") + "'")
-    return "".join(out)
-
-
-def _trimmed(column: str) -> str:
-    """SQL: the column without leading/trailing blanks (DuckDB's ``trim(x, ' \\t\\n\\r')``)."""
-    return f"btrim({column}, {SPARK.literal(_WS)})"
-
-
-def _date_rule(column: str, pattern: str | None) -> Column:
-    """The calendar day of a text date: ISO date/timestamp (the date as written) or YYYYMMDD;
-    with a pattern, only that pattern. NULL when unparseable."""
-    v = _trimmed(column)
-    if pattern is not None:
-        return F.expr(f"CAST(try_to_timestamp({v}, {SPARK.literal(pattern)}) AS DATE)")
-    compact = f"concat_ws('-', substr({v}, 1, 4), substr({v}, 5, 2), substr({v}, 7, 2))"
-    return F.expr(
-        f"CASE WHEN {v} RLIKE {SPARK.literal(_YYYYMMDD)} THEN try_cast({compact} AS DATE) "
-        f"WHEN {v} RLIKE {SPARK.literal(_ISO)} THEN try_cast(left({v}, 10) AS DATE) END"
-    )
-
-
-def _amount_rule(column: str) -> Column:
-    """A plain number (digits with single ``_`` separators, as DuckDB reads them; optional sign,
-    decimal point and exponent), else NULL. Infinities and NaN are rejected later."""
-    v = _trimmed(column)
-    return F.expr(
-        f"CASE WHEN {v} RLIKE {SPARK.literal(_NUMBER)} "
-        f"THEN try_cast(replace({v}, '_', '') AS DOUBLE) END"
-    )
+def _column_text(
+    name: str,
+    data_type: T.DataType,
+    is_nanos: bool,
+    stored: Mapping[str, str | None],
+    timezone: str | None,
+) -> Column:
+    """A Parquet column as text. A zone-aware timestamp shows its wall-clock time in
+    ``timezone``, else in its stored zone (UTC for a file whose schema cannot be read here)."""
+    column = SPARK.ident(name)
+    aware = name not in stored or stored[name] is not None
+    zone = timezone or stored.get(name) or "UTC"
+    if is_nanos:
+        return F.expr(nanos_text(column, zone if aware else None))
+    if isinstance(data_type, T.TimestampType):
+        # a naive column that Spark reads as an instant holds its wall clock in UTC
+        return F.expr(wall_clock_text(zoned_micros(column, zone if aware else "UTC")))
+    if isinstance(data_type, T.FloatType | T.DoubleType):
+        return F.expr(float_text(column))
+    return F.col(column).cast("string")
 
 
 # --------------------------------------------------------------------------- loading
@@ -609,6 +518,10 @@ def load_transactions_spark(
     source_name: str | None = None,
     delimiter: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
+    null_tokens: Sequence[str] | None = None,
+    earliest_date: str | date | None = None,
+    timezone: str | None = None,
+    zero_amount_purchases: bool = False,
 ) -> SparkLoadResult:
     """Read a CSV or Parquet transaction log on Spark, validate each row and reconcile.
 
@@ -616,63 +529,47 @@ def load_transactions_spark(
     module notes for the few differences on malformed CSV). ``source`` is a local path or a URI
     Spark reads (``hdfs://``, ``s3a://``, ...; no sha256 is computed for those). ``out_dir``
     writes ``transactions.parquet`` and ``rejections.parquet`` there (Spark folders, replaced
-    if present) and returns DataFrames reading them.
+    if present) and returns DataFrames reading them. ``null_tokens``, ``earliest_date``,
+    ``timezone`` and ``zero_amount_purchases`` are the row rules of
+    :class:`cbcv.data.rules.RowRules`, as ``load_transactions`` takes them.
 
     Raises
     ------
     DataError
         Missing or unreadable file, unsupported type, empty file, missing column.
     ConfigError
-        ``columns``, ``as_of``, ``date_format`` or ``delimiter`` is invalid.
+        ``columns``, ``as_of``, ``date_format``, ``delimiter``, ``null_tokens``,
+        ``earliest_date`` or ``timezone`` is invalid.
     """
-    col_map = _column_map(columns)
+    col_map = column_map(columns)
     as_of_day = parse_day(as_of, "as_of")
-    delim = _parse_delimiter(delimiter)
+    delim = parse_delimiter(delimiter)
     pattern = spark_date_pattern(date_format) if date_format is not None else None
+    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
     src = _source(source, source_name)
     if src.kind == "csv":
         staged = _stage_csv(spark, src, col_map, delim)
     else:
-        staged = _stage_parquet(spark, src, col_map)
+        staged = _stage_parquet(spark, src, col_map, rules.timezone)
     notes: list[str] = []
     if date_format is not None and staged.typed_date:
         notes.append(
             f"date column {staged.columns['date']!r} is typed as a date: date_format was not needed"
         )
-    checked = _check(staged, as_of_day, pattern, reject_duplicates).persist(
+    checked = check_rows(staged, as_of_day, pattern, reject_duplicates, rules).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    with _spark_errors(staged.name, "cannot validate rows"):
-        counts = {r["reason"]: int(r["count"]) for r in checked.groupBy("reason").count().collect()}
-    rows_read = sum(counts.values())
-    if rows_read == 0:
-        checked.unpersist()
-        raise DataError(f"{staged.name}: empty file (no data rows)")
-    by_reason = {reason: counts.get(reason, 0) for reason in REJECTION_REASONS}
-    rows_accepted = counts.get(None, 0)
-    rows_rejected = sum(by_reason.values())
-    if rows_accepted + rows_rejected != rows_read:  # pragma: no cover - an internal invariant
-        raise RuntimeError(
-            f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
-        )
+    counts = _row_counts(checked, staged.name)
     accepted = checked.filter(F.col("reason").isNull()).select(
         "customer_id", "date", "amount", "source_row"
     )
     with _spark_errors(staged.name, "cannot reconcile"):
-        reconciliation = _reconcile(
-            spark,
-            accepted,
-            staged,
-            rows_read,
-            rows_accepted,
-            rows_rejected,
-            by_reason,
-            as_of_day,
-            reject_duplicates,
-            tuple(notes),
+        reconciliation = reconcile(
+            spark, accepted, staged, counts, as_of_day, reject_duplicates, tuple(notes),
+            rules.zero_amount_purchases,
         )
     transactions = accepted.orderBy("source_row")
-    rejections = _rejections(checked, staged, as_of_day)
+    rejections = rejection_rows(checked, staged, as_of_day, rules)
     if out_dir is None:
         return SparkLoadResult(transactions, rejections, reconciliation, _persisted=checked)
     folder = str(out_dir)
@@ -689,189 +586,22 @@ def load_transactions_spark(
     return SparkLoadResult(transactions, rejections, reconciliation, tx_path, rej_path)
 
 
-def _check(
-    staged: _Staged, as_of: date | None, pattern: str | None, reject_duplicates: bool
-) -> DataFrame:
-    """Every row with ``reason`` (NULL when accepted), as :func:`cbcv.data.load._validate`."""
-    rows = staged.rows
-    good = rows.filter(~F.col("malformed"))
-    id_name, date_name, amount_name = (staged.internal[k] for k in TRANSACTION_COLUMNS)
-    id_c, date_c, amount_c = F.col(id_name), F.col(date_name), F.col(amount_name)
-    day = F.col("date_typed") if staged.typed_date else _date_rule(date_name, pattern)
-    amount = F.col("amount_typed") if staged.typed_amount else _amount_rule(amount_name)
-    if reject_duplicates:
-        window = Window.partitionBy(*[F.col(c) for c in staged.all_internal]).orderBy("source_row")
-        dup_rank, first_row = F.row_number().over(window), F.min("source_row").over(window)
-    else:
-        dup_rank, first_row = F.lit(1), F.col("source_row")
-    fields = good.select(
-        "source_row",
-        "line",
-        id_c.alias("id_raw"),
-        date_c.alias("date_raw"),
-        amount_c.alias("amount_raw"),
-        F.expr(f"nullif({_trimmed(id_name)}, '')").alias("customer_id"),
-        day.alias("date"),
-        amount.alias("amount"),
-        dup_rank.alias("dup_rank"),
-        first_row.alias("first_row"),
-        F.col("raw_line"),
-    )
-    after = F.col("date") > F.lit(as_of) if as_of is not None else F.lit(False)
-    reason = (
-        F.when(F.col("customer_id").isNull(), "missing_customer_id")
-        .when(F.col("date").isNull(), "unparseable_date")
-        .when(after, "date_after_as_of")
-        .when(_bad_amount(), "non_numeric_amount")
-        .when(F.col("dup_rank") > 1, "duplicate_row")
-    )
-    checked = fields.withColumn("reason", reason).drop("dup_rank")
-    malformed = rows.filter(F.col("malformed")).select(
-        "source_row",
-        "line",
-        *[
-            F.lit(None).cast("string").alias(c)
-            for c in ("id_raw", "date_raw", "amount_raw", "customer_id")
-        ],
-        F.lit(None).cast("date").alias("date"),
-        F.lit(None).cast("double").alias("amount"),
-        F.lit(None).cast("long").alias("first_row"),
-        "raw_line",
-        F.lit("malformed_row").alias("reason"),
-    )
-    return checked.unionByName(malformed)
-
-
-def _bad_amount() -> Column:
-    amount = F.col("amount")
-    return amount.isNull() | F.isnan(amount) | (F.abs(amount) == F.lit(float("inf")))
-
-
-def _rejections(checked: DataFrame, staged: _Staged, as_of: date | None) -> DataFrame:
-    id_col, date_col, amount_col = (staged.columns[k] for k in TRANSACTION_COLUMNS)
-    is_malformed = F.col("reason").eqNullSafe("malformed_row")
-    parts: list[tuple[int, str, str, Column, Column, Column]] = [
-        (
-            1,
-            "missing_customer_id",
-            id_col,
-            F.col("id_raw"),
-            F.lit(None),
-            F.col("customer_id").isNull(),
-        ),
-        (2, "unparseable_date", date_col, F.col("date_raw"), F.lit(None), F.col("date").isNull()),
-        (4, "non_numeric_amount", amount_col, F.col("amount_raw"), F.lit(None), _bad_amount()),
-        (
-            5,
-            "duplicate_row",
-            "*",
-            F.lit(None),
-            F.concat(F.lit("same fields as source row "), F.col("first_row").cast("string")),
-            F.col("reason").eqNullSafe("duplicate_row"),
-        ),
-    ]
-    if as_of is not None:
-        parts.append(
-            (
-                3,
-                "date_after_as_of",
-                date_col,
-                F.col("date_raw"),
-                F.lit(f"after as-of date {as_of.isoformat()}"),
-                F.col("date") > F.lit(as_of),
-            )
+def _row_counts(checked: DataFrame, name: str) -> RowCounts:
+    """Rows read, accepted and rejected (by reason) of the checked rows; DataError when none."""
+    with _spark_errors(name, "cannot validate rows"):
+        counts = {r["reason"]: int(r["count"]) for r in checked.groupBy("reason").count().collect()}
+    rows_read = sum(counts.values())
+    if rows_read == 0:
+        checked.unpersist()
+        raise DataError(f"{name}: empty file (no data rows)")
+    by_reason = {reason: counts.get(reason, 0) for reason in REJECTION_REASONS}
+    rows_accepted = counts.get(None, 0)
+    rows_rejected = sum(by_reason.values())
+    if rows_accepted + rows_rejected != rows_read:  # pragma: no cover - an internal invariant
+        raise RuntimeError(
+            f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
         )
-    fields = checked.filter(~is_malformed)
-    frames = [
-        fields.filter(where).select(
-            "source_row",
-            "line",
-            F.lit(column).alias("column"),
-            raw.cast("string").alias("raw_value"),
-            F.lit(reason).alias("reason"),
-            F.col("reason").eqNullSafe(reason).alias("primary"),
-            detail.cast("string").alias("detail"),
-            F.lit(order).alias("_ord"),
-        )
-        for order, reason, column, raw, detail, where in parts
-    ]
-    frames.append(
-        checked.filter(is_malformed).select(
-            "source_row",
-            "line",
-            F.lit("*").alias("column"),
-            F.col("raw_line").alias("raw_value"),
-            F.lit("malformed_row").alias("reason"),
-            F.lit(True).alias("primary"),
-            F.lit("cannot split into the header's columns (Spark CSV parser)").alias("detail"),
-            F.lit(0).alias("_ord"),
-        )
-    )
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    return union.orderBy("source_row", "_ord").select(*REJECTION_COLUMNS)
-
-
-def _reconcile(
-    spark: SparkSession,
-    accepted: DataFrame,
-    staged: _Staged,
-    rows_read: int,
-    rows_accepted: int,
-    rows_rejected: int,
-    by_reason: dict[str, int],
-    as_of: date | None,
-    reject_duplicates: bool,
-    notes: tuple[str, ...],
-) -> Reconciliation:
-    view = f"cbcv_accepted_{uuid.uuid4().hex}"
-    accepted.createOrReplaceTempView(view)
-    try:
-        total = SPARK.exact_sum
-        row = spark.sql(
-            f"""
-            WITH d AS ({daily_sql(view)}),
-            r AS (SELECT DISTINCT customer_id, CAST(date AS DATE) AS date FROM {view}
-                  WHERE amount < 0)
-            SELECT count(DISTINCT customer_id) AS n_customers, min(date) AS first_day,
-                   max(date) AS last_day, coalesce({total}(amount), 0) AS total,
-                   count(*) FILTER (WHERE amount < 0) AS return_rows,
-                   coalesce(-{total}(amount) FILTER (WHERE amount < 0), 0) AS returned,
-                   (SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE)
-                                          FROM {view})) AS all_days,
-                   (SELECT count(*) FROM d) AS customer_days,
-                   (SELECT count(*) FROM d JOIN r USING (customer_id, date)) AS netted
-            FROM {view}
-            """
-        ).collect()[0]
-    finally:
-        spark.catalog.dropTempView(view)
-    returns = ReturnsSummary(
-        rows=int(row["return_rows"]),
-        amount=float(row["returned"]),
-        customer_days_netted=int(row["netted"]),
-        return_only_days=int(row["all_days"]) - int(row["customer_days"]),
-    )
-    return Reconciliation(
-        source=staged.name,
-        source_type=staged.kind,
-        sha256=staged.sha256,
-        rows_read=rows_read,
-        rows_accepted=rows_accepted,
-        rows_rejected=rows_rejected,
-        rejected_by_reason=by_reason,
-        returns=returns,
-        n_customers=int(row["n_customers"]),
-        customer_days=int(row["customer_days"]),
-        first_date=row["first_day"],
-        last_date=row["last_day"],
-        total_amount=float(row["total"]),
-        as_of=as_of,
-        columns=dict(staged.columns),
-        duplicate_check=reject_duplicates,
-        notes=notes,
-    )
+    return RowCounts(rows_read, rows_accepted, rows_rejected, by_reason)
 
 
 def load_result_to_pandas(result: SparkLoadResult) -> LoadResult:
@@ -906,7 +636,7 @@ SparkTransactions = DataFrame | str | os.PathLike[str]
 def to_spark_transactions(spark: SparkSession, transactions: pd.DataFrame) -> DataFrame:
     """A pandas transaction log (``customer_id``, ``date``, ``amount``) as a Spark DataFrame with
     ``date`` as DATE (no time-zone conversion). For data that fits the driver's memory."""
-    _check_columns([str(c) for c in transactions.columns], "transactions DataFrame")
+    check_columns([str(c) for c in transactions.columns], "transactions DataFrame")
     frame = pd.DataFrame(
         {
             "customer_id": transactions["customer_id"]
@@ -940,7 +670,7 @@ def _normalised(spark: SparkSession, transactions: SparkTransactions) -> tuple[D
             "transactions must be a Spark DataFrame or a Parquet path, got "
             f"{type(transactions).__name__}"
         )
-    _check_columns(list(frame.columns), name)
+    check_columns(list(frame.columns), name)
     kinds = {f.name: f.dataType for f in frame.schema.fields}
     if "date" in nanos:
         day = _nanos_to_day(F.col("date"))
@@ -973,9 +703,13 @@ def _summarise(
     time_unit: str,
     cohort_period: str,
     start: date | None,
+    zero_amount_purchases: bool = False,
 ) -> DataFrame:
     view = f"cbcv_tx_{uuid.uuid4().hex}"
-    sql = summary_sql(end, stop, time_unit, cohort_period, start, dialect="spark", source=view)
+    sql = summary_sql(
+        end, stop, time_unit, cohort_period, start, dialect="spark", source=view,
+        zero_amount_purchases=zero_amount_purchases,
+    )
     tx, name = _normalised(spark, transactions)
     tx.createOrReplaceTempView(view)
     try:
@@ -1011,6 +745,7 @@ def customer_summary_spark(
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    zero_amount_purchases: bool = False,
 ) -> DataFrame:
     """:func:`cbcv.data.summary.customer_summary` on Spark, as a (lazy) Spark DataFrame.
 
@@ -1022,7 +757,9 @@ def customer_summary_spark(
     :func:`summary_to_pandas`.
     """
     end, _, start = summary_period(calibration_end, None, observation_start)
-    return _summarise(spark, transactions, end, None, time_unit, cohort_period, start)
+    return _summarise(
+        spark, transactions, end, None, time_unit, cohort_period, start, zero_amount_purchases
+    )
 
 
 def calibration_holdout_spark(
@@ -1034,13 +771,16 @@ def calibration_holdout_spark(
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    zero_amount_purchases: bool = False,
 ) -> DataFrame:
     """:func:`customer_summary_spark` plus ``x_holdout`` (long), ``spend_holdout`` and
     ``T_holdout`` (double), as :func:`cbcv.data.summary.calibration_holdout`."""
     end, stop, start = summary_period(
-        calibration_end, _required_day(holdout_end, "holdout_end"), observation_start
+        calibration_end, required_day(holdout_end, "holdout_end"), observation_start
     )
-    return _summarise(spark, transactions, end, stop, time_unit, cohort_period, start)
+    return _summarise(
+        spark, transactions, end, stop, time_unit, cohort_period, start, zero_amount_purchases
+    )
 
 
 def summary_to_pandas(summary: DataFrame, *, name: str = "Spark summary") -> pd.DataFrame:

@@ -62,6 +62,7 @@ def write_summaries(
     observation_start: Any = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    zero_amount_purchases: bool = False,
 ) -> WrittenSummaries:
     """Per-customer summaries of validated transactions (a Parquet path or a DataFrame) written
     to the Parquet file ``out``, never into pandas.
@@ -70,7 +71,9 @@ def write_summaries(
     ``holdout_end``: of :func:`cbcv.data.summary.calibration_holdout`), sorted by customer id.
     """
     end, stop, start = summary_period(calibration_end, holdout_end, observation_start)
-    sql = summary_sql(end, stop, time_unit, cohort_period, start)
+    sql = summary_sql(
+        end, stop, time_unit, cohort_period, start, zero_amount_purchases=zero_amount_purchases
+    )
     renamed = {"first_purchase": "first_purchase_ts", "last_purchase": "last_purchase_ts"}
     cols = [*SUMMARY_COLUMNS, *(HOLDOUT_COLUMNS if stop is not None else ())]
     select = ", ".join(

@@ -9,7 +9,7 @@ spend used by the gamma-gamma model (Fader, Hardie & Lee 2005, "RFM and CLV", J.
 Research 42(4): the mean spend of the repeat transactions).
 
 Rules, all applied to customer-days (:func:`cbcv.data.transactions.daily_sql`: same-day rows are
-one transaction with their net spend; return-only days are not transactions):
+one transaction with their net spend; a day netting to zero or less is not a transaction):
 
 * The calibration period ends at the end of ``calibration_end``: a purchase on that day counts.
 * A customer's first purchase is the first customer-day; ``x`` = customer-days in the
@@ -94,6 +94,7 @@ def customer_summary(
     observation_start: Any = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """One row per customer whose first purchase is on or before ``calibration_end``.
 
@@ -114,6 +115,9 @@ def customer_summary(
     memory_limit, threads
         Caps on DuckDB's memory (e.g. ``"8GB"``; beyond it DuckDB spills to disk) and threads;
         ``None`` keeps DuckDB's defaults. See :func:`cbcv.data._sql.scratch_connection`.
+    zero_amount_purchases
+        Count days of zero-priced purchases as purchases (the CDNOW papers' convention; see
+        :mod:`cbcv.data.transactions`); by default a purchase has a positive net amount.
 
     Returns
     -------
@@ -124,7 +128,9 @@ def customer_summary(
     calibration transactions) float64.
     """
     end, _, start = summary_period(calibration_end, None, observation_start)
-    sql = summary_sql(end, None, time_unit, cohort_period, start)
+    sql = summary_sql(
+        end, None, time_unit, cohort_period, start, zero_amount_purchases=zero_amount_purchases
+    )
     return _run(transactions, sql, end, holdout=False, memory_limit=memory_limit, threads=threads)
 
 
@@ -138,6 +144,7 @@ def calibration_holdout(
     observation_start: Any = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """:func:`customer_summary` plus ``x_holdout``, ``spend_holdout`` and ``T_holdout``.
 
@@ -147,13 +154,15 @@ def calibration_holdout(
     Customers first buying after ``calibration_end`` are not included.
     """
     end, stop, start = summary_period(
-        calibration_end, _required_day(holdout_end, "holdout_end"), observation_start
+        calibration_end, required_day(holdout_end, "holdout_end"), observation_start
     )
-    sql = summary_sql(end, stop, time_unit, cohort_period, start)
+    sql = summary_sql(
+        end, stop, time_unit, cohort_period, start, zero_amount_purchases=zero_amount_purchases
+    )
     return _run(transactions, sql, end, holdout=True, memory_limit=memory_limit, threads=threads)
 
 
-def _required_day(value: Any, what: str) -> date:
+def required_day(value: Any, what: str) -> date:
     day = parse_day(value, what)
     if day is None:
         raise ConfigError(f"{what} is required (a date, YYYY-MM-DD)")
@@ -166,7 +175,7 @@ def summary_period(
     """The summary's days, parsed and checked once for every engine: (calibration end, holdout
     end or None, observation start or None); ConfigError when a day is unparseable, missing or
     the holdout does not end after the calibration."""
-    end = _required_day(calibration_end, "calibration_end")
+    end = required_day(calibration_end, "calibration_end")
     stop = parse_day(holdout_end, "holdout_end")
     if stop is not None and stop <= end:
         raise ConfigError(
@@ -184,6 +193,7 @@ def summary_sql(
     *,
     dialect: str | Dialect = "duckdb",
     source: str = "tx",
+    zero_amount_purchases: bool = False,
 ) -> str:
     """The summary query over the relation ``source`` (``customer_id``, ``date`` DATE, ``amount``
     DOUBLE), for ``dialect`` ``duckdb`` or ``spark``.
@@ -204,7 +214,7 @@ def summary_sql(
     )
     end_sql = sq.day(end)
     start_filter = f"WHERE first_purchase >= {sq.day(start)}" if start is not None else ""
-    daily = daily_sql(source)
+    daily = daily_sql(source, zero_amount_purchases)
     calibration = f"""
         WITH days AS ({daily}),
         cal AS (
@@ -259,7 +269,7 @@ def _register(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str
     if isinstance(transactions, pd.DataFrame):
         name = "transactions DataFrame"
         found = [str(c) for c in transactions.columns]
-        _check_columns(found, name)
+        check_columns(found, name)
         con.register("tx_input", transactions[list(TRANSACTION_COLUMNS)])
         relation = "tx_input"
     elif isinstance(transactions, str | os.PathLike):
@@ -274,7 +284,7 @@ def _register(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str
             ]
         except duckdb.Error as exc:
             raise DataError(f"{name}: cannot read as Parquet ({first_line(exc)})") from exc
-        _check_columns(found, name)
+        check_columns(found, name)
     else:
         raise DataError(
             f"transactions must be a DataFrame or a Parquet path, got {type(transactions).__name__}"
@@ -294,7 +304,7 @@ def _register(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str
     return name
 
 
-def _check_columns(found: list[str], name: str) -> None:
+def check_columns(found: list[str], name: str) -> None:
     missing = [c for c in TRANSACTION_COLUMNS if c not in found]
     if missing:
         raise DataError(
@@ -355,18 +365,22 @@ def summary_frame(out: pd.DataFrame, name: str, end: date | None, *, holdout: bo
 
 
 def purchase_days(
-    transactions: Transactions, *, calibration_end: Any, memory_limit: str | None = None
+    transactions: Transactions,
+    *,
+    calibration_end: Any,
+    memory_limit: str | None = None,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """Purchase occasions by date of the customers acquired on or before ``calibration_end``
     (a DataFrame or a validated Parquet log; counted in DuckDB, out of core): ``date``,
     ``new_customers`` (first purchases that day) and ``repeat_days`` (their later customer-days),
     one row per date with either, sorted by date. The daily series behind the tracking plot."""
-    end = _required_day(calibration_end, "calibration_end")
+    end = required_day(calibration_end, "calibration_end")
     with scratch_connection(memory_limit=memory_limit) as con:
         name = _register(con, transactions)
         try:
             out = con.execute(
-                f"WITH d AS ({daily_sql('tx')}), "
+                f"WITH d AS ({daily_sql('tx', zero_amount_purchases)}), "
                 "f AS (SELECT customer_id, min(date) AS first FROM d GROUP BY customer_id) "
                 "SELECT d.date, sum(CAST(d.date = f.first AS BIGINT)) AS new_customers, "
                 "sum(CAST(d.date > f.first AS BIGINT)) AS repeat_days "

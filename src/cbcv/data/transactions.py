@@ -7,9 +7,17 @@ A validated transaction log is a table with one row per source row that was acce
 
 Purchase occasions are customer-days, as in the literature (Fader, Hardie & Lee 2005): all rows
 of one customer on one day are one transaction whose spend is their net amount, so returns are
-netted against purchases of the same day. A customer-day with only returns (every amount < 0) is
-not a purchase occasion and is dropped from the customer-day view; the loader's reconciliation
-counts such days.
+netted against purchases of the same day. **A purchase is a customer-day with a positive net
+amount**: a day whose rows net to zero or less (only returns, zero amounts, or returns larger
+than that day's purchases) is not a purchase occasion and is dropped from the customer-day view,
+so it neither counts as a transaction nor as a first purchase; the loader's reconciliation counts
+such days (``returns.non_positive_days``).
+
+Some research data sets count zero-priced purchases (free items, promotions) as purchase
+occasions: the CDNOW papers' 2,357 customers include 8 whose only purchases cost $0. With
+``zero_amount_purchases=True`` (``data.zero_amount_purchases`` in a company config) a day whose
+rows are all zero-priced and that has no return also counts, with spend 0; days netting to less
+than zero, or to zero because of a return, never do.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import pandas as pd
 TRANSACTION_COLUMNS: tuple[str, ...] = ("customer_id", "date", "amount")
 
 #: SQL turning a relation named ``{source}`` with the transaction contract's columns into
-#: customer-days: ``customer_id, date, amount, n_rows``. Written once, used by the pandas helper
-#: below and by the SQL summaries.
+#: customer-days: ``customer_id, date, amount, n_rows``; ``{rule}`` is the purchase rule.
+#: Written once, used by the pandas helper below, the loader's reconciliation, the audit and
+#: the SQL summaries on DuckDB and Spark.
 DAILY_SQL = """
 SELECT customer_id,
        CAST(date AS DATE) AS date,
@@ -29,17 +38,22 @@ SELECT customer_id,
        COUNT(*) AS n_rows
 FROM {source}
 GROUP BY customer_id, CAST(date AS DATE)
-HAVING MAX(amount) >= 0
+HAVING {rule}
 """
+#: The purchase rule: a positive net amount ...
+POSITIVE_NET = "SUM(amount) > 0"
+#: ... or, with ``zero_amount_purchases``, zero-priced rows and no return.
+POSITIVE_OR_ZERO_PRICED = "SUM(amount) > 0 OR (SUM(amount) = 0 AND MIN(amount) >= 0)"
 
 
-def daily_sql(source: str) -> str:
+def daily_sql(source: str, zero_amount_purchases: bool = False) -> str:
     """The customer-day query over the relation or table expression ``source``."""
-    return DAILY_SQL.format(source=source)
+    rule = POSITIVE_OR_ZERO_PRICED if zero_amount_purchases else POSITIVE_NET
+    return DAILY_SQL.format(source=source, rule=rule)
 
 
-def to_daily(transactions: pd.DataFrame) -> pd.DataFrame:
-    """Merge a transaction log into customer-days (returns netted, return-only days dropped).
+def to_daily(transactions: pd.DataFrame, zero_amount_purchases: bool = False) -> pd.DataFrame:
+    """Merge a transaction log into customer-days (returns netted; days netting to zero or less dropped).
 
     Returns a DataFrame with ``customer_id`` (str), ``date`` (datetime64[ns], midnight),
     ``amount`` (float, net spend of the day) and ``n_rows`` (source rows merged), sorted by
@@ -51,7 +65,8 @@ def to_daily(transactions: pd.DataFrame) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         con.register("tx_input", transactions[list(TRANSACTION_COLUMNS)])
-        out = con.execute(daily_sql("tx_input") + " ORDER BY customer_id, date").df()
+        days = daily_sql("tx_input", zero_amount_purchases)
+        out = con.execute(days + " ORDER BY customer_id, date").df()
     finally:
         con.close()
     out["customer_id"] = out["customer_id"].astype(str)

@@ -20,9 +20,13 @@ from cbcv.models.base import CLVModel, Prior, SamplerSettings, compress
 from cbcv.models.bdw import BetaDiscreteWeibullModel
 from cbcv.models.bgbb import BetaGeoBetaBinomModel
 from cbcv.models.bgnbd import BetaGeoModel, ModifiedBetaGeoModel
+from cbcv.models.blas import link_blas
 from cbcv.models.gamma_gamma import GammaGammaModel
 from cbcv.models.pareto_nbd import ParetoNBDModel
+from cbcv.models.priors import LogScalePrior, priors_table
 from cbcv.models.sbg import ShiftedBetaGeoModel
+
+link_blas()  # before any PyTensor graph is compiled (see cbcv.models.blas)
 
 MODELS: dict[str, type[CLVModel]] = {
     cls.name: cls
@@ -66,4 +70,6 @@ __all__ = [
     "ShiftedBetaGeoModel",
     "compress",
     "get_model",
+    "LogScalePrior",
+    "priors_table",
 ]

@@ -16,7 +16,6 @@ entry per customer). Predictions are plain vectorised functions of parameter dra
 
 from __future__ import annotations
 
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -33,12 +32,25 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from cbcv.errors import CbcvError
+from cbcv.jsonio import dumps_strict
+from cbcv.models.verdict import (
+    ESS_MIN,
+    RHAT_MAX,
+    Check,
+    FitVerdict,
+    data_checks,
+    estimate_checks,
+    fit_verdict,
+    record_checks,
+)
 
 FitMethod = Literal["nuts", "map"]
 
-#: Diagnostic thresholds used by every fit and by the report's diagnostics gate.
-RHAT_MAX = 1.01
-ESS_MIN = 400.0
+#: Diagnostic thresholds (RHAT_MAX, ESS_MIN) live in :mod:`cbcv.models.verdict`, re-exported here.
+__all__ = [
+    "DEFAULT_TARGET_ACCEPT", "ESS_MIN", "LOGLIKE_CHUNK_ELEMENTS", "RHAT_MAX", "CLVModel", "FitVerdict", "Prior",
+    "SamplerSettings", "compress", "posterior_median",
+]
 #: NUTS ``target_accept`` of a fit whose settings and model give none.
 DEFAULT_TARGET_ACCEPT = 0.9
 #: Draws × distinct rows evaluated at once by :meth:`CLVModel.log_likelihood` (bounds memory).
@@ -98,6 +110,21 @@ def compress(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, 
     distinct = uniques.to_frame(index=False, name=cols)
     distinct["weight"] = np.bincount(codes, minlength=len(distinct)).astype(float)
     return distinct, np.asarray(codes, dtype=np.int64)
+
+
+def posterior_median(idata: az.InferenceData) -> dict[str, np.ndarray]:
+    """Each posterior variable's median over chains and draws (the point NUTS fits are checked at)."""
+    post = idata.posterior
+    return {str(k): np.median(post[k].values.reshape(-1, *post[k].shape[2:]), axis=0) for k in post.data_vars}
+
+
+def _finite(v: Any) -> float | None:
+    """A number, or None when missing or not finite."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
 
 
 def _n_customers(data: pd.DataFrame) -> int:
@@ -181,12 +208,17 @@ class CLVModel(ABC):
                     **({"init": settings.init} if settings.nuts_sampler == "pymc" else {}),
                 )
         self.fit_seconds = time.perf_counter() - start
+        map_fit = settings.method == "map"
+        checks = data_checks(self.arrays) + self._estimate_checks(
+            model, point if map_fit else posterior_median(idata), curvature=map_fit
+        )
+        record_checks(idata.attrs, checks)
         idata.attrs.update(
             {
                 "cbcv_model": self.name,
                 "method": settings.method,
-                "settings": json.dumps(asdict(settings)),
-                "priors": json.dumps({k: v.to_dict() for k, v in self.priors.items()}),
+                "settings": dumps_strict(asdict(settings), indent=None),
+                "priors": dumps_strict({k: v.to_dict() for k, v in self.priors.items()}, indent=None),
                 "n_customers": _n_customers(data),
                 # summaries rounded before counting (cbcv.data.streaming.summary_counts)
                 **({"resolution": float(data.attrs["resolution"]),
@@ -198,6 +230,25 @@ class CLVModel(ABC):
         )
         self.idata = idata
         return idata
+
+    def _estimate_checks(self, model: pm.Model, point: Mapping[str, Any], *, curvature: bool) -> list[Check]:
+        """Boundary and curvature checks of the estimate (:func:`cbcv.models.verdict.estimate_checks`);
+        a check that cannot run is itself a warning, never a failed fit."""
+        try:
+            return estimate_checks(model, point, self.param_names, curvature=curvature)
+        except Exception as exc:  # noqa: BLE001 - recorded as a warning, not swallowed
+            return [("warn", f"the estimate could not be checked ({type(exc).__name__}: {exc})")]
+
+    def verdict(self, idata: az.InferenceData | None = None) -> FitVerdict:
+        """The fit's diagnostics verdict (:mod:`cbcv.models.verdict`): pass, warn or fail."""
+        idata = idata or self._require_fit()
+        method = str(idata.attrs.get("method", "nuts"))
+        params: dict[str, dict[str, float | None]] = {}
+        if method == "nuts":
+            table = self.summary(idata)
+            params = {str(k): {c: _finite(row.get(c)) for c in ("r_hat", "ess_bulk", "ess_tail")}
+                      for k, row in table.iterrows()}
+        return fit_verdict(self.name, method, params, self.divergences(idata), idata.attrs)
 
     def draws(self, idata: az.InferenceData | None = None) -> dict[str, np.ndarray]:
         """Posterior draws of each parameter, flattened over chains: name → (n_draws,) array."""

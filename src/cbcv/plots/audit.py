@@ -30,6 +30,7 @@ from cbcv.plots.style import (
     sequential_colors,
     style_context,
 )
+from cbcv.report.escape import plot_text
 
 _C3_LABELS = {
     "revenue": "Revenue",
@@ -103,7 +104,7 @@ def plot_c3(
                 edgecolor="white",
             )
             ax.set_ylabel(
-                _C3_LABELS[value] + (f" ({currency})" if value == "revenue" and currency else "")
+                _C3_LABELS[value] + (f" ({plot_text(currency)})" if value == "revenue" and currency else "")
             )
             if value == "revenue":
                 ax.yaxis.set_major_formatter(money_formatter())

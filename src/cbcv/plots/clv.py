@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from cbcv.clv import CLVTables
 from cbcv.plots.style import COLORS, money_formatter, new_figure, percent_axis, style_context
+from cbcv.report.escape import plot_text
 from cbcv.valuation.inputs import draw_stats
 
 
@@ -27,7 +28,7 @@ def _axes(ax: Axes | None, size: str = "single") -> tuple[Figure, Axes]:
 
 
 def _label(text: str, currency: str | None) -> str:
-    return f"{text} ({currency})" if currency else text
+    return f"{text} ({plot_text(currency)})" if currency else text
 
 
 def plot_clv_distribution(

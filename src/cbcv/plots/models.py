@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cbcv.plots.style import COLORS, PALETTE, new_figure, style_context
+from cbcv.report.escape import plot_text
 
 
 def plot_tracking(tracks: Mapping[str, pd.DataFrame], title: str | None = "Cumulative repeat transactions") -> Figure:
@@ -19,7 +20,7 @@ def plot_tracking(tracks: Mapping[str, pd.DataFrame], title: str | None = "Cumul
         first = next(iter(tracks.values()))
         ax.plot(first["period"], first["actual"], color="black", lw=2, label="actual")
         for (name, track), color in zip(tracks.items(), PALETTE, strict=False):
-            ax.plot(track["period"], track["expected"], color=color, ls="--", label=name)
+            ax.plot(track["period"], track["expected"], color=color, ls="--", label=plot_text(name))
             ax.fill_between(track["period"], track["expected_low"], track["expected_high"], color=color, alpha=0.15)
         boundary = first.loc[~first["holdout"], "period"].max()
         ax.axvline(boundary, color=COLORS["reference"], ls=":")
@@ -44,7 +45,7 @@ def plot_conditional_expectations(tables: Mapping[str, pd.DataFrame], title: str
             ax.errorbar(
                 xs, table["predicted"],
                 yerr=[table["predicted"] - table["predicted_low"], table["predicted_high"] - table["predicted"]],
-                color=color, marker="s", ls="--", capsize=3, label=name,
+                color=color, marker="s", ls="--", capsize=3, label=plot_text(name),
             )
         ax.set_xticks(xs, first["x"])
         ax.set_xlabel("repeat transactions in the calibration period")
@@ -70,5 +71,5 @@ def plot_frequency_ppc(ppc: pd.DataFrame, model: str, title: str | None = None) 
         ax.set_xlabel("repeat transactions in the calibration period")
         ax.set_ylabel("customers")
         ax.legend(frameon=False)
-        ax.set_title(title or f"Posterior predictive check: {model}", loc="left", fontweight="bold")
+        ax.set_title(title or f"Posterior predictive check: {plot_text(model)}", loc="left", fontweight="bold")
     return fig

@@ -23,6 +23,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from cbcv.report.escape import plot_text
+
 #: Figure sizes in inches (width, height): one column of a report page, the full text width,
 #: a square panel (heatmaps), and a tall two-panel figure.
 FIGSIZES: dict[str, tuple[float, float]] = {
@@ -114,7 +116,7 @@ def sequential_colors(n: int, cmap: str = SEQUENTIAL_CMAP) -> list[tuple[float, 
 def money_formatter(currency: str | None = None, *, decimals: int = 0) -> FuncFormatter:
     """Tick formatter for money: thousands separators and k/M suffixes, optional currency code
     (``"USD"`` gives ``USD 12k``)."""
-    prefix = f"{currency} " if currency else ""
+    prefix = f"{plot_text(currency)} " if currency else ""
 
     def fmt(value: float, _pos: int | None = None) -> str:
         sign = "-" if value < 0 else ""

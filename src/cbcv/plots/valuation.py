@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cbcv.plots.style import COLORS, money_formatter, new_figure, sequential_colors, style_context
+from cbcv.report.escape import plot_text
 from cbcv.valuation.bridge import BRIDGE, ValuationResult
 from cbcv.valuation.equity import RevenueLayers
 from cbcv.valuation.inputs import draw_stats, interval_bounds
@@ -30,7 +31,7 @@ def _axes(ax: Axes | None, size: str) -> tuple[Figure, Axes]:
 
 
 def _money_label(text: str, currency: str | None) -> str:
-    return f"{text} ({currency})" if currency else text
+    return f"{text} ({plot_text(currency)})" if currency else text
 
 
 def waterfall_data(result: ValuationResult, *, per_share: bool = False, drop_zero: bool = True) -> pd.DataFrame:

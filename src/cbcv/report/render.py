@@ -12,6 +12,9 @@ import nbformat
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
+from cbcv.report.kernel_log import move_to_log
+from cbcv.report.sanitize import sanitize_page
+
 
 def _exporter() -> HTMLExporter:
     c = Config()
@@ -25,14 +28,19 @@ def _exporter() -> HTMLExporter:
     return HTMLExporter(config=c)
 
 
-def render_notebook_html(notebook: str | Path, out: str | Path, title: str | None = None) -> Path:
-    """Render an executed notebook to a self-contained HTML page with no code cells."""
+def render_notebook_html(
+    notebook: str | Path, out: str | Path, title: str | None = None, log: str | Path | None = None
+) -> Path:
+    """Render an executed notebook to a self-contained HTML page with no code cells, no script
+    and no external resource. The kernel's stdout/stderr and any traceback go to ``log``
+    (default ``logs/<page>.log`` beside the page), not onto the page."""
     nb = nbformat.read(str(notebook), as_version=4)
+    out = Path(out)
+    move_to_log(nb, Path(log) if log else out.parent / "logs" / f"{out.stem}.log")
     if title:
         nb.metadata["title"] = title
     body, _ = _exporter().from_notebook_node(nb)
-    out = Path(out)
-    out.write_text(body, encoding="utf-8")
+    out.write_text(sanitize_page(body), encoding="utf-8")
     return out
 
 
@@ -95,5 +103,5 @@ def write_index(
 </body></html>
 """
     path = run_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(sanitize_page(page), encoding="utf-8")
     return path

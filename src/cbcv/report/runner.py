@@ -1,6 +1,7 @@
 """``cbcv report``: execute the notebook suite through papermill into a new, versioned run folder.
 
-Each run writes ``reports/<company>/<run-id>/`` (never reusing a folder) with the executed
+Each run writes ``reports/<company>/<run-id>/`` (never reusing a folder; built as
+``<run-id>.partial/`` and renamed only when the suite has run, :mod:`cbcv.report.runfolder`) with the executed
 notebooks, their HTML renderings without code, ``index.html`` linking them, the config used, and
 ``provenance.json``. When a notebook fails, its executed copy (with the error) is kept and
 rendered, provenance records the failure, and :class:`~cbcv.errors.ReportError` carries a
@@ -10,8 +11,7 @@ one-line message naming the notebook, the cell and the error.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import secrets
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,17 +22,20 @@ from typing import Any
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
+from cbcv import interrupt
+from cbcv.cache import atomic_write_json
 from cbcv.config import LoadedConfig, load_config
 from cbcv.errors import ReportError
 from cbcv.paths import notebooks_dir, repo_root
 from cbcv.report.provenance import git_state, package_versions, sha256_file
 from cbcv.report.render import IndexEntry, render_notebook_html, write_index
+from cbcv.report.runfolder import finish_run, run_id, start_run
 from cbcv.report.summary import STYLE as SUMMARY_STYLE
 from cbcv.report.summary import (
     assumptions_table,
-    diagnostics_problems,
     executive_summary,
     methodology_appendix,
+    run_diagnostics,
 )
 
 KERNEL_NAME = "cbcv-python3"
@@ -59,19 +62,9 @@ class ReportResult:
 
 
 def new_run_dir(out: str | Path, company_folder: str, now: dt.datetime | None = None) -> Path:
-    """Create and return a fresh ``out/<company>/<run-id>`` folder; never reuses one."""
-    now = now or dt.datetime.now(dt.UTC)
-    base = Path(out) / company_folder
-    base.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        run_id = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-        path = base / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise ReportError(f"{base}: could not create a new run folder")
+    """Create and return a fresh ``out/<company>/<run-id>.partial`` folder, marked in progress
+    (:func:`cbcv.report.runfolder.start_run`); never reuses a run id."""
+    return start_run(out, company_folder, now)
 
 
 def ensure_kernel() -> str:
@@ -151,14 +144,15 @@ def run_report(
         executed = run_dir / f"{name}.ipynb"
         status = "ok"
         try:
-            pm.execute_notebook(
+            interrupt.in_worker_thread(functools.partial(
+                pm.execute_notebook,
                 str(nb_dir / f"{name}.ipynb"),
                 str(executed),
                 parameters=parameters,
                 kernel_name=kernel,
                 progress_bar=False,
                 cwd=str(run_dir),
-            )
+            ))
         except PapermillExecutionError as exc:
             status, failure = "failed", _one_line_error(exc, name)
         seconds = time.perf_counter() - t
@@ -168,18 +162,20 @@ def run_report(
         render_notebook_html(executed, run_dir / html_name, title=f"{cfg.company.name}: {title}")
         entries.append(IndexEntry(title=title, href=html_name, status=status, seconds=seconds))
         progress(f"[{i}/{len(names)}] {name} {status} in {seconds:.1f} s")
+        interrupt.check()  # a notebook stopped by the same Ctrl-C is not a failed report
         if failure:
             break
 
     git = git_state(repo_root())
-    problems = diagnostics_problems(run_dir)
+    diagnostics = run_diagnostics(run_dir)
+    problems = diagnostics["problems"]
     strict = cfg.report.strict if strict is None else strict
     provenance = {
-        "run_id": run_dir.name,
+        "run_id": run_id(run_dir),
         "company": cfg.company.name,
         "status": "failed" if failure else "ok",
         "error": failure,
-        "diagnostics": {"ok": not problems, "problems": problems, "strict": strict},
+        "diagnostics": {**diagnostics, "strict": strict},
         "started_utc": t0.isoformat(timespec="seconds"),
         "seconds_total": round(time.perf_counter() - started, 2),
         "seconds_by_notebook": timings,
@@ -191,7 +187,7 @@ def run_report(
         "packages": package_versions(),
     }
     prov_path = run_dir / "provenance.json"
-    prov_path.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    atomic_write_json(prov_path, provenance)
     facts = [
         ("input", f"{fingerprint['file']} (sha256 {str(fingerprint['sha256'])[:16]}…)"),
         ("config", loaded.path.name),
@@ -204,6 +200,9 @@ def run_report(
         run_dir, title=title, entries=entries, facts=facts, summary_html=executive_summary(run_dir, cfg),
         appendix_html=assumptions_table(cfg) + methodology_appendix(), extra_style=SUMMARY_STYLE,
     )
+    interrupt.check()
+    run_dir = finish_run(run_dir)
+    index, prov_path = run_dir / index.name, run_dir / prov_path.name
     if failure:
         raise ReportError(f"{failure} (executed copy kept in {run_dir / (names[len(entries) - 1] + '.ipynb')})")
     if problems:

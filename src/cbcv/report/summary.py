@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cbcv.config import CompanyConfig, Distribution
+from cbcv.report.escape import md
 
 SUMMARY_DIR = "summary"
 #: Charts of the summary, in the order shown: (file stem, caption).
@@ -94,9 +95,35 @@ def fit_records(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_diagnostics(run_dir: str | Path) -> dict[str, Any]:
+    """The verdict over every fit behind a run's figures (:func:`cbcv.models.verdict.combined_diagnostics`):
+    notebook 02's ``models/<name>/fit.json`` and, for fits the valuation made itself, the
+    per-model verdicts in ``valuation.json``. ``status`` is ``none`` when the run has no fit."""
+    from cbcv.models.verdict import combined_diagnostics  # imports PyMC: only when asked
+
+    per_model = {name: rec.get("diagnostics", {}) for name, rec in fit_records(run_dir).items()}
+    vj = Path(run_dir) / "valuation.json"
+    if vj.is_file():
+        saved = json.loads(vj.read_text(encoding="utf-8")).get("diagnostics", {}).get("models", {})
+        per_model.update({k: v for k, v in saved.items() if k not in per_model})
+    return combined_diagnostics(per_model)
+
+
 def diagnostics_problems(run_dir: str | Path) -> list[str]:
-    """Every fit's missed threshold (r_hat, ESS, divergences), naming the model and the figure."""
-    return [p for rec in fit_records(run_dir).values() for p in rec.get("diagnostics", {}).get("problems", [])]
+    """Every reason a fit behind the run does not pass (sampling thresholds, MAP, data and
+    estimate checks), naming the model; empty when every fit passes."""
+    return list(run_diagnostics(run_dir)["problems"])
+
+
+def diagnostics_note(diagnostics: dict[str, Any]) -> str:
+    """A Markdown warning for a page whose figures come from fits that did not pass (empty on
+    pass): the status and every reason, named by model."""
+    status = str(diagnostics.get("status", "pass" if diagnostics.get("ok", True) else "fail"))
+    if status in ("pass", "none"):
+        return ""
+    items = "\n".join(f"- {md(p)}" for p in diagnostics.get("problems", []))
+    return (f"**Diagnostics warning ({md(status)}):** the model fits behind the figures on this page did not "
+            "pass their diagnostics; treat every figure with caution.\n\n" + items)
 
 
 def _img(path: Path, caption: str) -> str:
@@ -108,7 +135,7 @@ def _img(path: Path, caption: str) -> str:
 def _money(v: float | None, currency: str, decimals: int = 2) -> str:
     if v is None:
         return "n/a"
-    return f"{currency} {v:,.{decimals}f}"
+    return f"{html.escape(currency)} {v:,.{decimals}f}"
 
 
 def _plain(v: float | None) -> str:
@@ -166,25 +193,37 @@ def _unit_table(val: dict[str, Any], currency: str) -> str:
             "<th>5%</th><th>95%</th></tr>" + "".join(rows) + "</table>" + foot)
 
 
-def _diagnostics_block(problems: list[str], records: dict[str, dict[str, Any]]) -> str:
-    if not records:
+def _diagnostics_block(diagnostics: dict[str, Any]) -> str:
+    status, models = diagnostics["status"], diagnostics["models"]
+    if status == "none":
         return ""
-    if problems:
-        items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-        return ('<div class="banner" role="alert"><strong>Diagnostics warning:</strong> some model fits miss '
-                f"the convergence thresholds; treat their figures with caution.<ul>{items}</ul></div>")
-    names = ", ".join(sorted(records))
-    return f'<div class="pass">Diagnostics: every fit passes (r_hat, effective sample size, divergences): {html.escape(names)}.</div>'
+    if status != "pass":
+        items = "".join(f"<li>{html.escape(p)}</li>" for p in diagnostics["problems"])
+        return (f'<div class="banner" role="alert"><strong>Diagnostics warning ({html.escape(status)}):</strong> '
+                "some model fits did not pass their diagnostics (sampling thresholds, or data and estimates "
+                f"that cannot support the model); treat their figures with caution.<ul>{items}</ul></div>")
+    names = ", ".join(sorted(models))
+    return ('<div class="pass">Diagnostics: every fit passes (r_hat, effective sample size, divergences, and '
+            f"the data and estimate checks): {html.escape(names)}.</div>")
+
+
+def point_estimate_note(val: dict[str, Any]) -> str:
+    """Said when a fit behind the valuation is a point estimate (MAP): its intervals then carry
+    no parameter uncertainty."""
+    fits = (val.get("models") or {}).get("fits") or {}
+    point = sorted(k for k, f in fits.items() if f.get("method") != "nuts")
+    if not point:
+        return ""
+    return (f" {html.escape(', '.join(point))} fitted by MAP, a point estimate: the intervals carry no "
+            "parameter uncertainty of those models, only that of the financial inputs.")
 
 
 def executive_summary(run_dir: str | Path, cfg: CompanyConfig) -> str:
     """The HTML block that opens ``index.html`` (see the module docstring)."""
     run = Path(run_dir)
     currency = cfg.company.currency
-    records = fit_records(run)
-    problems = diagnostics_problems(run)
     parts = ['<section class="summary" id="executive-summary"><h2>Executive summary</h2>',
-             _diagnostics_block(problems, records)]
+             _diagnostics_block(run_diagnostics(run))]
     vj = run / "valuation.json"
     if vj.is_file():
         val = json.loads(vj.read_text(encoding="utf-8"))
@@ -197,7 +236,7 @@ def executive_summary(run_dir: str | Path, cfg: CompanyConfig) -> str:
         models = val.get("models", {})
         parts.append(f"<p class=\"muted\">Purchase model: {html.escape(str(models.get('purchase')))} "
                      f"({html.escape(str(models.get('choice_reason')))}); spend model: gamma-gamma; "
-                     f"{val['n_draws']:,} posterior draws.</p>")
+                     f"{val['n_draws']:,} posterior draws.{point_estimate_note(val)}</p>")
     else:
         parts.append('<p class="muted">This run has no valuation (notebook 04 was not run).</p>')
     for stem, caption in CHARTS:

@@ -93,6 +93,7 @@ import xarray as xr
 
 from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
 from cbcv.errors import ConfigError, DataError
+from cbcv.jsonio import dumps_strict
 from cbcv.models.base import DEFAULT_TARGET_ACCEPT, Prior, SamplerSettings
 
 Distribution = Literal["weibull", "exponential-gamma", "weibull-gamma"]
@@ -575,12 +576,12 @@ class AcquisitionModel:
             {
                 "cbcv_model": self.name,
                 "method": settings.method,
-                "settings": json.dumps(asdict(settings)),
-                "priors": json.dumps({k: v.to_dict() for k, v in self.priors.items()}),
-                "market": json.dumps(self.market.to_dict()),
+                "settings": dumps_strict(asdict(settings), indent=None),
+                "priors": dumps_strict({k: v.to_dict() for k, v in self.priors.items()}, indent=None),
+                "market": dumps_strict(self.market.to_dict(), indent=None),
                 "distribution": self.distribution,
                 "likelihood": self.likelihood,
-                "covariates": json.dumps(list(self.covariates)),
+                "covariates": dumps_strict(list(self.covariates), indent=None),
                 "seasonality": self.seasonality or "",
                 "n_periods": int(len(design.counts)),
                 "n_acquired": total,
@@ -935,11 +936,12 @@ def acquisitions_from_transactions(
     freq: Frequency = "quarter",
     end: Any = None,
     complete_periods_only: bool = True,
+    zero_amount_purchases: bool = False,
 ) -> pd.DataFrame:
     """New customers per period: customers whose first purchase falls in the period.
 
     ``transactions`` follows the transaction contract (``customer_id``, ``date``, ``amount``);
-    purchases are customer-days with returns netted and return-only days dropped
+    purchases are customer-days with returns netted and days netting to zero or less dropped
     (:func:`cbcv.data.transactions.to_daily`), so a customer whose first row is a return is
     acquired at their first real purchase. Periods run from the first acquisition to ``end``
     (default: the last transaction date), periods without acquisitions included with 0. When
@@ -953,7 +955,7 @@ def acquisitions_from_transactions(
         raise DataError(
             f"acquisition: transactions lack column(s) {missing}; expected {list(TRANSACTION_COLUMNS)}"
         )
-    daily = to_daily(transactions)
+    daily = to_daily(transactions, zero_amount_purchases)
     if daily.empty:
         raise DataError("acquisition: the transactions hold no purchase")
     last_date = (

@@ -30,8 +30,6 @@ of a customer just acquired (the first purchase's own margin is not counted).
 from __future__ import annotations
 
 import hashlib
-import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,12 +38,15 @@ import numpy as np
 import pandas as pd
 
 from cbcv import predict as P
+from cbcv.cache import atomic_write_json
 from cbcv.clv import CustomerCLV, customer_clv, dert_draws, n_model_draws
 from cbcv.config import LoadedConfig, load_config
 from cbcv.data.load import ValidatedLog
 from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
+from cbcv.models.verdict import combined_diagnostics
 from cbcv.outofcore import first_purchases, summary_file, valuation_units
+from cbcv.scored_store import load_scored, save_scored
 from cbcv.scoring import DERT_GRID, ScoredBase, score_customers
 from cbcv.validation import customer_weights
 from cbcv.valuation.acquisition import (
@@ -97,9 +98,14 @@ class CompanyValuation:
     unit_economics: UnitEconomics | None = None
     source: str = ""
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The verdict over every fit behind the valuation (:func:`cbcv.models.verdict.combined_diagnostics`):
+        ``status`` pass/warn/fail, ``reasons`` and the verdict of each model."""
+        return combined_diagnostics({k: r.get("diagnostics", {}) for k, r in self.models.items()})
+
     def diagnostics_problems(self) -> list[str]:
         """The diagnostics gate's findings over every fit (empty when all pass)."""
-        return [p for r in self.models.values() for p in r.get("diagnostics", {}).get("problems", [])]
+        return list(self.diagnostics()["problems"])
 
     def to_json_dict(self) -> dict[str, Any]:
         out = self.result.to_json_dict()
@@ -110,13 +116,14 @@ class CompanyValuation:
             "source": self.source,
             "fits": {
                 k: {"method": r["method"], "n_customers": r["n_customers"], "divergences": r["divergences"],
+                    "diagnostics_status": r["diagnostics"].get("status"),
                     "diagnostics_ok": r["diagnostics"]["ok"], "problems": r["diagnostics"]["problems"]}
                 for k, r in self.models.items()
             },
             "n_draws": self.result.n_draws,
             "pairing": self.clv.meta.get("pairing"),
         }
-        out["diagnostics"] = {"ok": not self.diagnostics_problems(), "problems": self.diagnostics_problems()}
+        out["diagnostics"] = self.diagnostics()
         out["existing_customers"] = {
             "customers": self.clv.n_customers,
             **{k: float(v) for k, v in self.clv.summary().loc["clv_per_customer"].items()},
@@ -248,7 +255,10 @@ def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.Da
     if isinstance(result, ValidatedLog):
         first = first_purchases(summary_file(loaded, result), loaded.config.engine.memory_limit)
         return acquisitions_from_first_purchases(first, freq=period, end=end)  # type: ignore[arg-type]
-    return acquisitions_from_transactions(result.transactions, freq=period, end=end)  # type: ignore[arg-type]
+    return acquisitions_from_transactions(  # type: ignore[arg-type]
+        result.transactions, freq=period, end=end,
+        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
+    )
 
 
 def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataFrame:
@@ -267,25 +277,24 @@ def existing_clv(
     (:func:`cbcv.clv.customer_clv` on ``summary``) or, for a log validated out of core, every
     customer scored by :func:`cbcv.scoring.score_customers` with the per-customer results in
     ``customers.parquet`` beside the validated log (never in a report folder). The scored base
-    is kept beside it (``scored.pkl``) and reused while the summaries, posteriors, margin and
-    rate draws are the same, so the valuation notebook does not score the base again."""
+    is kept beside it (``scored.npz``, no pickle: :mod:`cbcv.scored_store`) and reused while the
+    summaries, posteriors, margin and rate draws are the same, so the valuation notebook does not score the base again."""
     cfg = loaded.config
     if not isinstance(result, ValidatedLog):
         return customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
                             time_unit=cfg.time_unit, max_draws=n, keep_draws=keep_draws)
     path = summary_file(loaded, result)
-    out, cache = path.parent / "customers.parquet", path.parent / "scored.pkl"
+    out, cache = path.parent / "customers.parquet", path.parent / "scored.npz"
     key = _scoring_key(path, freq, spend, margin, rate, n, cfg.time_unit)
-    if cache.is_file() and out.is_file():  # notebook 04 reuses notebook 03's scores
-        saved = pickle.loads(cache.read_bytes())
-        if saved.get("key") == key:
-            return saved["scored"]
+    if out.is_file() and (saved := load_scored(cache, key)) is not None:  # notebook 04 reuses 03's
+        return saved
+    cache.unlink(missing_ok=True)  # invalid while customers.parquet is rewritten
     scored = score_customers(
         freq, spend, path, out, margin=margin, annual_discount_rate=rate,
         time_unit=cfg.time_unit, max_draws=n, memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads,
         progress=progress,
     )
-    cache.write_bytes(pickle.dumps({"key": key, "scored": scored}))
+    save_scored(cache, key, scored)
     return scored
 
 
@@ -403,8 +412,7 @@ def write_valuation(valuation: CompanyValuation, loaded: LoadedConfig, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "valuation.json"
     record = {"company": loaded.config.company.name, "config": loaded.path.name, **valuation.to_json_dict()}
-    path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    return path
+    return atomic_write_json(path, record)
 
 
 def value_company(config_path: str | Path, out_dir: str | Path, *, progress: Any = None) -> Path:
@@ -444,8 +452,10 @@ def company_models(
                 for name, model in models.items():  # the data it was fitted on, for LOO
                     if name in P.FREQUENCY:
                         model.arrays, model.inverse = model.prepare(summary)
-                return summary, models, f"posteriors loaded from this run's {folder.name}/ folder (notebook 02)"
-    fits = fit_company_models(loaded, _check_result(result), None, progress)
+                return summary, models, f"posteriors loaded from this run's {folder.name}/ folder (saved by an earlier notebook)"
+    # saved into the run (as notebook 02 does): the next notebook reuses them, and the run's
+    # provenance and index see their diagnostics verdict
+    fits = fit_company_models(loaded, _check_result(result), Path(run_dir) / "models" if run_dir else None, progress)
     return fits.summary, fits.models, f"fitted now ({cfg.sampler.method})"
 
 
@@ -482,5 +492,6 @@ def company_clv(
                 "year, an illustrative assumption")
     clv = existing_clv(loaded, result, freq, spend, summary, margin=margin, rate=rate, n=n, progress=progress)
     info = {"purchase_model": name, "choice_reason": reason, "spend_model": "gamma_gamma",
-            "source": source, "n_draws": n, "note": note}
+            "source": source, "n_draws": n, "note": note,
+            "diagnostics": combined_diagnostics({k: m.verdict().to_dict() for k, m in models.items()})}
     return clv, info

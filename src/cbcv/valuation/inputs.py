@@ -19,6 +19,10 @@ Distributions (parameters are those of the variable itself)
   [low, high].
 
 A parameter that the distribution does not use is an error (it would be silently ignored).
+Every input has a valid range (:data:`cbcv.config_checks.VALID`: a margin in (0, 1], a
+discount rate in (0, 1) and above the terminal growth, costs >= 0, ...): a distribution with more
+than 0.1% of its probability outside it is an error, and the few draws outside are drawn again,
+so every draw is valid (the distribution truncated to the range).
 Each input has its own random stream derived from ``seed`` and the input's name, so an input's
 draws do not change when another input becomes uncertain.
 
@@ -50,6 +54,7 @@ import pandas as pd
 from scipy import stats
 
 from cbcv.config import Distribution, Financials
+from cbcv.config_checks import Range, distribution_problem, input_problem, valid_ranges
 from cbcv.errors import ConfigError
 
 Unit = Literal["day", "week", "month", "quarter", "year"]
@@ -77,14 +82,8 @@ DRAWN_INPUTS: tuple[str, ...] = (
     "non_operating_assets",
 )
 
-_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # dist: (required, optional)
-    "normal": (("mean", "sd"), ("low", "high")),
-    "lognormal": (("mean", "sd"), ()),
-    "uniform": (("low", "high"), ()),
-    "triangular": (("low", "mode", "high"), ()),
-    "beta": (("alpha", "beta"), ("low", "high")),
-}
+#: Times the draws of an input outside its valid range are drawn again before giving up.
+_REDRAWS = 50
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,21 +237,12 @@ class FinancialDraws:
         return summarize_draws({k: getattr(self, k) for k in DRAWN_INPUTS}, interval)
 
 
-def _check_params(dist: Distribution, name: str) -> None:
-    required, optional = _PARAMS[dist.dist]
-    given = {k for k in ("mean", "sd", "low", "high", "mode", "alpha", "beta") if getattr(dist, k) is not None}
-    extra = sorted(given - set(required) - set(optional))
-    if extra:
-        raise ConfigError(
-            f"financials.{name}: a {dist.dist} distribution does not use {', '.join(extra)} "
-            f"(it takes {', '.join(required + optional)})"
-        )
-
-
 def sample_distribution(dist: Distribution, n: int, rng: np.random.Generator, name: str = "input") -> np.ndarray:
     """``n`` draws of one :class:`~cbcv.config.Distribution` (see the module docstring for each
     kind's parametrisation). Invalid parameters raise :class:`ConfigError` naming ``name``."""
-    _check_params(dist, name)
+    problem = distribution_problem(dist)
+    if problem:
+        raise ConfigError(f"financials.{name}: {problem}")
     kind = dist.dist
     if kind == "normal":
         mean, sd = float(dist.mean), float(dist.sd)  # type: ignore[arg-type]
@@ -260,31 +250,34 @@ def sample_distribution(dist: Distribution, n: int, rng: np.random.Generator, na
             return rng.normal(mean, sd, size=n)
         a = -np.inf if dist.low is None else (dist.low - mean) / sd
         b = np.inf if dist.high is None else (dist.high - mean) / sd
-        if stats.norm.cdf(b) - stats.norm.cdf(a) < 1e-12:
-            raise ConfigError(f"financials.{name}: the truncation range holds no probability mass")
         return stats.truncnorm.rvs(a, b, loc=mean, scale=sd, size=n, random_state=rng)
     if kind == "lognormal":
         mean, sd = float(dist.mean), float(dist.sd)  # type: ignore[arg-type]
-        if mean <= 0:
-            raise ConfigError(f"financials.{name}: a lognormal distribution needs a positive mean")
         s2 = np.log1p((sd / mean) ** 2)
         return rng.lognormal(np.log(mean) - s2 / 2, np.sqrt(s2), size=n)
     if kind == "uniform":
         return rng.uniform(dist.low, dist.high, size=n)
     if kind == "triangular":
-        low, mode, high = float(dist.low), float(dist.mode), float(dist.high)  # type: ignore[arg-type]
-        if not low <= mode <= high:
-            raise ConfigError(f"financials.{name}: a triangular distribution needs low <= mode <= high")
-        return rng.triangular(low, mode, high, size=n)
-    # beta
-    a, b = float(dist.alpha), float(dist.beta)  # type: ignore[arg-type]
-    if a <= 0 or b <= 0:
-        raise ConfigError(f"financials.{name}: a beta distribution needs positive alpha and beta")
+        return rng.triangular(float(dist.low), float(dist.mode), float(dist.high), size=n)  # type: ignore[arg-type]
     low = 0.0 if dist.low is None else float(dist.low)
     high = 1.0 if dist.high is None else float(dist.high)
-    if low >= high:
-        raise ConfigError(f"financials.{name}: low must be below high")
-    return low + (high - low) * rng.beta(a, b, size=n)
+    return low + (high - low) * rng.beta(float(dist.alpha), float(dist.beta), size=n)  # type: ignore[arg-type]
+
+
+def sample_within(dist: Distribution, n: int, rng: np.random.Generator, name: str, valid: Range) -> np.ndarray:
+    """Draws of ``dist`` kept inside ``valid``: it must hold all but
+    :data:`~cbcv.config_checks.MAX_MASS_OUTSIDE` of the probability (else :class:`ConfigError`),
+    and the few draws outside are drawn again (the distribution truncated to the range)."""
+    problem = input_problem(dist, valid)
+    if problem:
+        raise ConfigError(f"financials.{name}: {problem}")
+    draws = sample_distribution(dist, n, rng, name)
+    for _ in range(_REDRAWS):
+        outside = ~valid.contains(draws)
+        if not outside.any():
+            return draws
+        draws[outside] = sample_distribution(dist, int(outside.sum()), rng, name)
+    raise ConfigError(f"financials.{name}: draws keep falling outside {valid.describe()}")
 
 
 def _stream(seed: int | None, name: str) -> np.random.Generator:
@@ -304,10 +297,11 @@ def draw_financials(financials: Financials, n_draws: int, seed: int | None = Non
     n = int(n_draws)
     values: dict[str, Any] = {}
     uncertain = []
+    ranges = valid_ranges(financials)
     for name in DRAWN_INPUTS:
         spec = getattr(financials, name)
         if isinstance(spec, Distribution):
-            values[name] = sample_distribution(spec, n, _stream(seed, name), name)
+            values[name] = sample_within(spec, n, _stream(seed, name), name, ranges[name])
             uncertain.append(name)
         else:
             values[name] = np.full(n, float(spec))

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cbcv.config_checks import ADDITIVE, SHOCKS, shock_problem
 from cbcv.errors import ConfigError
 from cbcv.valuation.bridge import ValuationResult, value_bridge
 from cbcv.valuation.equity import Terminal, future_customer_equity, per_draw
@@ -49,20 +50,7 @@ from cbcv.valuation.inputs import FinancialDraws, Timing, draw_stats, horizon_pe
 DertFunction = Callable[[float, np.ndarray], np.ndarray]
 DertSource = DertFunction | Mapping[Any, Any] | np.ndarray
 
-#: The shocks a valuation can be recomputed under, and what each does.
-SHOCKS: dict[str, str] = {
-    "retention": "dropout/churn rates divided by this factor (DERT recomputed)",
-    "churn": "dropout/churn rates multiplied by this factor",
-    "margin": "contribution margin multiplied",
-    "spend": "expected spend per transaction multiplied",
-    "discount_rate": "annual discount rate multiplied (DERT recomputed)",
-    "discount_rate_shift": "annual discount rate plus this amount",
-    "acquisition_cost": "cost per new customer multiplied",
-    "acquisition_volume": "new customers per period multiplied",
-    "fixed_costs": "fixed operating costs multiplied",
-    "capex": "capital expenditure multiplied",
-}
-_ADDITIVE = {"discount_rate_shift"}
+_ADDITIVE = ADDITIVE
 #: Inputs of :func:`elasticities` and :func:`tornado` by default (those that cannot be
 #: evaluated for a given model are skipped and listed in the result's ``attrs["skipped"]``).
 DEFAULT_INPUTS: tuple[str, ...] = (
@@ -82,12 +70,10 @@ def normalise_shock(shock: Mapping[str, float] | None) -> dict[str, float]:
     """Every shock with its value (neutral where not given); unknown names raise."""
     out = {k: _neutral(k) for k in SHOCKS}
     for k, v in (shock or {}).items():
-        if k not in SHOCKS:
-            raise ConfigError(f"unknown sensitivity input {k!r}; choose from {', '.join(SHOCKS)}")
-        v = float(v)
-        if not np.isfinite(v) or (k not in _ADDITIVE and v < 0) or (k in ("retention", "churn") and v <= 0):
-            raise ConfigError(f"sensitivity input {k}: {v!r} is not a valid factor")
-        out[k] = v
+        problem = shock_problem(k, v)
+        if problem:
+            raise ConfigError(problem if k not in SHOCKS else f"sensitivity input {k}: {problem}")
+        out[k] = float(v)
     return out
 
 

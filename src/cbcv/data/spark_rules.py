@@ -1,0 +1,370 @@
+"""The row checks of :func:`cbcv.data.spark.load_transactions_spark`: the rules of
+:mod:`cbcv.data.rules` in their Spark SQL spelling, checked in the order, with the rejection rows
+and the reconciliation, of :func:`cbcv.data.load.load_transactions`.
+
+Staged rows (:class:`SparkStaged`) carry every source column as text, as DuckDB stages them:
+floating-point columns keep integral values' integer text (NaN is missing), dates are
+``yyyy-MM-dd`` and timestamps their wall-clock text; a zone-aware timestamp is written in the
+configured ``timezone``, else in its own zone (UTC when it has none), computed from the instant
+itself, so that neither the machine's nor the Spark session's time zone changes a date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from cbcv.data._sql import SPARK
+from cbcv.data.load import (
+    ISO_DATE,
+    REJECTION_COLUMNS,
+    REJECTION_DETAILS,
+    Reconciliation,
+    ReturnsSummary,
+)
+from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
+from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
+from cbcv.errors import ConfigError
+
+#: ASCII blanks trimmed around a text date (DuckDB's ``trim(x, ' \t\n\r')``).
+_WS = " \t\n\r"
+_YYYYMMDD = r"^\d{8}\z"
+_ISO = "^(?:" + ISO_DATE + r")\z"
+_MICROS_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class SparkStaged:
+    """Rows of a source: ``source_row``, ``line``, raw text columns ``c0..cN``, ``malformed``
+    and ``raw_line``. ``typed_date``: the date column was a date or timestamp (its text is read
+    with the default rule, not ``date_format``)."""
+
+    name: str
+    kind: str
+    sha256: str | None
+    columns: dict[str, str]  # contract name -> source column
+    internal: dict[str, str]  # contract name -> c<i>
+    all_internal: tuple[str, ...]
+    typed_date: bool
+    rows: DataFrame
+
+
+# --------------------------------------------------------------------------- typed columns as text
+
+
+def wall_clock_text(micros: str) -> str:
+    """SQL: the text (``yyyy-MM-dd HH:mm:ss[.ffffff]``) of a wall-clock time given as
+    microseconds since 1970-01-01 00:00, with no time-zone arithmetic."""
+    day = f"date_from_unix_date(CAST(floor(({micros}) / {_MICROS_PER_DAY}) AS INT))"
+    tod = f"pmod({micros}, {_MICROS_PER_DAY})"
+    return (
+        f"CAST(make_timestamp_ntz(year({day}), month({day}), day({day}), "
+        f"CAST(floor({tod} / 3600000000) AS INT), CAST(floor(pmod({tod}, 3600000000) / 60000000) "
+        f"AS INT), CAST(pmod({tod}, 60000000) AS DECIMAL(8, 0)) / 1000000) AS STRING)"
+    )
+
+
+def zoned_micros(instant: str, zone: str) -> str:
+    """SQL: the wall-clock microseconds, in ``zone``, of the TIMESTAMP (instant) ``instant``."""
+    return f"unix_micros(from_utc_timestamp({instant}, {SPARK.literal(zone)}))"
+
+
+def nanos_text(column: str, zone: str | None) -> str:
+    """SQL: the text of an int64 nanosecond timestamp column (naive when ``zone`` is None)."""
+    micros = f"floor({column} / 1000)"
+    if zone is not None:
+        micros = zoned_micros(f"timestamp_micros({micros})", zone)
+    return wall_clock_text(micros)
+
+
+def float_text(column: str) -> str:
+    """SQL: a floating-point column as DuckDB stages it (:func:`cbcv.data.rules.integral_text_sql`)."""
+    return integral_text_sql(column, "spark")
+
+
+# --------------------------------------------------------------------------- field rules
+
+
+_STRPTIME: dict[str, tuple[str, str] | str] = {
+    # directive -> Spark pattern, or (unpadded, padded) for variable-width numbers: unpadded
+    # (1 or 2 digits, as strptime reads them) unless it touches another directive (%Y%m%d).
+    "Y": "yyyy",
+    "y": "yy",
+    "m": ("M", "MM"),
+    "d": ("d", "dd"),
+    "H": ("H", "HH"),
+    "I": ("h", "hh"),
+    "M": ("m", "mm"),
+    "S": ("s", "ss"),
+    "j": ("D", "DDD"),
+    "f": "SSSSSS",
+    "p": "a",
+    "b": "MMM",
+    "B": "MMMM",
+    "a": "EEE",
+    "A": "EEEE",
+}
+
+
+def _strptime_tokens(date_format: str) -> list[tuple[str, str]]:
+    """("d", directive) | ("t", literal text) tokens of a strptime format."""
+    tokens: list[tuple[str, str]] = []
+    i = 0
+    while i < len(date_format):
+        ch = date_format[i]
+        if ch != "%":
+            tokens.append(("t", ch))
+            i += 1
+            continue
+        if i + 1 >= len(date_format):
+            raise ConfigError(f"date_format {date_format!r} ends with a lone '%'")
+        code = date_format[i + 1]
+        if code == "%":
+            tokens.append(("t", "%"))
+        elif code in _STRPTIME:
+            tokens.append(("d", code))
+        else:
+            raise ConfigError(
+                f"date_format {date_format!r}: directive %{code} is not supported on Spark "
+                f"(supported: {' '.join('%' + c for c in _STRPTIME)} %%)"
+            )
+        i += 2
+    return tokens
+
+
+def spark_date_pattern(date_format: str) -> str:
+    """The Spark datetime pattern for a strptime ``date_format`` (``%d/%m/%Y`` -> ``d'/'M'/'yyyy``).
+
+    ConfigError naming the directive when it has no Spark equivalent here.
+    """
+    if not isinstance(date_format, str) or not date_format:
+        raise ConfigError(f"date_format must be a strptime format, got {date_format!r}")
+    tokens = _strptime_tokens(date_format)
+    out: list[str] = []
+    text = ""
+    for k, (kind, value) in enumerate(tokens):
+        if kind == "t":
+            text += value
+            continue
+        if text:
+            out.append("'" + text.replace("'", "''") + "'")
+            text = ""
+        spec = _STRPTIME[value]
+        if isinstance(spec, tuple):
+            adjacent = (k + 1 < len(tokens) and tokens[k + 1][0] == "d") or (
+                k > 0 and tokens[k - 1][0] == "d"
+            )
+            out.append(spec[1] if adjacent else spec[0])
+        else:
+            out.append(spec)
+    if text:
+        out.append("'" + text.replace("'", "''") + "'")
+    return "".join(out)
+
+
+def date_sql(column: str, pattern: str | None) -> str:
+    """SQL: the calendar day of a text date: ISO date/timestamp (the date as written) or
+    YYYYMMDD; with a pattern, only that pattern. NULL when unparseable."""
+    v = f"btrim({column}, {SPARK.literal(_WS)})"
+    if pattern is not None:
+        return f"CAST(try_to_timestamp({v}, {SPARK.literal(pattern)}) AS DATE)"
+    compact = f"concat_ws('-', substr({v}, 1, 4), substr({v}, 5, 2), substr({v}, 7, 2))"
+    return (
+        f"CASE WHEN {v} RLIKE {SPARK.literal(_YYYYMMDD)} THEN try_cast({compact} AS DATE) "
+        f"WHEN {v} RLIKE {SPARK.literal(_ISO)} THEN try_cast(left({v}, 10) AS DATE) END"
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_rows(
+    staged: SparkStaged,
+    as_of: date | None,
+    pattern: str | None,
+    reject_duplicates: bool,
+    rules: RowRules,
+) -> DataFrame:
+    """Every row with ``reason`` (NULL when accepted), as :func:`cbcv.data.load._validate`:
+    the first failing check of :func:`cbcv.data.rules.row_checks` is the row's reason."""
+    rows = staged.rows
+    id_name, date_name, amount_name = (staged.internal[k] for k in TRANSACTION_COLUMNS)
+    if reject_duplicates:
+        window = Window.partitionBy(*[F.col(c) for c in staged.all_internal]).orderBy("source_row")
+        dup_rank, first_row = F.row_number().over(window), F.min("source_row").over(window)
+    else:
+        dup_rank, first_row = F.lit(1), F.col("source_row")
+    fields = rows.filter(~F.col("malformed")).select(
+        "source_row",
+        "line",
+        F.col(id_name).alias("id_raw"),
+        F.col(date_name).alias("date_raw"),
+        F.col(amount_name).alias("amount_raw"),
+        F.expr(id_sql(id_name, rules, "spark")).alias("customer_id"),
+        F.expr(date_sql(date_name, None if staged.typed_date else pattern)).alias("date"),
+        F.expr(amount_sql(amount_name, "spark")).alias("amount"),
+        dup_rank.alias("dup_rank"),
+        first_row.alias("first_row"),
+        F.col("raw_line"),
+    )
+    verdict = " ".join(
+        f"WHEN {cond} THEN {SPARK.literal(reason)}"
+        for reason, _, cond in row_checks(rules, as_of, "spark")
+    )
+    checked = fields.withColumn("reason", F.expr(f"CASE {verdict} END")).drop("dup_rank")
+    malformed = rows.filter(F.col("malformed")).select(
+        "source_row",
+        "line",
+        *[
+            F.lit(None).cast("string").alias(c)
+            for c in ("id_raw", "date_raw", "amount_raw", "customer_id")
+        ],
+        F.lit(None).cast("date").alias("date"),
+        F.lit(None).cast("double").alias("amount"),
+        F.lit(None).cast("long").alias("first_row"),
+        "raw_line",
+        F.lit("malformed_row").alias("reason"),
+    )
+    return checked.unionByName(malformed)
+
+
+def rejection_details(rules: RowRules, as_of: date | None) -> dict[str, str]:
+    """The ``detail`` of each reason that has one (as DuckDB writes them)."""
+    details = dict(REJECTION_DETAILS)
+    details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
+    if as_of is not None:
+        details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
+    return details
+
+
+def _failing(checked: DataFrame, column: str, raw: Column, reason: str, detail: Column,
+             where: Column, order: int) -> DataFrame:
+    return checked.filter(where).select(
+        "source_row",
+        "line",
+        F.lit(column).alias("column"),
+        raw.cast("string").alias("raw_value"),
+        F.lit(reason).alias("reason"),
+        F.col("reason").eqNullSafe(reason).alias("primary"),
+        detail.cast("string").alias("detail"),
+        F.lit(order).alias("_ord"),
+    )
+
+
+def rejection_rows(
+    checked: DataFrame, staged: SparkStaged, as_of: date | None, rules: RowRules
+) -> DataFrame:
+    """One row per failing check of each rejected row (``primary``: the row's reason), with the
+    columns of :data:`cbcv.data.load.REJECTION_COLUMNS`, ordered by source row and check."""
+    raw_of = {
+        f: (staged.columns[f], F.col(raw))
+        for f, raw in zip(TRANSACTION_COLUMNS, ("id_raw", "date_raw", "amount_raw"), strict=True)
+    }
+    details = rejection_details(rules, as_of)
+    is_malformed = F.col("reason").eqNullSafe("malformed_row")
+    fields = checked.filter(~is_malformed)
+    frames = []
+    for order, (reason, field, cond) in enumerate(row_checks(rules, as_of, "spark"), start=1):
+        if reason == "duplicate_row":
+            detail = F.concat(F.lit("same fields as source row "), F.col("first_row").cast("string"))
+            where = F.col("reason").eqNullSafe("duplicate_row")
+            frames.append(_failing(fields, "*", F.lit(None), reason, detail, where, order))
+            continue
+        column, raw = raw_of[field]
+        detail = F.lit(details.get(reason))
+        frames.append(_failing(fields, column, raw, reason, detail, F.expr(cond), order))
+    frames.append(
+        checked.filter(is_malformed).select(
+            "source_row",
+            "line",
+            F.lit("*").alias("column"),
+            F.col("raw_line").alias("raw_value"),
+            F.lit("malformed_row").alias("reason"),
+            F.lit(True).alias("primary"),
+            F.lit("cannot split into the header's columns (Spark CSV parser)").alias("detail"),
+            F.lit(0).alias("_ord"),
+        )
+    )
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union.orderBy("source_row", "_ord").select(*REJECTION_COLUMNS)
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """The row counts of a validation: read, accepted, rejected and rejected by reason."""
+
+    read: int
+    accepted: int
+    rejected: int
+    by_reason: dict[str, int]
+
+
+def reconcile(
+    spark: SparkSession,
+    accepted: DataFrame,
+    staged: SparkStaged,
+    counts: RowCounts,
+    as_of: date | None,
+    reject_duplicates: bool,
+    notes: tuple[str, ...],
+    zero_amount_purchases: bool = False,
+) -> Reconciliation:
+    """The :class:`~cbcv.data.load.Reconciliation` DuckDB gives for the same accepted rows,
+    customer-days counted with the purchase rule (:func:`cbcv.data.transactions.daily_sql`)."""
+    view = f"cbcv_accepted_{uuid.uuid4().hex}"
+    accepted.createOrReplaceTempView(view)
+    try:
+        total = SPARK.exact_sum
+        row = spark.sql(
+            f"""
+            WITH d AS ({daily_sql(view, zero_amount_purchases)}),
+            r AS (SELECT DISTINCT customer_id, CAST(date AS DATE) AS date FROM {view}
+                  WHERE amount < 0)
+            SELECT count(DISTINCT customer_id) AS n_customers, min(date) AS first_day,
+                   max(date) AS last_day, coalesce({total}(amount), 0) AS total,
+                   count(*) FILTER (WHERE amount < 0) AS return_rows,
+                   coalesce(-{total}(amount) FILTER (WHERE amount < 0), 0) AS returned,
+                   (SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE)
+                                          FROM {view})) AS all_days,
+                   (SELECT count(*) FROM d) AS customer_days,
+                   (SELECT count(*) FROM d JOIN r USING (customer_id, date)) AS netted
+            FROM {view}
+            """
+        ).collect()[0]
+    finally:
+        spark.catalog.dropTempView(view)
+    returns = ReturnsSummary(
+        rows=int(row["return_rows"]),
+        amount=float(row["returned"]),
+        customer_days_netted=int(row["netted"]),
+        non_positive_days=int(row["all_days"]) - int(row["customer_days"]),
+    )
+    return Reconciliation(
+        source=staged.name,
+        source_type=staged.kind,
+        sha256=staged.sha256,
+        rows_read=counts.read,
+        rows_accepted=counts.accepted,
+        rows_rejected=counts.rejected,
+        rejected_by_reason=counts.by_reason,
+        returns=returns,
+        n_customers=int(row["n_customers"]),
+        customer_days=int(row["customer_days"]),
+        first_date=row["first_day"],
+        last_date=row["last_day"],
+        total_amount=float(row["total"]),
+        as_of=as_of,
+        columns=dict(staged.columns),
+        duplicate_check=reject_duplicates,
+        notes=notes,
+        zero_amount_purchases=zero_amount_purchases,
+    )
