@@ -97,7 +97,7 @@ from cbcv.data.rules import (
     row_checks,
 )
 from cbcv.data.staged import ROW, Staged, file_sha256, malformed_frame, resolve_columns
-from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
+from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 from cbcv.errors import ConfigError, DataError
 
 #: Rejection reasons in the order in which the first failing one is chosen.
@@ -888,26 +888,9 @@ def _reconcile(
     notes: tuple[str, ...],
     zero_amount_purchases: bool = False,
 ) -> Reconciliation:
-    n_customers, first_day, last_day, total, return_rows, returned = con.execute(
-        "SELECT count(DISTINCT customer_id), min(date), max(date), coalesce(fsum(amount), 0), "
-        "count(*) FILTER (WHERE amount < 0), coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) "
-        "FROM accepted"
-    ).fetchall()[0]
-    daily = daily_sql("accepted", zero_amount_purchases)
-    all_days = con.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE) FROM accepted)"
-    ).fetchall()[0][0]
-    customer_days = con.execute(f"SELECT count(*) FROM ({daily})").fetchall()[0][0]
-    netted = con.execute(
-        f"SELECT count(*) FROM ({daily}) d JOIN (SELECT DISTINCT customer_id, CAST(date AS DATE) "
-        "AS date FROM accepted WHERE amount < 0) r USING (customer_id, date)"
-    ).fetchall()[0][0]
-    returns = ReturnsSummary(
-        rows=int(return_rows),
-        amount=float(returned),
-        customer_days_netted=int(netted),
-        non_positive_days=int(all_days) - int(customer_days),
-    )
+    cursor = con.execute(reconciliation_sql("accepted", zero_amount_purchases))
+    names = [d[0] for d in cursor.description]
+    figures = dict(zip(names, cursor.fetchall()[0], strict=True))
     return Reconciliation(
         source=staged.name,
         source_type=staged.kind,
@@ -916,15 +899,29 @@ def _reconcile(
         rows_accepted=rows_accepted,
         rows_rejected=rows_rejected,
         rejected_by_reason=by_reason,
-        returns=returns,
-        n_customers=int(n_customers),
-        customer_days=int(customer_days),
-        first_date=first_day,
-        last_date=last_day,
-        total_amount=float(total),
         as_of=as_of,
         columns=dict(staged.columns),
         duplicate_check=reject_duplicates,
         notes=notes,
         zero_amount_purchases=zero_amount_purchases,
+        **log_figures(figures),
     )
+
+
+def log_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`Reconciliation` fields read from one row of
+    :func:`cbcv.data.transactions.reconciliation_sql` (on DuckDB or Spark)."""
+    returns = ReturnsSummary(
+        rows=int(figures["return_rows"]),
+        amount=float(figures["returned"]),
+        customer_days_netted=int(figures["netted"]),
+        non_positive_days=int(figures["all_days"]) - int(figures["customer_days"]),
+    )
+    return {
+        "returns": returns,
+        "n_customers": int(figures["n_customers"]),
+        "customer_days": int(figures["customer_days"]),
+        "first_date": figures["first_day"],
+        "last_date": figures["last_day"],
+        "total_amount": float(figures["total"]),
+    }

@@ -24,10 +24,10 @@ from cbcv.data.load import (
     REJECTION_COLUMNS,
     REJECTION_DETAILS,
     Reconciliation,
-    ReturnsSummary,
+    log_figures,
 )
 from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
-from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
+from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 from cbcv.errors import ConfigError
 
 #: ASCII blanks trimmed around a text date (DuckDB's ``trim(x, ' \t\n\r')``).
@@ -323,31 +323,10 @@ def reconcile(
     view = f"cbcv_accepted_{uuid.uuid4().hex}"
     accepted.createOrReplaceTempView(view)
     try:
-        total = SPARK.exact_sum
-        row = spark.sql(
-            f"""
-            WITH d AS ({daily_sql(view, zero_amount_purchases)}),
-            r AS (SELECT DISTINCT customer_id, CAST(date AS DATE) AS date FROM {view}
-                  WHERE amount < 0)
-            SELECT count(DISTINCT customer_id) AS n_customers, min(date) AS first_day,
-                   max(date) AS last_day, coalesce({total}(amount), 0) AS total,
-                   count(*) FILTER (WHERE amount < 0) AS return_rows,
-                   coalesce(-{total}(amount) FILTER (WHERE amount < 0), 0) AS returned,
-                   (SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE)
-                                          FROM {view})) AS all_days,
-                   (SELECT count(*) FROM d) AS customer_days,
-                   (SELECT count(*) FROM d JOIN r USING (customer_id, date)) AS netted
-            FROM {view}
-            """
-        ).collect()[0]
+        query = reconciliation_sql(view, zero_amount_purchases, SPARK.exact_sum)
+        figures = spark.sql(query).collect()[0].asDict()
     finally:
         spark.catalog.dropTempView(view)
-    returns = ReturnsSummary(
-        rows=int(row["return_rows"]),
-        amount=float(row["returned"]),
-        customer_days_netted=int(row["netted"]),
-        non_positive_days=int(row["all_days"]) - int(row["customer_days"]),
-    )
     return Reconciliation(
         source=staged.name,
         source_type=staged.kind,
@@ -356,15 +335,10 @@ def reconcile(
         rows_accepted=counts.accepted,
         rows_rejected=counts.rejected,
         rejected_by_reason=counts.by_reason,
-        returns=returns,
-        n_customers=int(row["n_customers"]),
-        customer_days=int(row["customer_days"]),
-        first_date=row["first_day"],
-        last_date=row["last_day"],
-        total_amount=float(row["total"]),
         as_of=as_of,
         columns=dict(staged.columns),
         duplicate_check=reject_duplicates,
         notes=notes,
         zero_amount_purchases=zero_amount_purchases,
+        **log_figures(figures),
     )

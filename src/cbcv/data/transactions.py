@@ -52,6 +52,28 @@ def daily_sql(source: str, zero_amount_purchases: bool = False) -> str:
     return DAILY_SQL.format(source=source, rule=rule)
 
 
+def reconciliation_sql(source: str, zero_amount_purchases: bool, exact_sum: str = "fsum") -> str:
+    """One row of figures over the accepted rows ``source`` (DuckDB and Spark SQL alike):
+    ``n_customers, first_day, last_day, total, return_rows, returned`` (as a positive amount),
+    ``all_days`` (distinct customer-days), ``customer_days`` (purchases under the rule) and
+    ``netted`` (purchase days with a return netted). ``exact_sum``: the dialect's sum of
+    doubles (:class:`cbcv.data._sql.Dialect`)."""
+    return f"""
+        WITH d AS ({daily_sql(source, zero_amount_purchases)}),
+        r AS (SELECT DISTINCT customer_id, CAST(date AS DATE) AS date FROM {source}
+              WHERE amount < 0)
+        SELECT count(DISTINCT customer_id) AS n_customers, min(date) AS first_day,
+               max(date) AS last_day, coalesce({exact_sum}(amount), 0) AS total,
+               count(*) FILTER (WHERE amount < 0) AS return_rows,
+               coalesce(-{exact_sum}(amount) FILTER (WHERE amount < 0), 0) AS returned,
+               (SELECT count(*) FROM (SELECT DISTINCT customer_id, CAST(date AS DATE)
+                                      FROM {source})) AS all_days,
+               (SELECT count(*) FROM d) AS customer_days,
+               (SELECT count(*) FROM d JOIN r USING (customer_id, date)) AS netted
+        FROM {source}
+    """
+
+
 def to_daily(transactions: pd.DataFrame, zero_amount_purchases: bool = False) -> pd.DataFrame:
     """Merge a transaction log into customer-days (returns netted; days netting to zero or less dropped).
 
