@@ -23,15 +23,17 @@ Validation (:func:`load_transactions_spark`)
     splits (a per-split count, no global sort), the header and blank lines excluded; ``line`` is
     the physical line. Parquet rows are numbered by Spark's ``_metadata.row_index``.
 
-    Differences from DuckDB, all on malformed input: a CSV record is one line here (a quoted line
-    break splits a record into two malformed ones, where DuckDB reads one record and stops giving
-    line numbers); pathological quoting (a quote inside an unquoted field, an unterminated quote)
-    may be counted differently, since Spark's CSV parser (PERMISSIVE mode, corrupt-record column)
-    is more lenient than DuckDB's; invalid UTF-8 is replaced (U+FFFD) rather than rejected;
-    ``detail`` of a malformed row is generic; lines end at CR as well as LF. ``date_format`` is
-    translated from strptime to Spark's pattern for the common directives (``%Y %m %d %H %M %S
-    %I %p %f %b %B %a %A %j %y %%``; ``%y`` reads 00-99 as 2000-2099). Sums are plain ``sum``,
-    not DuckDB's error-compensated ``fsum``: totals may differ in the last bits.
+    The row rules are :mod:`cbcv.data.rules`' SQL in its Spark form (:mod:`cbcv.data.spark_rules`),
+    and files are staged by :mod:`cbcv.data.spark_stage`; a local CSV file gets DuckDB's pre-scan
+    first, so other encodings and file kinds are refused alike. Differences from DuckDB, all on
+    malformed input: both read one record per physical line, but pathological quoting (a quote
+    inside an unquoted field) may be counted differently, since Spark's CSV parser (PERMISSIVE
+    mode, corrupt-record column) is more lenient than DuckDB's; a remote file's invalid UTF-8
+    is replaced (U+FFFD) rather than refused; ``detail`` of a malformed row is generic.
+    ``date_format`` is translated from strptime to Spark's pattern for the common directives
+    (``%Y %m %d %H %M %S %I %p %f %b %B %a %A %j %y %%``; ``%y`` reads 00-99 as 2000-2099).
+    Sums are plain ``sum``, not DuckDB's error-compensated ``fsum``: totals may differ in the
+    last bits.
 
 Summaries (:func:`customer_summary_spark`, :func:`calibration_holdout_spark`)
     Run :func:`cbcv.data.summary.summary_sql` in its Spark dialect on a temporary view and return
@@ -41,13 +43,11 @@ Summaries (:func:`customer_summary_spark`, :func:`calibration_holdout_spark`)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -57,41 +57,40 @@ import pandas as pd
 
 try:
     from pyspark import StorageLevel
-    from pyspark.errors import PySparkException
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "cbcv.data.spark needs pyspark and Java 17+: pip install 'cbcv[spark]'"
     ) from exc
 
-from cbcv.data._sql import SPARK, first_line, parse_day
-from cbcv.data.csv_stage import csv_layout, guess_delimiter, header_names
+from cbcv.data._sql import SPARK, parse_day
 from cbcv.data.load import (
     REJECTION_REASONS,
     LoadResult,
     Reconciliation,
     column_map,
-    file_kind,
-    file_sha256,
     parse_delimiter,
     rejections_table,
     row_rules,
 )
 from cbcv.data.spark_rules import (
     RowCounts,
-    SparkStaged,
     check_rows,
-    float_text,
-    nanos_text,
     reconcile,
     rejection_rows,
     spark_date_pattern,
-    wall_clock_text,
-    zoned_micros,
 )
-from cbcv.data.staged import MAX_RAW_LINE, resolve_columns
+from cbcv.data.spark_stage import (
+    URI,
+    is_temporal,
+    nanos_to_day,
+    read_parquet,
+    spark_errors,
+    spark_source,
+    stage_csv_spark,
+    stage_parquet_spark,
+)
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -129,9 +128,6 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
 }
 
-_CORRUPT = "_cbcv_corrupt"
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
-_NANOS_PER_DAY = 86_400_000_000_000
 
 
 # --------------------------------------------------------------------------- session
@@ -207,279 +203,6 @@ def _local_threads(master: str) -> int:
     return max(1, int(m.group(1)))
 
 
-@contextlib.contextmanager
-def _spark_errors(name: str, what: str) -> Iterator[None]:
-    """Turn Spark's (often multi-line, JVM-side) errors into one-line DataErrors."""
-    try:
-        yield
-    except (DataError, ConfigError):
-        raise
-    except PySparkException as exc:
-        text = first_line(exc)
-        if "PATH_NOT_FOUND" in text or "does not exist" in text.lower():
-            raise DataError(f"{name}: file not found ({text})") from exc
-        raise DataError(f"{name}: {what} ({text})") from exc
-    except Exception as exc:  # py4j errors carry the JVM's exception
-        if type(exc).__name__ not in {"Py4JJavaError", "Py4JError"}:
-            raise
-        raise DataError(f"{name}: {what} ({first_line(exc)})") from exc
-
-
-# --------------------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True)
-class _Source:
-    name: str
-    uri: str  # what Spark reads
-    local: Path | None  # the local file, when it is one
-    kind: str  # csv | parquet
-
-
-def _source(source: str | os.PathLike[str], source_name: str | None) -> _Source:
-    if not isinstance(source, str | os.PathLike):
-        raise DataError(
-            f"unsupported source {type(source).__name__}: pass the path or URI of a CSV or "
-            "Parquet file"
-        )
-    text = os.fspath(source)
-    if _URI.match(text) and not text.lower().startswith("file:"):
-        name = source_name or text.rstrip("/").rsplit("/", 1)[-1]
-        path_for_kind = Path(text.split("://", 1)[-1])
-        local = None
-        uri = text
-    else:
-        if text.lower().startswith("file:"):
-            text = re.sub(r"^file:(//)?", "", text)
-        path = Path(text).expanduser()
-        name = source_name or path.name
-        if not path.exists():
-            raise DataError(f"{name}: file not found ({path})")
-        if not path.is_file():
-            raise DataError(f"{name}: not a file ({path}); pass one CSV or Parquet file")
-        path_for_kind, local, uri = path, path.resolve(), path.resolve().as_uri()
-    kind = file_kind(path_for_kind)
-    if kind == "duckdb":
-        raise DataError(f"{name}: DuckDB database files are read by the DuckDB engine only")
-    if kind is None:
-        raise DataError(
-            f"{name}: unsupported file type {''.join(path_for_kind.suffixes) or '(no suffix)'!r}; "
-            "use CSV (.csv .tsv .txt, optionally .gz) or Parquet (.parquet .pq)"
-        )
-    return _Source(name=name, uri=uri, local=local, kind=kind)
-
-
-def _parquet_schema(local: Path | None) -> Any:
-    """The Arrow schema of a local Parquet file; None for a remote or unreadable one."""
-    if local is None:
-        return None
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_schema(local)
-    except (OSError, pa.ArrowException):
-        return None
-
-
-def _nanos_columns(local: Path | None) -> frozenset[str]:
-    """Columns of a local Parquet file typed TIMESTAMP(NANOS), which Spark reads as int64."""
-    import pyarrow as pa
-
-    schema = _parquet_schema(local)
-    return frozenset(
-        f.name for f in schema or () if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
-    )
-
-
-def _parquet_timestamps(local: Path | None) -> dict[str, str | None]:
-    """The stored zone of each timestamp column of a local Parquet file (None: naive)."""
-    import pyarrow as pa
-
-    schema = _parquet_schema(local)
-    return {f.name: f.type.tz for f in schema or () if pa.types.is_timestamp(f.type)}
-
-
-def _read_parquet(spark: SparkSession, src: _Source) -> tuple[DataFrame, frozenset[str]]:
-    with _spark_errors(src.name, "cannot read as Parquet"):
-        frame = spark.read.parquet(src.uri)
-    nanos = _nanos_columns(src.local)
-    if nanos and spark.conf.get("spark.sql.legacy.parquet.nanosAsLong", "false") != "true":
-        raise DataError(
-            f"{src.name}: column(s) {', '.join(sorted(nanos))} hold nanosecond timestamps, "
-            "which Spark reads only with spark.sql.legacy.parquet.nanosAsLong=true (set by "
-            "cbcv.data.spark.spark_session)"
-        )
-    nanos = frozenset(c for c in nanos if isinstance(frame.schema[c].dataType, T.LongType))
-    return frame, nanos
-
-
-def _is_temporal(data_type: T.DataType) -> bool:
-    return isinstance(data_type, T.DateType | T.TimestampType | T.TimestampNTZType)
-
-
-def _nanos_to_day(column: Column) -> Column:
-    return F.date_from_unix_date(F.floor(column / F.lit(_NANOS_PER_DAY)).cast("int"))
-
-
-# --------------------------------------------------------------------------- staging
-
-
-def _stage_csv(
-    spark: SparkSession, src: _Source, col_map: dict[str, str], delim: str | None
-) -> SparkStaged:
-    name = src.name
-    if src.local is not None:  # refuses other encodings and file kinds, as DuckDB's reader
-        csv_layout(src.local, name)
-    with _spark_errors(name, "cannot read file"):
-        lines = spark.read.text(src.uri).select(
-            F.col("value"),
-            F.col("_metadata.file_block_start").alias("_blk"),
-            F.monotonically_increasing_id().alias("_all"),
-        )
-        nonblank = F.col("value") != F.lit("")
-        blocks = (
-            lines.groupBy("_blk")
-            .agg(
-                F.count(F.lit(1)).alias("n_all"),
-                F.min("_all").alias("m_all"),
-                F.count(F.when(nonblank, F.lit(1))).alias("n_nb"),
-                F.min(F.when(nonblank, F.struct("_all", "value"))).alias("first"),
-            )
-            .collect()
-        )
-    blocks = sorted(blocks, key=lambda b: b["_blk"])
-    # Each split of the file is read by one task in order, so within a split the ids count up
-    # by one per line. Number the lines (all, and non-blank ones) across splits in file order.
-    shifts: list[tuple[int, int, int]] = []
-    header: str | None = None
-    all_off = nb_off = 0
-    nb_base: dict[int, int] = {}
-    running: defaultdict[int, int] = defaultdict(int)
-    for b in sorted(blocks, key=lambda b: b["m_all"]):
-        pid = int(b["m_all"]) >> 33
-        nb_base[b["_blk"]] = (pid << 33) + running[pid]
-        running[pid] += int(b["n_nb"])
-    for b in blocks:
-        if header is None and b["n_nb"]:
-            header = b["first"]["value"]
-        shifts.append((b["_blk"], all_off - int(b["m_all"]), nb_off - nb_base[b["_blk"]]))
-        all_off += int(b["n_all"])
-        nb_off += int(b["n_nb"])
-    if header is None:
-        raise DataError(f"{name}: empty file (no header, no data rows)")
-    header = header.lstrip("\ufeff")
-    delimiter = delim or guess_delimiter(header)
-    names = header_names(header, delimiter)
-    if len(names) == 1:
-        others = [d for d in (",", ";", "\t", "|") if d != delimiter and d in names[0]]
-        if others:
-            raise DataError(
-                f"{name}: the header parses into one column {names[0]!r} with delimiter "
-                f"{delimiter!r}; the file looks {others[0]!r}-delimited: pass "
-                f"delimiter={others[0]!r}"
-            )
-    resolved = resolve_columns(names, col_map, name)
-    internal = [f"c{i}" for i in range(len(names))]
-    shift_frame = spark.createDataFrame(shifts, "_blk long, a_shift long, n_shift long")
-    numbered = (
-        lines.filter(nonblank)
-        .select("*", F.monotonically_increasing_id().alias("_nb"))
-        .join(F.broadcast(shift_frame), "_blk")
-        .select(
-            (F.col("_nb") + F.col("n_shift")).alias("source_row"),
-            (F.col("_all") + F.col("a_shift") + F.lit(1)).alias("line"),
-            F.col("value"),
-        )
-        .filter(F.col("source_row") >= 1)  # 0 is the header
-    )
-    ddl = ", ".join(f"{c} STRING" for c in internal) + f", {_CORRUPT} STRING"
-    options = {
-        "sep": delimiter,
-        "quote": '"',
-        "escape": '"',
-        "mode": "PERMISSIVE",
-        "columnNameOfCorruptRecord": _CORRUPT,
-    }
-    parsed = numbered.select(
-        "source_row", "line", "value", F.from_csv("value", ddl, options).alias("r")
-    )
-    rows = parsed.select(
-        "source_row",
-        "line",
-        *[F.col(f"r.{c}").alias(c) for c in internal],
-        F.col(f"r.{_CORRUPT}").isNotNull().alias("malformed"),
-        F.substring("value", 1, MAX_RAW_LINE).alias("raw_line"),
-    )
-    position = {n: internal[i] for i, n in enumerate(names)}
-    return SparkStaged(
-        name=name,
-        kind="csv",
-        sha256=file_sha256(src.local, name) if src.local is not None else None,
-        columns=resolved,
-        internal={k: position[v] for k, v in resolved.items()},
-        all_internal=tuple(internal),
-        typed_date=False,
-        rows=rows,
-    )
-
-
-def _stage_parquet(
-    spark: SparkSession, src: _Source, col_map: dict[str, str], timezone: str | None
-) -> SparkStaged:
-    """Every column as text, as DuckDB stages a Parquet file (:mod:`cbcv.data.spark_rules`)."""
-    frame, nanos = _read_parquet(spark, src)
-    names = [f.name for f in frame.schema.fields]
-    resolved = resolve_columns(names, col_map, src.name)
-    internal = {n: f"c{i}" for i, n in enumerate(names)}
-    kinds = {f.name: f.dataType for f in frame.schema.fields}
-    stored = _parquet_timestamps(src.local)
-    date_col = resolved["date"]
-    with _spark_errors(src.name, "cannot read as Parquet"):
-        rows = frame.select(
-            (F.col("_metadata.row_index") + F.lit(1)).alias("source_row"),
-            F.lit(None).cast("long").alias("line"),
-            *[
-                _column_text(n, kinds[n], n in nanos, stored, timezone).alias(internal[n])
-                for n in names
-            ],
-            F.lit(False).alias("malformed"),
-            F.lit(None).cast("string").alias("raw_line"),
-        )
-    return SparkStaged(
-        name=src.name,
-        kind="parquet",
-        sha256=file_sha256(src.local, src.name) if src.local is not None else None,
-        columns=resolved,
-        internal={k: internal[v] for k, v in resolved.items()},
-        all_internal=tuple(internal.values()),
-        typed_date=date_col in nanos or _is_temporal(kinds[date_col]),
-        rows=rows,
-    )
-
-
-def _column_text(
-    name: str,
-    data_type: T.DataType,
-    is_nanos: bool,
-    stored: Mapping[str, str | None],
-    timezone: str | None,
-) -> Column:
-    """A Parquet column as text. A zone-aware timestamp shows its wall-clock time in
-    ``timezone``, else in its stored zone (UTC for a file whose schema cannot be read here)."""
-    column = SPARK.ident(name)
-    aware = name not in stored or stored[name] is not None
-    zone = timezone or stored.get(name) or "UTC"
-    if is_nanos:
-        return F.expr(nanos_text(column, zone if aware else None))
-    if isinstance(data_type, T.TimestampType):
-        # a naive column that Spark reads as an instant holds its wall clock in UTC
-        return F.expr(wall_clock_text(zoned_micros(column, zone if aware else "UTC")))
-    if isinstance(data_type, T.FloatType | T.DoubleType):
-        return F.expr(float_text(column))
-    return F.col(column).cast("string")
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -546,11 +269,11 @@ def load_transactions_spark(
     delim = parse_delimiter(delimiter)
     pattern = spark_date_pattern(date_format) if date_format is not None else None
     rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
-    src = _source(source, source_name)
+    src = spark_source(source, source_name)
     if src.kind == "csv":
-        staged = _stage_csv(spark, src, col_map, delim)
+        staged = stage_csv_spark(spark, src, col_map, delim)
     else:
-        staged = _stage_parquet(spark, src, col_map, rules.timezone)
+        staged = stage_parquet_spark(spark, src, col_map, rules.timezone)
     notes: list[str] = []
     if date_format is not None and staged.typed_date:
         notes.append(
@@ -563,7 +286,7 @@ def load_transactions_spark(
     accepted = checked.filter(F.col("reason").isNull()).select(
         "customer_id", "date", "amount", "source_row"
     )
-    with _spark_errors(staged.name, "cannot reconcile"):
+    with spark_errors(staged.name, "cannot reconcile"):
         reconciliation = reconcile(
             spark, accepted, staged, counts, as_of_day, reject_duplicates, tuple(notes),
             rules.zero_amount_purchases,
@@ -573,11 +296,11 @@ def load_transactions_spark(
     if out_dir is None:
         return SparkLoadResult(transactions, rejections, reconciliation, _persisted=checked)
     folder = str(out_dir)
-    if not _URI.match(folder):
+    if not URI.match(folder):
         Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
         folder = str(Path(folder).expanduser().resolve())
     tx_path, rej_path = f"{folder}/transactions.parquet", f"{folder}/rejections.parquet"
-    with _spark_errors(staged.name, f"cannot write to {folder}"):
+    with spark_errors(staged.name, f"cannot write to {folder}"):
         transactions.write.mode("overwrite").parquet(tx_path)
         rejections.write.mode("overwrite").parquet(rej_path)
         checked.unpersist()
@@ -588,7 +311,7 @@ def load_transactions_spark(
 
 def _row_counts(checked: DataFrame, name: str) -> RowCounts:
     """Rows read, accepted and rejected (by reason) of the checked rows; DataError when none."""
-    with _spark_errors(name, "cannot validate rows"):
+    with spark_errors(name, "cannot validate rows"):
         counts = {r["reason"]: int(r["count"]) for r in checked.groupBy("reason").count().collect()}
     rows_read = sum(counts.values())
     if rows_read == 0:
@@ -657,14 +380,14 @@ def _normalised(spark: SparkSession, transactions: SparkTransactions) -> tuple[D
         name = "transactions DataFrame"
         frame = transactions
     elif isinstance(transactions, str | os.PathLike):
-        src = _source(transactions, None)
+        src = spark_source(transactions, None)
         name = src.name
         if src.kind != "parquet":
             raise DataError(
                 f"{name}: summaries read validated transactions from Parquet; validate a CSV "
                 "with load_transactions_spark(..., out_dir=...) first"
             )
-        frame, nanos = _read_parquet(spark, src)
+        frame, nanos = read_parquet(spark, src)
     else:
         raise DataError(
             "transactions must be a Spark DataFrame or a Parquet path, got "
@@ -673,8 +396,8 @@ def _normalised(spark: SparkSession, transactions: SparkTransactions) -> tuple[D
     check_columns(list(frame.columns), name)
     kinds = {f.name: f.dataType for f in frame.schema.fields}
     if "date" in nanos:
-        day = _nanos_to_day(F.col("date"))
-    elif _is_temporal(kinds["date"]):
+        day = nanos_to_day(F.col("date"))
+    elif is_temporal(kinds["date"]):
         day = F.col("date").cast("date")
     else:
         day = F.expr(f"try_cast({SPARK.ident('date')} AS DATE)")
@@ -683,7 +406,7 @@ def _normalised(spark: SparkSession, transactions: SparkTransactions) -> tuple[D
         day.alias("date"),
         F.expr(f"try_cast({SPARK.ident('amount')} AS DOUBLE)").alias("amount"),
     )
-    with _spark_errors(name, "cannot read transactions"):
+    with spark_errors(name, "cannot read transactions"):
         missing = tx.filter(
             F.col("customer_id").isNull() | F.col("date").isNull() | F.col("amount").isNull()
         ).count()
@@ -713,7 +436,7 @@ def _summarise(
     tx, name = _normalised(spark, transactions)
     tx.createOrReplaceTempView(view)
     try:
-        with _spark_errors(name, "cannot summarise"):
+        with spark_errors(name, "cannot summarise"):
             out = spark.sql(sql)
     finally:
         spark.catalog.dropTempView(view)  # the DataFrame keeps the view's plan
