@@ -73,7 +73,6 @@ Returns
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,15 +88,16 @@ from cbcv.config_checks import timezone_problem
 from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
 from cbcv.data.csv_stage import DELIMITERS as DELIMITERS
 from cbcv.data.csv_stage import stage_csv
+from cbcv.data.reconciliation import Reconciliation, log_figures
 from cbcv.data.rules import (
     RowRules,
     amount_sql,
     id_sql,
-    integral_text_sql,
     row_checks,
 )
-from cbcv.data.staged import ROW, Staged, file_sha256, malformed_frame, resolve_columns
+from cbcv.data.staged import ROW, Staged, file_sha256
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
+from cbcv.data.typed_stage import stage_duckdb, stage_frame, stage_parquet
 from cbcv.errors import ConfigError, DataError
 
 #: Rejection reasons in the order in which the first failing one is chosen.
@@ -133,85 +133,6 @@ ISO_DATE = (
     r"\d{4}-\d{2}-\d{2}"
     r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?( ?(Z|[+-]\d{2}(:?\d{2})?))?)?"
 )
-
-
-@dataclass(frozen=True)
-class ReturnsSummary:
-    """Returns (negative amounts) among the accepted rows.
-
-    ``amount`` is the total returned, as a positive number. ``customer_days_netted`` counts the
-    customer-days on which a return was netted against a purchase of the same day;
-    ``non_positive_days`` counts customer-days whose rows net to zero or less (only returns, zero
-    amounts, or returns larger than the day's purchases): they are not purchase occasions and are
-    dropped from the customer-day view, so ``customer_days + non_positive_days`` is the number of
-    distinct (customer, day) pairs among the accepted rows.
-    """
-
-    rows: int
-    amount: float
-    customer_days_netted: int
-    non_positive_days: int
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """What was read, what was kept and why the rest was rejected.
-
-    ``zero_amount_purchases`` records the purchase rule the log was counted with (and that
-    every later step applies to it: :func:`cbcv.data.transactions.daily_sql`).
-
-    ``rows_read == rows_accepted + rows_rejected`` holds exactly, and ``rejected_by_reason``
-    (every reason present, zeros included) sums to ``rows_rejected``.
-    """
-
-    source: str
-    source_type: str
-    sha256: str | None
-    rows_read: int
-    rows_accepted: int
-    rows_rejected: int
-    rejected_by_reason: dict[str, int]
-    returns: ReturnsSummary
-    n_customers: int
-    customer_days: int
-    first_date: date | None
-    last_date: date | None
-    total_amount: float
-    as_of: date | None
-    columns: dict[str, str]
-    duplicate_check: bool
-    notes: tuple[str, ...] = ()
-    zero_amount_purchases: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (dates as ISO strings)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, date):
-                value = value.isoformat()
-            elif isinstance(value, ReturnsSummary):
-                value = dataclasses.asdict(value)
-            elif isinstance(value, dict):
-                value = dict(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Reconciliation:
-        """The inverse of :meth:`to_dict`."""
-        values = dict(data)
-        for key in ("first_date", "last_date", "as_of"):
-            if values.get(key) is not None:
-                values[key] = date.fromisoformat(values[key])
-        returns = dict(values["returns"])
-        if "return_only_days" in returns:  # manifests written before the positive-day rule
-            returns["non_positive_days"] = returns.pop("return_only_days")
-        values["returns"] = ReturnsSummary(**returns)
-        values["notes"] = tuple(values.get("notes", ()))
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -468,7 +389,7 @@ def _stage(
             raise DataError(
                 f"{source_name or 'DataFrame'}: table= applies only to DuckDB database files"
             )
-        return _stage_frame(con, source, col_map, source_name or "DataFrame", timezone)
+        return stage_frame(con, source, col_map, source_name or "DataFrame", timezone)
     if not isinstance(source, str | os.PathLike):
         raise DataError(
             f"unsupported source {type(source).__name__}: pass a file path or a DataFrame"
@@ -495,8 +416,8 @@ def _stage(
         return stage_csv(con, path, name, col_map, delimiter)
     sha = file_sha256(path, name)
     if kind == "parquet":
-        return _stage_parquet(con, path, name, sha, col_map, timezone)
-    return _stage_duckdb(con, path, name, sha, col_map, table, timezone)
+        return stage_parquet(con, path, name, sha, col_map, timezone)
+    return stage_duckdb(con, path, name, sha, col_map, table, timezone)
 
 
 def _is_dataset_name(text: str) -> bool:
@@ -518,169 +439,6 @@ def file_kind(path: Path) -> str | None:
     if last in DUCKDB_SUFFIXES:
         return "duckdb"
     return None
-
-
-def _temporal(types: dict[str, str]) -> frozenset[str]:
-    return frozenset(c for c, t in types.items() if t.upper().startswith(("DATE", "TIMESTAMP")))
-
-
-def _stage_typed(
-    con: duckdb.DuckDBPyConnection,
-    relation: str,
-    row_expr: str | None,
-    name: str,
-    kind: str,
-    sha: str | None,
-    col_map: dict[str, str],
-    zones: Mapping[str, str],
-    default_zone: str = "UTC",
-) -> Staged:
-    """Copy a typed relation into ``raw`` with every column cast to text, and number its rows.
-
-    ``zones`` gives the zone in which each zone-aware timestamp column is read
-    (``default_zone`` for one not listed); floating-point columns keep integral values' integer text (:mod:`cbcv.data.rules`).
-    """
-    try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    except duckdb.Error as exc:
-        raise DataError(f"{name}: cannot read {kind} source ({first_line(exc)})") from exc
-    types = {
-        str(row[0]): str(row[1])
-        for row in described
-        if row_expr is None or row[0] != "file_row_number"
-    }
-    found = list(types)
-    resolved = resolve_columns(found, col_map, name)
-    casts = ", ".join(
-        f"{_text_of(ident(c), types[c], zones.get(c, default_zone))} AS {ident(c)}" for c in found
-    )
-    try:
-        if row_expr is None:
-            con.execute(f"CREATE TABLE raw AS SELECT {casts} FROM {relation}")
-            con.execute(f"CREATE VIEW rows AS SELECT rowid + 1 AS {ROW}, * FROM raw")
-        else:
-            con.execute(f"CREATE TABLE raw AS SELECT {row_expr} AS {ROW}, {casts} FROM {relation}")
-            con.execute("CREATE VIEW rows AS SELECT * FROM raw")
-    except duckdb.Error as exc:
-        raise DataError(f"{name}: cannot read {kind} source ({first_line(exc)})") from exc
-    return Staged(
-        name=name,
-        kind=kind,
-        sha256=sha,
-        columns=resolved,
-        all_columns=tuple(found),
-        temporal=_temporal(types),
-        malformed=malformed_frame(),
-        line_of=None,
-        notes=(),
-    )
-
-
-def _text_of(column: str, sql_type: str, zone: str) -> str:
-    """SQL: a typed column as text (see :func:`_stage_typed`)."""
-    kind = sql_type.upper()
-    if kind in ("DOUBLE", "FLOAT", "REAL"):
-        return integral_text_sql(column)
-    if kind.startswith("TIMESTAMP") and ("TZ" in kind or "TIME ZONE" in kind):
-        return f"CAST(timezone({literal(zone)}, {column}) AS VARCHAR)"
-    return f"CAST({column} AS VARCHAR)"
-
-
-def _stage_frame(
-    con: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
-    col_map: dict[str, str],
-    name: str,
-    timezone: str | None = None,
-) -> Staged:
-    frame = frame.rename(columns=str)
-    if frame.columns.duplicated().any():
-        dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise DataError(f"{name}: duplicate column name(s) {', '.join(map(repr, dupes))}")
-    con.register("cbcv_frame", frame)
-    zones = {
-        c: timezone or str(getattr(frame[c].dtype, "tz", None) or "UTC")
-        for c in frame.columns
-        if getattr(frame[c].dtype, "tz", None) is not None or timezone
-    }
-    return _stage_typed(con, "cbcv_frame", None, name, "dataframe", None, col_map, zones)
-
-
-def _stage_parquet(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    name: str,
-    sha: str,
-    col_map: dict[str, str],
-    timezone: str | None = None,
-) -> Staged:
-    relation = f"read_parquet({literal(str(path))}, file_row_number = true)"
-    zones = _parquet_zones(path, timezone)
-    return _stage_typed(
-        con, relation, "file_row_number + 1", name, "parquet", sha, col_map, zones
-    )
-
-
-def _parquet_zones(path: Path, timezone: str | None) -> dict[str, str]:
-    """The zone of each zone-aware timestamp column of a Parquet file: ``timezone`` when given,
-    else the zone stored with the column (UTC when it has none)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException):
-        return {}  # DuckDB's read reports the problem with the file
-    zones: dict[str, str] = {}
-    for fld in schema:
-        if pa.types.is_timestamp(fld.type) and fld.type.tz is not None:
-            zones[fld.name] = timezone or _zone_name(fld.type.tz)
-    return zones
-
-
-def _zone_name(tz: str) -> str:
-    """An Arrow zone (``'America/New_York'``, ``'+01:00'``, ``'UTC'``) as a DuckDB zone name."""
-    if tz[:1] in "+-" and len(tz) >= 3:
-        sign = "-" if tz[0] == "+" else "+"  # POSIX Etc/GMT zones have the sign inverted
-        hours, _, minutes = tz[1:].partition(":")
-        if int(minutes or 0) == 0:
-            return f"Etc/GMT{sign}{int(hours)}"
-    return tz
-
-
-def _stage_duckdb(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    name: str,
-    sha: str,
-    col_map: dict[str, str],
-    table: str | None,
-    timezone: str | None = None,
-) -> Staged:
-    try:
-        con.execute(f"ATTACH {literal(str(path))} AS cbcv_src (READ_ONLY)")
-    except duckdb.Error as exc:
-        raise DataError(f"{name}: not a readable DuckDB database ({first_line(exc)})") from exc
-    found = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'cbcv_src' "
-        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
-        "WHERE database_name = 'cbcv_src' AND NOT internal ORDER BY 1, 2"
-    ).fetchall()
-    listing = ", ".join(t if s == "main" else f"{s}.{t}" for s, t in found) or "(none)"
-    if table is None:
-        if len(found) != 1:
-            raise DataError(f"{name}: pass table= to choose one of the tables found: {listing}")
-        schema, tbl = found[0]
-    else:
-        wanted = table.strip().lower()
-        matches = [(s, t) for s, t in found if t.lower() == wanted or f"{s}.{t}".lower() == wanted]
-        if len(matches) != 1:
-            raise DataError(f"{name}: table {table!r} not found; tables found: {listing}")
-        schema, tbl = matches[0]
-    relation = f"cbcv_src.{ident(schema)}.{ident(tbl)}"
-    return _stage_typed(
-        con, relation, None, f"{name}:{tbl}", "duckdb", sha, col_map, {}, timezone or "UTC"
-    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -906,22 +664,3 @@ def _reconcile(
         zero_amount_purchases=zero_amount_purchases,
         **log_figures(figures),
     )
-
-
-def log_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
-    """The :class:`Reconciliation` fields read from one row of
-    :func:`cbcv.data.transactions.reconciliation_sql` (on DuckDB or Spark)."""
-    returns = ReturnsSummary(
-        rows=int(figures["return_rows"]),
-        amount=float(figures["returned"]),
-        customer_days_netted=int(figures["netted"]),
-        non_positive_days=int(figures["all_days"]) - int(figures["customer_days"]),
-    )
-    return {
-        "returns": returns,
-        "n_customers": int(figures["n_customers"]),
-        "customer_days": int(figures["customer_days"]),
-        "first_date": figures["first_day"],
-        "last_date": figures["last_day"],
-        "total_amount": float(figures["total"]),
-    }

@@ -23,9 +23,8 @@ from cbcv.data.load import (
     ISO_DATE,
     REJECTION_COLUMNS,
     REJECTION_DETAILS,
-    Reconciliation,
-    log_figures,
 )
+from cbcv.data.reconciliation import Reconciliation, log_figures
 from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 from cbcv.errors import ConfigError

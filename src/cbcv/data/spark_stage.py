@@ -13,15 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:
-    from pyspark.errors import PySparkException
-    from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "cbcv.data.spark needs pyspark and Java 17+: pip install 'cbcv[spark]'"
-    ) from exc
+from pyspark.errors import PySparkException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cbcv.data._sql import SPARK, first_line
 from cbcv.data.csv_stage import csv_layout, guess_delimiter, header_names
