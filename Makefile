@@ -29,6 +29,7 @@ report: $(STAMP)
 ## make test: lint and the test suite
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

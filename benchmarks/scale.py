@@ -15,7 +15,7 @@ wrote, exactly as a scheduler would run the pipeline on a data room:
               t_x and T rounded to whole weeks (``--resolution``), with the MAP on exact and
               rounded counts reported side by side;
 ``score``     CLV, P(alive), DERT and 52-week expected transactions of every customer over every
-              posterior draw (:func:`cbcv.scoring.score_customers`), per-customer Parquet;
+              posterior draw (:func:`cbcv.clv.scoring.score_customers`), per-customer Parquet;
 ``value``     the bridge to value per share (:func:`cbcv.valuation.bridge.value_bridge`);
 ``render``    an HTML page of aggregates (:func:`cbcv.report.scale.scored_base_html`): no
               per-customer data beyond an anonymised, capped top-customer table;
@@ -176,7 +176,7 @@ def _models(d: Path) -> tuple[Any, Any]:
 def stage_score(d: Path, s: ScaleSettings) -> dict[str, Any]:
     import numpy as np
 
-    from cbcv.scoring import score_customers
+    from cbcv.clv.scoring import score_customers
 
     bg, gg = _models(d)
     scored = score_customers(
@@ -255,8 +255,8 @@ def stage_report(d: Path, s: ScaleSettings) -> dict[str, Any]:
     import shutil
 
     from cbcv.config import load_config
+    from cbcv.pipeline.workflow import work_folder
     from cbcv.report.runner import run_report
-    from cbcv.workflow import work_folder
 
     config = report_config(d, s)
     work = work_folder(load_config(config))

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.data.datasets import raw_data_dir
-from cbcv.errors import ConfigError, DataError
+from cbcv.core.errors import ConfigError, DataError
+from cbcv.data.catalog import raw_data_dir
 from cbcv.models.base import SamplerSettings
 from cbcv.valuation.acquisition import (
     AcquisitionModel,

@@ -23,8 +23,8 @@ from cbcv.audit import (
     repeat_rates,
     whale_curve,
 )
+from cbcv.core.errors import CbcvError, ConfigError, DataError
 from cbcv.data.transactions import to_daily
-from cbcv.errors import CbcvError, ConfigError, DataError
 
 
 def _log(rows: list[tuple[str, str, float]]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import pytest
 
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.audit.sql import audit_parquet
-from cbcv.errors import ConfigError, DataError
+from cbcv.core.errors import ConfigError, DataError
 
 CDNOW_CALIBRATION_END = dt.date(1997, 9, 30)
 CDNOW_HOLDOUT_END = dt.date(1998, 6, 30)
@@ -28,7 +28,7 @@ def _write(tx: pd.DataFrame, path: Path) -> Path:
 
 
 def _windows(tx: pd.DataFrame, calibration_end: dt.date, holdout_end: dt.date):
-    """Decile window and migration pair as :func:`cbcv.workflow.audit_windows` builds them."""
+    """Decile window and migration pair as :func:`cbcv.pipeline.workflow.audit_windows` builds them."""
     calibration = (tx["date"].min().date(), calibration_end)
     holdout = (calibration_end + dt.timedelta(days=1), holdout_end)
     return calibration, (calibration, holdout)

@@ -8,7 +8,7 @@ import pytest
 
 from cbcv import clv as C
 from cbcv import predict as P
-from cbcv.errors import CbcvError, DataError
+from cbcv.core.errors import CbcvError, DataError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel
 from cbcv.valuation.equity import existing_customer_equity
 

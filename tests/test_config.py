@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cbcv.config import Distribution, load_config, parse_config
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,8 +176,8 @@ def test_engine_caps_reach_duckdb_and_summaries() -> None:
     import pandas as pd
 
     from cbcv.data._sql import scratch_connection
-    from cbcv.data.engine import summaries_for_engine
     from cbcv.data.summary import customer_summary
+    from cbcv.pipeline.engine import summaries_for_engine
 
     setting = "SELECT current_setting('memory_limit'), current_setting('threads')"
     with scratch_connection(memory_limit="1GB", threads=1) as con:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cbcv.config import load_config, parse_config
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 from cbcv.valuation.inputs import draw_financials
 from cbcv.valuation.sensitivity import normalise_shock
 

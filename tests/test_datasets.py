@@ -9,15 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cbcv.data.datasets import (
-    DATA_DIR_ENV,
-    DATASETS,
-    dataset_path,
-    is_dataset,
-    load_dataset,
-    raw_data_dir,
-)
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
+from cbcv.data.catalog import DATA_DIR_ENV, DATASETS, dataset_path, is_dataset, raw_data_dir
+from cbcv.data.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -222,7 +222,7 @@ def test_cli_fit_warns_and_strict_fails_under_map(tmp_path: Path) -> None:
     assert rec["diagnostics"]["status"] == "fail" and not rec["diagnostics"]["ok"]
     assert any("every purchase is on one day" in r for r in rec["diagnostics"]["reasons"])
     # the verdict's checks travel with the posterior
-    from cbcv.workflow import load_fit
+    from cbcv.pipeline.workflow import load_fit
 
     model, _ = load_fit(tmp_path / "a")
     assert model.verdict().status == "fail"
@@ -254,8 +254,8 @@ def test_cli_value_records_the_verdict_and_strict_fails(tmp_path: Path) -> None:
 
 def test_page_03_fits_carry_their_verdict_into_the_run(tmp_path: Path, cdnow_sample_load) -> None:
     from cbcv.config import load_config
+    from cbcv.pipeline.valuation import company_clv
     from cbcv.report.summary import diagnostics_note, run_diagnostics
-    from cbcv.valuation.company import company_clv
 
     cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
     cfg.update({"sampler": {"method": "map"}, "models": ["bgnbd", "gamma_gamma"]})

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cbcv.core.errors import DataError
 from cbcv.data.load import load_transactions, validate_to_parquet
-from cbcv.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "customer_id,date,amount,note"

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cbcv.core.errors import CbcvError, ConfigError, DataError
 from cbcv.data.load import REJECTION_COLUMNS, REJECTION_REASONS, load_transactions
 from cbcv.data.transactions import to_daily
-from cbcv.errors import CbcvError, ConfigError, DataError
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

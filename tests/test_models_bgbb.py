@@ -14,8 +14,8 @@ import pandas as pd
 import pytensor.tensor as pt
 import pytest
 
+from cbcv.core.errors import DataError
 from cbcv.data.research_sets import read_donations
-from cbcv.errors import DataError
 from cbcv.models.base import Prior, SamplerSettings
 from cbcv.models.bgbb import BetaGeoBetaBinomModel
 

@@ -15,8 +15,8 @@ from scipy.special import beta as beta_fn
 from scipy.special import gammaln
 
 import cbcv.models.base as base
+from cbcv.core.errors import DataError
 from cbcv.data.simulate import BGNBDParams, simulate_summaries
-from cbcv.errors import DataError
 from cbcv.models.base import Prior, SamplerSettings
 from cbcv.models.bgnbd import BetaGeoModel, ModifiedBetaGeoModel, bgnbd_logp, validate_rft
 

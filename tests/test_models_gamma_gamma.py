@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy import integrate, stats
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 from cbcv.models.base import Prior, SamplerSettings
 from cbcv.models.gamma_gamma import GammaGammaModel
 

@@ -19,7 +19,7 @@ from cbcv.data.research_sets import read_donations, read_two_segment_retention
 from cbcv.models import MODELS, get_model
 from cbcv.models.base import Prior, SamplerSettings
 from cbcv.models.priors import LogScalePrior, prior_from_dict, prior_logp, priors_table
-from cbcv.validation import holdout_totals
+from cbcv.valuation.holdout import holdout_totals
 
 MAP = SamplerSettings(method="map")
 

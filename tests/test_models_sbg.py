@@ -13,8 +13,8 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import betaln as sp_betaln
 
+from cbcv.core.errors import CbcvError, DataError
 from cbcv.data.research_sets import read_multi_cohort_retention, read_two_segment_retention
-from cbcv.errors import CbcvError, DataError
 from cbcv.models.base import Prior, SamplerSettings
 from cbcv.models.sbg import ShiftedBetaGeoModel, betaln_large, survivor_table_to_durations
 

@@ -12,7 +12,7 @@ import yaml
 
 from cbcv.config import load_config
 from cbcv.data.load import LoadResult, ValidatedLog
-from cbcv.workflow import load_company, run_audit, write_audit
+from cbcv.pipeline.workflow import load_company, run_audit, write_audit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,8 @@ def test_report_runs_every_notebook_out_of_core(tmp_path):
 
     from bs4 import BeautifulSoup
 
+    from cbcv.pipeline.workflow import work_folder
     from cbcv.report.runner import run_report
-    from cbcv.workflow import work_folder
 
     cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
     cfg["company"]["slug"] = "cdnow-out-of-core-test"

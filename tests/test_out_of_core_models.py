@@ -10,20 +10,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from cbcv import validation as V
+from cbcv.clv.scoring import ScoredBase
 from cbcv.config import load_config
 from cbcv.data.load import ValidatedLog
 from cbcv.models import get_model
-from cbcv.outofcore import company_summaries, valuation_units
-from cbcv.scoring import ScoredBase
-from cbcv.valuation import company as VC
-from cbcv.workflow import (
+from cbcv.pipeline import valuation as VC
+from cbcv.pipeline.outofcore import company_summaries, valuation_units
+from cbcv.pipeline.workflow import (
     company_summary,
     company_tracking,
     fit_company_models,
     load_company,
     save_fit,
 )
+from cbcv.valuation import holdout as V
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = {  # CDNOW estimates (Fader, Hardie & Lee 2005a, 2005b)

@@ -15,7 +15,8 @@ from scipy.special import digamma as sp_digamma
 
 from cbcv.data.datasets import load_dataset
 from cbcv.data.summary import customer_summary
-from cbcv.models.compiled import compiled_total, digamma
+from cbcv.models.compiled import compiled_total
+from cbcv.models.nbd_kernel import digamma
 from cbcv.models.pareto_integral import (
     SERIES_MAX_Z,
     _nodes,

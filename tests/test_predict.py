@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
-from cbcv import dert_rate as R
-from cbcv import hyp_negative as H
 from cbcv import predict as P
+from cbcv.core.discount import continuous_rate
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, Prior, SamplerSettings
+from cbcv.predict import dert_rate as R
+from cbcv.predict import hyp_negative as H
 
 FLAT = {"dist": "HalfFlat"}
 
@@ -80,7 +81,7 @@ def test_bgnbd_expectation_matches_monte_carlo() -> None:
 
 def test_dert_closed_form_equals_quadrature_and_discounted_sum() -> None:
     pn = _fixed(ParetoNBDModel, **PN)
-    delta = P.continuous_rate(0.15, "week")
+    delta = continuous_rate(0.15, "week")
     data = pd.DataFrame({"x": [0, 2, 10, 1], "t_x": [0.0, 30.43, 37.0, 0.5], "T": [38.86, 38.86, 38.0, 20.0]})
     closed = P.dert(pn, data, delta=delta, method="closed")
     quad = P.dert(pn, data, delta=delta, method="quadrature", n_nodes=60)
@@ -125,7 +126,7 @@ def test_bg_dert_by_rate_quadrature_matches_mpmath(name, params) -> None:
     # a < 1 (CDNOW: 0.793) is the case where the time-domain quadrature overflowed for x = 0
     from cbcv.valuation.drivers import DrawSet
 
-    delta = P.continuous_rate(0.10, "week")
+    delta = continuous_rate(0.10, "week")
     data = pd.DataFrame({"x": [0, 0, 2, 7], "t_x": [0.0, 0.0, 30.43, 35.0], "T": [0.0, 38.86, 38.86, 52.0]})
     got = P.dert(DrawSet(name, {k: [v] for k, v in params.items()}), data, delta=delta)[0]
     for i, row in enumerate(data.itertuples()):
@@ -136,7 +137,7 @@ def test_bg_dert_by_rate_quadrature_matches_mpmath(name, params) -> None:
 
 def _dert_like_arguments(seed: int, draws: int = 50) -> tuple[np.ndarray, ...]:
     """(a, c, y) as the BG/NBD DERT builds them for one x: its trapezoidal lattice in log y
-    (cbcv.dert_rate.lattice) for 16 ages from 1 to 800 days and rates from 5% to 30% a year,
+    (cbcv.predict.dert_rate.lattice) for 16 ages from 1 to 800 days and rates from 5% to 30% a year,
     each draw's y scaled by its own factor so that the draws' ranges differ."""
     rng = np.random.default_rng(seed)
     x = float(rng.choice([5.0, 12.0, 40.0, 170.0, 400.0]))
@@ -144,7 +145,7 @@ def _dert_like_arguments(seed: int, draws: int = 50) -> tuple[np.ndarray, ...]:
     c = a + rng.uniform(0.5, 12.0, (draws, 1)) + x
     r, alpha = rng.uniform(0.3, 2.0, draws), rng.uniform(1.0, 20.0, (draws, 1))
     ages = np.exp(np.linspace(0.0, np.log(rng.uniform(20.0, 800.0)), 16))[None, :]
-    delta = P.continuous_rate(float(rng.choice([0.05, 0.1, 0.3])), str(rng.choice(["day", "week"])))
+    delta = continuous_rate(float(rng.choice([0.05, 0.1, 0.3])), str(rng.choice(["day", "week"])))
     k = (r + x)[:, None]
     w = R.lattice(k, (alpha + ages) * delta, min(R.STEP_MAX, R.STEP_SCALE / np.sqrt(k.max() + 1.0)))
     y = np.exp(w)[None, :] * np.exp(rng.uniform(-1.0, 1.0, (draws, 1)))
@@ -168,7 +169,7 @@ def test_hyp2f1_interpolated_in_log_y_matches_the_integral_and_mpmath() -> None:
                   a=np.linspace(0.3, 2.5, 30)[:, None], b=np.full((30, 1), 3.8))
     x = np.repeat([3.0, 8.0, 40.0, 170.0], 16)[None, :]
     T = np.tile(np.linspace(20.0, 104.0, 16), 4)[None, :]
-    delta = P.continuous_rate(0.1, "week")
+    delta = continuous_rate(0.1, "week")
     got = P.dert_given_alive("bgnbd", params, x, T, delta)
     direct = np.concatenate([P.dert_given_alive("bgnbd", params, x[:, [j]], T[:, [j]], delta)
                              for j in range(x.shape[1])], axis=1)  # one T per x: its own lattice
@@ -202,7 +203,7 @@ def test_heavy_buyers_stay_finite_and_accurate() -> None:
         assert got == pytest.approx(float(ref), rel=1e-10), x
     from cbcv.valuation.drivers import DrawSet
 
-    delta = P.continuous_rate(0.10, "week")
+    delta = continuous_rate(0.10, "week")
     data = pd.DataFrame({"x": [170, 400], "t_x": [98.5714, 99.0], "T": [98.857, 100.0]})
     got = P.dert(DrawSet("bgnbd", {k: [v] for k, v in params.items()}), data, delta=delta)[0]
     assert np.isfinite(got).all()

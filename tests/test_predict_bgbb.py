@@ -11,10 +11,10 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import betaln
 
-from cbcv import predict_bgbb as G
+from cbcv.core.errors import CbcvError
 from cbcv.data.research_sets import read_donations
-from cbcv.errors import CbcvError
 from cbcv.models import BetaGeoBetaBinomModel, ShiftedBetaGeoModel
+from cbcv.predict import bgbb as G
 
 PUBLISHED = dict(alpha=1.204, beta=0.750, gamma=0.657, delta=2.783)  # Fader, Hardie & Shang (2010)
 ROWS = pd.DataFrame({"x": [0, 2, 6, 3, 1], "t_x": [0, 4, 6, 5, 6], "n": [6, 6, 6, 9, 6]})

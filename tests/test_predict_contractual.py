@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv import predict_contractual as C
+from cbcv.core.errors import CbcvError
 from cbcv.data.research_sets import read_two_segment_retention
-from cbcv.errors import CbcvError
 from cbcv.models import BetaDiscreteWeibullModel, BetaGeoModel, ShiftedBetaGeoModel
+from cbcv.predict import contractual as C
 
 REGULAR = dict(alpha=0.704, beta=1.182)  # Fader & Hardie (2007), years 1-7
 HIGH_END = dict(alpha=0.668, beta=3.806)

@@ -15,8 +15,8 @@ from bs4 import BeautifulSoup
 from matplotlib.cbook import is_math_text
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
+from cbcv.core.escape import md, md_code, plot_text
 from cbcv.plots.style import money_formatter
-from cbcv.report.escape import md, md_code, plot_text
 from cbcv.report.render import render_notebook_html, write_index
 from cbcv.report.sanitize import sanitize_page
 from cbcv.report.tables import reconciliation_frame, styled, three_significant

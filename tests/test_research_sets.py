@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.data.datasets import raw_data_dir
+from cbcv.core.errors import DataError
+from cbcv.data.catalog import raw_data_dir
 from cbcv.data.research_sets import (
     DONATION_YEARS,
     donation_summary,
@@ -21,7 +22,6 @@ from cbcv.data.research_sets import (
     read_multi_cohort_retention,
     read_two_segment_retention,
 )
-from cbcv.errors import DataError
 
 BOM = "\ufeff"
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def _rows(path: Path) -> int:
 
 
 def test_a_run_killed_before_its_manifest_leaves_nothing_trusted(tmp_path, monkeypatch):
-    import cbcv.workflow as W
+    import cbcv.pipeline.workflow as W
 
     work = tmp_path / "work"
     full = W.validate_source("cdnow-sample", work)
@@ -55,7 +55,7 @@ def test_a_run_killed_before_its_manifest_leaves_nothing_trusted(tmp_path, monke
 
 
 def test_a_cached_file_replaced_behind_the_manifest_is_validated_again(tmp_path):
-    import cbcv.workflow as W
+    import cbcv.pipeline.workflow as W
 
     work = tmp_path / "work"
     full = W.validate_source("cdnow-sample", work)
@@ -65,7 +65,7 @@ def test_a_cached_file_replaced_behind_the_manifest_is_validated_again(tmp_path)
 
 
 def test_the_cache_key_includes_the_as_of_date(tmp_path):
-    import cbcv.workflow as W
+    import cbcv.pipeline.workflow as W
 
     work = tmp_path / "work"
     W.validate_source("cdnow-sample", work)
@@ -75,7 +75,7 @@ def test_the_cache_key_includes_the_as_of_date(tmp_path):
 
 
 def test_a_live_lock_blocks_and_a_stale_one_is_taken_over(tmp_path):
-    from cbcv.cache import FolderLock
+    from cbcv.core.cache import FolderLock
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -91,7 +91,7 @@ def test_a_live_lock_blocks_and_a_stale_one_is_taken_over(tmp_path):
 
 
 def _scored(path: Path):
-    from cbcv.scoring import ScoredBase
+    from cbcv.clv.scoring import ScoredBase
 
     path.write_bytes(b"")
     dec = pd.Index([1, 2], name="value_decile")
@@ -107,7 +107,7 @@ def _scored(path: Path):
 
 
 def test_the_scored_base_is_kept_without_pickle(tmp_path):
-    from cbcv.scored_store import load_scored, save_scored
+    from cbcv.clv.scored_store import load_scored, save_scored
 
     scored = _scored(tmp_path / "customers.parquet")
     path = save_scored(tmp_path / "scored.npz", "k1", scored)
@@ -122,7 +122,7 @@ def test_the_scored_base_is_kept_without_pickle(tmp_path):
 
 
 def test_a_pickled_cache_file_is_never_unpickled(tmp_path):
-    from cbcv.scored_store import load_scored
+    from cbcv.clv.scored_store import load_scored
 
     marker = tmp_path / "executed"
 
@@ -158,7 +158,7 @@ def test_audit_rerun_leaves_no_earlier_files_and_refuses_foreign_ones(tmp_path):
 
 
 def test_an_interrupted_audit_folder_is_cleared_by_the_next_run(tmp_path):
-    from cbcv import outputs
+    from cbcv.core import outputs
 
     out = tmp_path / "audit"
     outputs.claim(out, "audit")
@@ -256,7 +256,7 @@ def test_report_posteriors_hold_no_customer_level_data(tmp_path):
     import arviz as az
 
     from cbcv.config import load_config
-    from cbcv.workflow import fit_company_models, load_company
+    from cbcv.pipeline.workflow import fit_company_models, load_company
 
     cfg = tmp_path / "co.yaml"
     text = (ROOT / "configs" / "cdnow.yaml").read_text()

@@ -1,4 +1,4 @@
-"""Out-of-core scoring (cbcv.scoring) against the in-memory CLV (cbcv.clv) on the CDNOW sample."""
+"""Out-of-core scoring (cbcv.clv.scoring) against the in-memory CLV (cbcv.clv) on the CDNOW sample."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 
 from cbcv import clv as C
 from cbcv import predict as P
+from cbcv.clv.scoring import ScoringDraws, score_customers
+from cbcv.core.discount import continuous_rate
+from cbcv.core.errors import DataError
 from cbcv.data.streaming import sample_rows, summary_counts, write_summaries
-from cbcv.errors import DataError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel
-from cbcv.scoring import ScoringDraws, score_customers
 
 BG = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)
 PN = dict(r=0.553, alpha=10.578, s=0.606, beta=11.669)
@@ -201,7 +202,7 @@ def test_dert_interpolated_in_T_equals_direct_evaluation(name) -> None:
     x = np.repeat([0.0, 1.0, 7.0, 40.0, 170.0], 300)[None, :]
     T = np.tile(np.linspace(0.0, 104.0, 300), 5)[None, :]
     T = np.where(x > 100, np.maximum(T, 60.0), T)  # heavy buyers are old customers
-    delta = P.continuous_rate(0.1, "week")
+    delta = continuous_rate(0.1, "week")
     direct = P.dert_given_alive(name, p, x, T, delta)
     for grid in (12, 16):
         got = P.dert_given_alive(name, p, x, T, delta, grid=grid)

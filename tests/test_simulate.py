@@ -17,6 +17,7 @@ import pytest
 from scipy import integrate, optimize, stats
 from scipy.special import betaln, gammaln, hyp2f1
 
+from cbcv.core.errors import ConfigError
 from cbcv.data.simulate import (
     CDNOW_BGNBD,
     CDNOW_GAMMA_GAMMA,
@@ -31,7 +32,6 @@ from cbcv.data.simulate import (
     write_parquet,
 )
 from cbcv.data.transactions import to_daily
-from cbcv.errors import ConfigError
 
 #: 99.9 % point of chi-square with 4 and 3 degrees of freedom (likelihood-ratio tests).
 CHI2_999_4DF = stats.chi2.ppf(0.999, 4)

@@ -20,8 +20,8 @@ if shutil.which("java") is None:
 from pyspark.sql import functions as F  # noqa: E402
 
 from cbcv.config import parse_config  # noqa: E402
+from cbcv.core.errors import ConfigError, DataError  # noqa: E402
 from cbcv.data.datasets import load_dataset, read_dataset_frame  # noqa: E402
-from cbcv.data.engine import summaries_for_engine  # noqa: E402
 from cbcv.data.load import load_transactions  # noqa: E402
 from cbcv.data.simulate import BGNBDParams, GammaGammaParams, write_parquet  # noqa: E402
 from cbcv.data.spark import (  # noqa: E402
@@ -35,7 +35,7 @@ from cbcv.data.spark import (  # noqa: E402
     to_spark_transactions,
 )
 from cbcv.data.summary import calibration_holdout, customer_summary  # noqa: E402
-from cbcv.errors import ConfigError, DataError  # noqa: E402
+from cbcv.pipeline.engine import summaries_for_engine  # noqa: E402
 
 CAL_END, HOLDOUT_END = "1997-09-30", "1998-06-30"
 
@@ -326,11 +326,11 @@ def test_config_engine_spark_runs_the_same_summaries(spark, tmp_path: Path) -> N
 
 def test_scoring_on_spark_equals_the_embedded_scorer(spark, cdnow_weekly, tmp_path: Path) -> None:
     """mapInPandas over the distinct keys with the posterior broadcast gives the per-draw totals
-    and per-customer means of cbcv.scoring.score_customers."""
+    and per-customer means of cbcv.clv.scoring.score_customers."""
     import arviz as az
 
+    from cbcv.clv.scoring import ScoringDraws, score_customers, score_spark
     from cbcv.models import BetaGeoModel, GammaGammaModel
-    from cbcv.scoring import ScoringDraws, score_customers, score_spark
 
     rng = np.random.default_rng(5)
     models = []

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.cache import atomic_write_json, content_key
-from cbcv.jsonio import NON_FINITE_KEY, dumps_strict
-from cbcv.safe_csv import safe_frame, spreadsheet_safe, write_csv
+from cbcv.core.cache import atomic_write_json, content_key
+from cbcv.core.jsonio import NON_FINITE_KEY, dumps_strict
+from cbcv.core.safe_csv import safe_frame, spreadsheet_safe, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "cbcv"
@@ -99,7 +99,7 @@ def test_reconciliation_of_an_overflowing_total_is_strict_json(tmp_path: Path, m
     """Amounts within the (raised) cap whose sum overflows to infinity: the real loader and
     writer, in memory and out of core."""
     from cbcv.data import rules
-    from cbcv.workflow import load_transactions_for, validate_source, write_load_outputs
+    from cbcv.pipeline.workflow import load_transactions_for, validate_source, write_load_outputs
 
     monkeypatch.setattr(rules, "MAX_ABS_AMOUNT", 1.7e308)
     source = _overflow_csv(tmp_path)
@@ -118,7 +118,7 @@ def test_reconciliation_of_an_overflowing_total_is_strict_json(tmp_path: Path, m
 
 
 def test_write_load_outputs_with_non_finite_figures(tmp_path: Path) -> None:
-    from cbcv.workflow import load_transactions_for, write_load_outputs
+    from cbcv.pipeline.workflow import load_transactions_for, write_load_outputs
 
     source = tmp_path / "t.csv"
     source.write_text("customer_id,date,amount\nA,2020-01-01,5\nA,2020-01-02,-3\n")
@@ -134,8 +134,8 @@ def test_write_load_outputs_with_non_finite_figures(tmp_path: Path) -> None:
 
 
 def test_no_json_writer_bypasses_the_strict_one() -> None:
-    """Only :mod:`cbcv.jsonio` calls ``json.dump``/``json.dumps``; nothing asks for NaN, writes
-    ``to_json``, or writes a CSV outside :mod:`cbcv.safe_csv`."""
+    """Only :mod:`cbcv.core.jsonio` calls ``json.dump``/``json.dumps``; nothing asks for NaN, writes
+    ``to_json``, or writes a CSV outside :mod:`cbcv.core.safe_csv`."""
     patterns = {
         "json.dump": re.compile(r"\bjson\.dumps?\s*\("),
         "bare dump": re.compile(r"from\s+json\s+import[^\n]*\bdumps?\b"),
@@ -226,7 +226,7 @@ def _check_rejections(rows: list[dict[str, str]]) -> None:
 
 
 def test_write_load_outputs_neutralises_formula_raw_values(tmp_path: Path) -> None:
-    from cbcv.workflow import load_transactions_for, write_load_outputs
+    from cbcv.pipeline.workflow import load_transactions_for, write_load_outputs
 
     result = load_transactions_for(str(_hostile_csv(tmp_path)))
     assert "=cmd|x" in set(result.transactions["customer_id"])  # data is kept as written

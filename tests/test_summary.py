@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.data.datasets import dataset_path
+from cbcv.core.errors import CbcvError, ConfigError, DataError
+from cbcv.core.units import TIME_UNIT_DAYS
+from cbcv.data.catalog import dataset_path
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
     SUMMARY_COLUMNS,
-    TIME_UNIT_DAYS,
     calibration_holdout,
     customer_summary,
 )
-from cbcv.errors import CbcvError, ConfigError, DataError
 
 CAL_END = "2020-02-12"
 HOLDOUT_END = "2020-03-11"  # 28 days = 4 weeks after the calibration end

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv import validation as V
 from cbcv.models import BetaGeoModel, ParetoNBDModel, SamplerSettings
+from cbcv.valuation import holdout as V
 
 
 @pytest.fixture(scope="module")

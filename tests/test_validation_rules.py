@@ -197,7 +197,7 @@ def test_zone_aware_timestamps_take_their_own_zone_never_the_machines(tmp_path):
 
 
 def test_an_unknown_timezone_is_a_config_error(tmp_path):
-    from cbcv.errors import ConfigError
+    from cbcv.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         load_transactions(_csv(tmp_path, [GOOD]), timezone="Mars/Olympus")

@@ -10,9 +10,9 @@ import pytest
 
 from cbcv import clv as C
 from cbcv import predict as P
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, SamplerSettings
-from cbcv.valuation import company as VC
+from cbcv.pipeline import valuation as VC
 from cbcv.valuation.acquisition import acquisitions_from_transactions
 from cbcv.valuation.inputs import FinancialDraws
 
@@ -133,7 +133,7 @@ def test_future_equity_is_zero_when_cac_equals_clv_at_acquisition() -> None:
 def test_company_clv_uses_saved_posteriors(tmp_path, cdnow_sample_load) -> None:
     # posteriors "fitted" at the published values, saved where notebook 02 puts them
     from cbcv.config import load_config
-    from cbcv.workflow import save_fit
+    from cbcv.pipeline.workflow import save_fit
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG.format(financials=FINANCIALS).replace("[bgnbd, gamma_gamma]", "[pareto_nbd, gamma_gamma]"),

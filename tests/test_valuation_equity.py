@@ -8,14 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv.errors import ConfigError, DataError
+from cbcv.core.draws import draw_matrix
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.valuation import equity
-from cbcv.valuation.equity import (
-    draw_matrix,
-    existing_customer_equity,
-    future_customer_equity,
-    revenue_layers,
-)
+from cbcv.valuation.equity import existing_customer_equity, future_customer_equity, revenue_layers
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 import mpmath
 import pytest
 
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 from cbcv.valuation.benchmarks import (
     GLS_2004_ANNUAL_DISCOUNT_RATE,
     GLS_2004_FIRMS,

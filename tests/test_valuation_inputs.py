@@ -8,16 +8,11 @@ import pytest
 from scipy import stats
 
 from cbcv.config import Distribution, Financials
-from cbcv.errors import ConfigError
-from cbcv.valuation.inputs import (
-    FinancialDraws,
-    continuous_rate,
-    discount_factors,
-    draw_financials,
-    horizon_periods,
-    period_rate,
-    summarize_draws,
-)
+from cbcv.core.discount import continuous_rate, discount_factors, period_rate
+from cbcv.core.draws import summarize_draws
+from cbcv.core.errors import ConfigError
+from cbcv.core.units import horizon_periods
+from cbcv.valuation.inputs import FinancialDraws, draw_financials
 
 N = 200_000
 

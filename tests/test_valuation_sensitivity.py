@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 from cbcv.valuation.bridge import pv_annual_costs, value_bridge
 from cbcv.valuation.equity import future_customer_equity
 from cbcv.valuation.inputs import FinancialDraws

@@ -23,6 +23,7 @@ import pytest
 from scipy import integrate, special
 
 from cbcv.clv import customer_clv
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data.simulate import (
     BGNBDParams,
     GammaGammaParams,
@@ -30,7 +31,6 @@ from cbcv.data.simulate import (
     simulate_transactions,
 )
 from cbcv.data.summary import customer_summary
-from cbcv.errors import ConfigError, DataError
 from cbcv.models import BetaGeoModel, GammaGammaModel, SamplerSettings
 from cbcv.valuation.truth import model_at, true_customer_clv, true_customer_equity
 

@@ -3,7 +3,7 @@
 Every subcommand exits 0 on success; on a user error it prints one line ``cbcv: error: ...`` on
 stderr and exits 1 (2 for usage errors, from the argument parser). Progress goes to stderr.
 Interrupted (Ctrl-C or SIGTERM), it prints ``cbcv: interrupted`` and exits 130 or 143, having
-saved no partial result as if it were complete (:mod:`cbcv.interrupt`).
+saved no partial result as if it were complete (:mod:`cbcv.core.interrupt`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from cbcv import interrupt
-from cbcv.errors import CbcvError
-from cbcv.jsonio import dumps_strict
+from cbcv.core import interrupt
+from cbcv.core.errors import CbcvError
+from cbcv.core.jsonio import dumps_strict
 
 app = typer.Typer(
     name="cbcv",
@@ -83,8 +83,8 @@ def audit(
 ) -> None:
     """Validate a transaction log and write the customer-base audit tables, reconciliation.json
     and rejections.csv."""
-    from cbcv import outputs
-    from cbcv.workflow import load_transactions_for, validate_source, write_audit
+    from cbcv.core import outputs
+    from cbcv.pipeline.workflow import load_transactions_for, validate_source, write_audit
 
     loaded = None
     if config is not None:
@@ -132,7 +132,12 @@ def fit(
         loaded = load_config(config)
     from cbcv.data.summary import customer_summary
     from cbcv.models import SamplerSettings
-    from cbcv.workflow import fit_summary_model, load_transactions_for, save_fit, summary_model
+    from cbcv.pipeline.workflow import (
+        fit_summary_model,
+        load_transactions_for,
+        save_fit,
+        summary_model,
+    )
 
     summary_model(model)
     if method not in ("nuts", "map"):
@@ -172,8 +177,13 @@ def predict(
     config: ConfigOpt = None,
 ) -> None:
     """Per-customer predictions from a fitted posterior; with --holdout-end, the holdout check."""
-    from cbcv.safe_csv import write_csv
-    from cbcv.workflow import load_fit, load_transactions_for, predict_customers, write_forecast
+    from cbcv.core.safe_csv import write_csv
+    from cbcv.pipeline.workflow import (
+        load_fit,
+        load_transactions_for,
+        predict_customers,
+        write_forecast,
+    )
 
     model, meta = load_fit(fit_dir)
     loaded = None
@@ -208,7 +218,7 @@ def value(
     from cbcv.config import load_config
 
     load_config(config)  # every input checked in a fraction of a second, before the model imports
-    from cbcv.valuation.company import value_company
+    from cbcv.pipeline.valuation import value_company
 
     _say(f"cbcv value: {config}")
     path = value_company(config, out, progress=lambda m: _say(f"cbcv value: {m}"))

@@ -5,12 +5,12 @@ the as-of (valuation) date, the calibration/holdout split, the time unit, the mo
 the sampler settings, the financial inputs of the valuation, what the report contains, and the
 engine that runs the data layer's SQL (``engine``: DuckDB by default, or Spark).
 
-A wrong, missing or unknown field gives one :class:`~cbcv.errors.ConfigError` line naming the
+A wrong, missing or unknown field gives one :class:`~cbcv.core.errors.ConfigError` line naming the
 file and the field (``configs/acme.yaml: data.columns.amount: field required``). Everything is
 checked when the file is loaded, before any data is read or model fitted: the YAML itself
-(:mod:`cbcv.yaml_loader`: UTF-8, no duplicate keys, no YAML 1.1 octal), the types and limits
+(:mod:`cbcv.core.yaml_loader`: UTF-8, no duplicate keys, no YAML 1.1 octal), the types and limits
 (no ``.inf``/``.nan`` anywhere, ``seed`` in [0, 2**32), ``horizon_years`` <= 100) and the meaning
-of the financial inputs (:mod:`cbcv.config_checks`: rates as fractions, distributions inside
+of the financial inputs (:mod:`cbcv.core.config_checks`: rates as fractions, distributions inside
 their valid range, growth below the discount rate, known scenario inputs).
 """
 
@@ -24,9 +24,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cbcv.config_checks import did_you_mean, financial_problems, timezone_problem
-from cbcv.errors import ConfigError
-from cbcv.yaml_loader import read_yaml
+from cbcv.core.config_checks import did_you_mean, financial_problems, timezone_problem
+from cbcv.core.errors import ConfigError
+from cbcv.core.yaml_loader import read_yaml
 
 TimeUnit = Literal["day", "week", "month"]
 CohortPeriod = Literal["month", "quarter", "year"]
@@ -162,7 +162,7 @@ class EngineSettings(_Strict):
     ``out_of_core`` (DuckDB): validate the log into a Parquet file under
     ``data/processed/<company>/`` and run the report on it without one pandas row per
     customer: the audit in SQL (:mod:`cbcv.audit.sql`), the fits on counted summaries, CLV
-    scored to Parquet and the valuation over distinct summaries (:mod:`cbcv.outofcore`).
+    scored to Parquet and the valuation over distinct summaries (:mod:`cbcv.pipeline.outofcore`).
     """
 
     name: Literal["duckdb", "spark"] = "duckdb"
@@ -329,7 +329,7 @@ class LoadedConfig(BaseModel):
     def resolve_source(self) -> str:
         """The data source as given when it is a bundled data set's name, else an absolute path
         (relative paths are taken relative to the config file's folder)."""
-        from cbcv.data.datasets import is_dataset
+        from cbcv.data.catalog import is_dataset
 
         src = self.config.data.source
         if is_dataset(src):
@@ -457,7 +457,7 @@ def _other_branch(err: Any) -> bool:
 
 def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
     """Validate a parsed YAML mapping, its types and then its meaning
-    (:mod:`cbcv.config_checks`); errors name the file and the field."""
+    (:mod:`cbcv.core.config_checks`); errors name the file and the field."""
     if raw is None:
         raise ConfigError(f"{path}: the config is empty (expected a mapping of fields: company, data, ...)")
     if not isinstance(raw, dict):
@@ -479,7 +479,7 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
 
 def load_config(path: str | Path) -> LoadedConfig:
     """Read and validate a company config YAML file (UTF-8; duplicate keys, ambiguous
-    numbers and excessive nesting are rejected: :mod:`cbcv.yaml_loader`)."""
+    numbers and excessive nesting are rejected: :mod:`cbcv.core.yaml_loader`)."""
     p, raw = read_yaml(path)
     cfg = parse_config(raw, p)
     return LoadedConfig(config=cfg, path=p.resolve(), raw=raw)

@@ -13,8 +13,8 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
-from cbcv.errors import ConfigError, DataError
 
 DateLike: TypeAlias = str | dt.date | pd.Timestamp
 #: A calendar window: a pandas period (``"1997"``, ``"1997Q3"``, ``"1997-03"``, a ``pd.Period``)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.audit._common import Window, customer_days, in_window, window_label
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 
 #: Customer shares (from the top) whose revenue share the summary reports.
 TOP_SHARES: tuple[float, ...] = (0.01, 0.10, 0.20)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.audit._common import Window, customer_days, in_window, window_label
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 
 N_DECILES = 10
 #: Spends are compared in units of ``1 / SPEND_RESOLUTION`` when ranking (key

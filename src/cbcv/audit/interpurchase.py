@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.audit._common import DateLike, customer_days, resolve_freq, with_cohorts
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 
 #: Quantiles reported by :func:`interpurchase_summary`.
 SUMMARY_QUANTILES: tuple[float, ...] = (0.10, 0.25, 0.50, 0.75, 0.90)

@@ -69,10 +69,10 @@ from cbcv.audit.deciles import (
 from cbcv.audit.interpurchase import SUMMARY_QUANTILES
 from cbcv.audit.repeat import REPEAT_COLUMNS
 from cbcv.audit.suite import CustomerBaseAudit
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import DUCKDB, first_line, literal, scratch_connection
 from cbcv.data.summary import check_columns
 from cbcv.data.transactions import daily_sql
-from cbcv.errors import ConfigError, DataError
 
 #: Inclusive first and last day of a window, or ``None`` for the whole log.
 Bounds = tuple[pd.Timestamp, pd.Timestamp] | None

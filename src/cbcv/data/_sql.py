@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 
 
 def ident(name: str) -> str:
@@ -118,7 +118,7 @@ def scratch_connection(
 
     ``memory_limit`` (DuckDB's syntax, e.g. ``"8GB"``) and ``threads`` cap DuckDB's memory and
     worker threads; ``None`` keeps DuckDB's defaults (80% of RAM, one thread per core). A value
-    DuckDB refuses is a :class:`~cbcv.errors.ConfigError`.
+    DuckDB refuses is a :class:`~cbcv.core.errors.ConfigError`.
     """
     config: dict[str, Any] = {"temp_directory": "", "preserve_insertion_order": True}
     if memory_limit is not None:

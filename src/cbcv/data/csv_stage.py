@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from cbcv.core.errors import DataError
 from cbcv.data._sql import first_line, ident, literal
 from cbcv.data.staged import (
     CHUNK,
@@ -47,7 +48,6 @@ from cbcv.data.staged import (
     malformed_frame,
     resolve_columns,
 )
-from cbcv.errors import DataError
 
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 

@@ -84,8 +84,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from cbcv.config_checks import timezone_problem
+from cbcv.core.config_checks import timezone_problem
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
+from cbcv.data.catalog import is_dataset
 from cbcv.data.csv_stage import DELIMITERS as DELIMITERS
 from cbcv.data.csv_stage import stage_csv
 from cbcv.data.reconciliation import Reconciliation, log_figures
@@ -98,7 +100,6 @@ from cbcv.data.rules import (
 from cbcv.data.staged import ROW, Staged, file_sha256
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 from cbcv.data.typed_stage import stage_duckdb, stage_frame, stage_parquet
-from cbcv.errors import ConfigError, DataError
 
 #: Rejection reasons in the order in which the first failing one is chosen.
 REJECTION_REASONS: tuple[str, ...] = (
@@ -398,7 +399,7 @@ def _stage(
     name = source_name or path.name
     if not path.exists():
         hint = ""
-        if isinstance(source, str) and _is_dataset_name(source):
+        if isinstance(source, str) and is_dataset(source):
             hint = f"; for the bundled data set use cbcv.data.datasets.load_dataset({source!r})"
         raise DataError(f"{name}: file not found ({path}){hint}")
     if not path.is_file():
@@ -418,12 +419,6 @@ def _stage(
     if kind == "parquet":
         return stage_parquet(con, path, name, sha, col_map, timezone)
     return stage_duckdb(con, path, name, sha, col_map, table, timezone)
-
-
-def _is_dataset_name(text: str) -> bool:
-    from cbcv.data.datasets import is_dataset  # local import: datasets imports this module
-
-    return is_dataset(text)
 
 
 def file_kind(path: Path) -> str | None:

@@ -2,7 +2,7 @@
 
 The files live in ``data/raw`` (see ``data/README.md`` for their origin and citations) and are
 read as published: CSV, UTF-8, some with a byte-order mark. Each reader validates the file and
-raises a :class:`~cbcv.errors.DataError` naming the file, row and column of the first problem;
+raises a :class:`~cbcv.core.errors.DataError` naming the file, row and column of the first problem;
 each returned frame carries the file's name and sha256 in ``frame.attrs`` for provenance.
 
 * :func:`read_two_segment_retention` and :func:`read_hardie_sample_retention`: survivor series
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbcv.data.datasets import raw_data_dir
+from cbcv.core.errors import DataError
+from cbcv.data.catalog import raw_data_dir
 from cbcv.data.load import file_sha256
-from cbcv.errors import DataError
 
 TWO_SEGMENT_FILE = "2-segment-retention.csv"
 HARDIE_SAMPLE_FILE = "hardie-sample-retention.csv"

@@ -83,8 +83,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cbcv.data.summary import unit_days
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
+from cbcv.core.units import unit_days
 
 #: Customers per random-number block; chunk boundaries never change the draws.
 RNG_BLOCK = 4096

@@ -64,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "cbcv.data.spark needs pyspark and Java 17+: pip install 'cbcv[spark]'"
     ) from exc
 
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import SPARK, parse_day
 from cbcv.data.load import (
     REJECTION_REASONS,
@@ -100,7 +101,6 @@ from cbcv.data.summary import (
     summary_period,
     summary_sql,
 )
-from cbcv.errors import ConfigError, DataError
 
 __all__ = [
     "SparkLoadResult",

@@ -18,6 +18,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from cbcv.core.errors import ConfigError
 from cbcv.data._sql import SPARK
 from cbcv.data.load import (
     ISO_DATE,
@@ -27,7 +28,6 @@ from cbcv.data.load import (
 from cbcv.data.reconciliation import Reconciliation, log_figures
 from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
-from cbcv.errors import ConfigError
 
 #: ASCII blanks trimmed around a text date (DuckDB's ``trim(x, ' \t\n\r')``).
 _WS = " \t\n\r"

@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import SPARK, first_line
 from cbcv.data.csv_stage import csv_layout, guess_delimiter, header_names
 from cbcv.data.load import file_kind, file_sha256
@@ -29,7 +30,6 @@ from cbcv.data.spark_rules import (
     zoned_micros,
 )
 from cbcv.data.staged import MAX_RAW_LINE, resolve_columns
-from cbcv.errors import ConfigError, DataError
 
 _CORRUPT = "_cbcv_corrupt"
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 
 #: The column of the ``rows`` view that numbers the source's records (1-based).
 ROW = "__cbcv_row"

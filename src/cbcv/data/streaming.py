@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
@@ -35,7 +36,6 @@ from cbcv.data.summary import (
     summary_period,
     summary_sql,
 )
-from cbcv.errors import ConfigError, DataError
 
 #: Columns a frequency model's fit reads.
 RFT: tuple[str, ...] = ("x", "t_x", "T")

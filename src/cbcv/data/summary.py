@@ -41,13 +41,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.units import unit_days
 from cbcv.data._sql import Dialect, dialect, first_line, literal, parse_day, scratch_connection
 from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
-from cbcv.errors import ConfigError, DataError
 
 #: Length of one time unit in days.
-TIME_UNIT_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
-
 #: Cohort period -> SQL label of a DATE expression ``{d}`` (``{text}``: the dialect's text type;
 #: ``month`` is the dialect's own :attr:`~cbcv.data._sql.Dialect.month_label`).
 _COHORT_SQL: dict[str, str] = {
@@ -73,16 +72,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 HOLDOUT_COLUMNS: tuple[str, ...] = ("x_holdout", "spend_holdout", "T_holdout")
 
 Transactions = pd.DataFrame | str | os.PathLike[str]
-
-
-def unit_days(time_unit: str) -> float:
-    """Days in one ``time_unit`` (``day``, ``week``, ``month``); ConfigError for others."""
-    try:
-        return TIME_UNIT_DAYS[time_unit]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"time_unit {time_unit!r} is not one of {', '.join(TIME_UNIT_DAYS)}"
-        ) from None
 
 
 def customer_summary(

@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from cbcv.core.errors import DataError
 from cbcv.data._sql import first_line, ident, literal
 from cbcv.data.rules import integral_text_sql
 from cbcv.data.staged import ROW, Staged, malformed_frame, resolve_columns
-from cbcv.errors import DataError
 
 
 def _temporal(types: dict[str, str]) -> frozenset[str]:

@@ -15,7 +15,7 @@ bdw            :class:`~cbcv.models.bdw.BetaDiscreteWeibullModel`  gamma, delta,
 
 from __future__ import annotations
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings, compress
 from cbcv.models.bdw import BetaDiscreteWeibullModel
 from cbcv.models.bgbb import BetaGeoBetaBinomModel

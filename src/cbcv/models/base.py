@@ -31,8 +31,8 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from cbcv.errors import CbcvError
-from cbcv.jsonio import dumps_strict
+from cbcv.core.errors import CbcvError
+from cbcv.core.jsonio import dumps_strict
 from cbcv.models.verdict import (
     ESS_MIN,
     RHAT_MAX,

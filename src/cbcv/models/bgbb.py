@@ -29,7 +29,7 @@ import pandas as pd
 import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings
 from cbcv.models.priors import log_normal_priors
 from cbcv.models.sbg import (

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior
 from cbcv.models.bgnbd_kernel import loglike_data
 from cbcv.models.compiled import compiled_total
@@ -55,7 +55,7 @@ def _first_bad_row(data: pd.DataFrame, bad: np.ndarray) -> str:
 def validate_rft(data: pd.DataFrame, model: str) -> pd.DataFrame:
     """Check the recency/frequency/age summary and return it as float64 columns x, t_x, T.
 
-    Rules, each broken one raising a one-line :class:`~cbcv.errors.DataError` that names the
+    Rules, each broken one raising a one-line :class:`~cbcv.core.errors.DataError` that names the
     column and the first offending row: the three columns exist and hold finite numbers; they
     are non-negative; ``x`` is a whole number; ``t_x <= T``; ``t_x == 0`` when ``x == 0``.
     """

@@ -22,7 +22,13 @@ import math
 import numba
 import numpy as np
 
-from cbcv.models.compiled import digamma, grouped, log_and_inverse, nbd_alive_sum, softplus_logistic
+from cbcv.models.nbd_kernel import (
+    digamma,
+    grouped,
+    log_and_inverse,
+    nbd_alive_sum,
+    softplus_logistic,
+)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -93,6 +99,6 @@ def mbg_loglike_sum(r, alpha, a, b, x, weight, ix, iT, it, ux, wx, uT, wT, xT, u
 
 
 def loglike_data(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The kernels' data from a model's compressed arrays (:func:`cbcv.models.compiled.grouped`)."""
+    """The kernels' data from a model's compressed arrays (:func:`cbcv.models.nbd_kernel.grouped`)."""
     g = grouped(arrays)
     return [g[k] for k in ("x", "weight", "ix", "iT", "it", "ux", "wx", "uT", "wT", "xT", "ut")]

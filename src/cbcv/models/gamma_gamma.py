@@ -30,7 +30,7 @@ import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings
 from cbcv.models.priors import log_normal_priors
 from cbcv.models.sbg import compress_counts, numeric_column, require_columns, whole_numbers

@@ -43,7 +43,7 @@ import math
 import numba
 import numpy as np
 
-from cbcv.models.compiled import grouped, log_and_inverse, nbd_alive_sum, softplus_logistic
+from cbcv.models.nbd_kernel import grouped, log_and_inverse, nbd_alive_sum, softplus_logistic
 from cbcv.models.special import GL_NODES, NEWTON_STEPS, WINDOW, gauss_legendre
 
 #: Rows with z = |α−β| / (max(α,β) + t_x) above this use the quadrature (the series needs
@@ -267,7 +267,7 @@ def pareto_loglike_sum(
     """The Pareto/NBD log-likelihood Σ weight · ℓ(x, t_x, T) and its gradient in (r, α, s, β).
 
     The terms of :func:`cbcv.models.pareto_nbd.pareto_nbd_logp`, grouped: the NBD part
-    (:func:`cbcv.models.compiled.nbd_alive_sum`: log-gammas once per distinct x, terms in T
+    (:func:`cbcv.models.nbd_kernel.nbd_alive_sum`: log-gammas once per distinct x, terms in T
     once per distinct T), the survival to T, −s·log1p(T/β), once per distinct T, and the death
     term per row (:func:`death_term_sum`)."""
     grad = np.zeros(4)
@@ -296,7 +296,7 @@ def log_integral_and_jacobian(
 
 def loglike_data(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The data of :func:`pareto_loglike_sum` from a model's compressed arrays
-    (:func:`cbcv.models.compiled.grouped`) and the Gauss-Legendre nodes and log-weights of the
+    (:func:`cbcv.models.nbd_kernel.grouped`) and the Gauss-Legendre nodes and log-weights of the
     quadrature."""
     g = grouped(arrays)
     keys = ("x", "t_x", "T", "weight", "iT", "ux", "wx", "uT", "wT", "xT")

@@ -36,7 +36,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel, Prior
 
 #: Prior sd of log θ for shape parameters (gamma and beta shapes, BdW's c excepted): one sd is a

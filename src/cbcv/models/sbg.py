@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 
-from cbcv.errors import DataError
+from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings, compress
 from cbcv.models.priors import log_normal_priors
 

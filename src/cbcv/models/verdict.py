@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cbcv.jsonio import dumps_strict
+from cbcv.core.jsonio import dumps_strict
 
 Status = Literal["pass", "warn", "fail"]
 _RANK: dict[str, int] = {"pass": 0, "warn": 1, "fail": 2}

@@ -21,6 +21,7 @@ from matplotlib.ticker import PercentFormatter
 from cbcv.audit.cohorts import c3_wide
 from cbcv.audit.concentration import Concentration
 from cbcv.audit.deciles import DecileMigration
+from cbcv.core.escape import plot_text
 from cbcv.plots.style import (
     COLORS,
     HEATMAP_CMAP,
@@ -30,7 +31,6 @@ from cbcv.plots.style import (
     sequential_colors,
     style_context,
 )
-from cbcv.report.escape import plot_text
 
 _C3_LABELS = {
     "revenue": "Revenue",

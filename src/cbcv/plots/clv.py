@@ -3,7 +3,7 @@ and of the base's total, the P(alive) histogram, CLV by group (cohort, value dec
 attribute) and the concentration of equity (Lorenz curve).
 
 Every function takes a :class:`cbcv.clv.CustomerCLV` (or the out-of-core
-:class:`cbcv.scoring.ScoredBase`) or one of its tables and returns a
+:class:`cbcv.clv.scoring.ScoredBase`) or one of its tables and returns a
 :class:`matplotlib.figure.Figure` built without pyplot in the house style; single-panel
 functions accept ``ax``. Intervals are the result's equal-tailed credible intervals.
 """
@@ -16,9 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cbcv.clv import CLVTables
+from cbcv.core.draws import draw_stats
+from cbcv.core.escape import plot_text
 from cbcv.plots.style import COLORS, money_formatter, new_figure, percent_axis, style_context
-from cbcv.report.escape import plot_text
-from cbcv.valuation.inputs import draw_stats
 
 
 def _axes(ax: Axes | None, size: str = "single") -> tuple[Figure, Axes]:

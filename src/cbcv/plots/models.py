@@ -1,4 +1,4 @@
-"""Figures of model fit and holdout validation (tables from :mod:`cbcv.validation`)."""
+"""Figures of model fit and holdout validation (tables from :mod:`cbcv.valuation.holdout`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cbcv.core.escape import plot_text
 from cbcv.plots.style import COLORS, PALETTE, new_figure, style_context
-from cbcv.report.escape import plot_text
 
 
 def plot_tracking(tracks: Mapping[str, pd.DataFrame], title: str | None = "Cumulative repeat transactions") -> Figure:

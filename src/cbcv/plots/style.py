@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from cbcv.report.escape import plot_text
+from cbcv.core.escape import plot_text
 
 #: Figure sizes in inches (width, height): one column of a report page, the full text width,
 #: a square panel (heatmaps), and a tall two-panel figure.

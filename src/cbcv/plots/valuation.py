@@ -14,11 +14,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from cbcv.core.draws import draw_stats, interval_bounds
+from cbcv.core.escape import plot_text
 from cbcv.plots.style import COLORS, money_formatter, new_figure, sequential_colors, style_context
-from cbcv.report.escape import plot_text
 from cbcv.valuation.bridge import BRIDGE, ValuationResult
 from cbcv.valuation.equity import RevenueLayers
-from cbcv.valuation.inputs import draw_stats, interval_bounds
 
 #: Most cohort layers drawn in the forward revenue chart (more are merged).
 _MAX_LEGEND = 12

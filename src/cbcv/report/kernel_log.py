@@ -13,7 +13,7 @@ from typing import Any
 
 import nbformat
 
-from cbcv.report.escape import md
+from cbcv.core.escape import md
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-from cbcv.errors import ReportError
+from cbcv.core.errors import ReportError
 
 PARTIAL_SUFFIX = ".partial"
 IN_PROGRESS = "RUN_IN_PROGRESS.txt"

@@ -4,7 +4,7 @@ Each run writes ``reports/<company>/<run-id>/`` (never reusing a folder; built a
 ``<run-id>.partial/`` and renamed only when the suite has run, :mod:`cbcv.report.runfolder`) with the executed
 notebooks, their HTML renderings without code, ``index.html`` linking them, the config used, and
 ``provenance.json``. When a notebook fails, its executed copy (with the error) is kept and
-rendered, provenance records the failure, and :class:`~cbcv.errors.ReportError` carries a
+rendered, provenance records the failure, and :class:`~cbcv.core.errors.ReportError` carries a
 one-line message naming the notebook, the cell and the error.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
-from cbcv import interrupt
-from cbcv.cache import atomic_write_json
 from cbcv.config import LoadedConfig, load_config
-from cbcv.errors import ReportError
-from cbcv.paths import notebooks_dir, repo_root
+from cbcv.core import interrupt
+from cbcv.core.cache import atomic_write_json
+from cbcv.core.errors import ReportError
+from cbcv.core.paths import notebooks_dir, repo_root
 from cbcv.report.provenance import git_state, package_versions, sha256_file
 from cbcv.report.render import IndexEntry, render_notebook_html, write_index
 from cbcv.report.runfolder import finish_run, run_id, start_run
@@ -86,7 +86,7 @@ def ensure_kernel() -> str:
 
 def input_fingerprint(loaded: LoadedConfig) -> dict[str, Any]:
     """Name, path (relative to the repo where possible) and SHA-256 of the transaction source."""
-    from cbcv.data.datasets import dataset_path, is_dataset
+    from cbcv.data.catalog import dataset_path, is_dataset
 
     source = loaded.resolve_source()
     path = dataset_path(source) if is_dataset(source) else Path(source)

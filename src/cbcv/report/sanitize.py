@@ -4,7 +4,7 @@ are removed, and nothing is loaded from outside the page: images are inline (``d
 and no other ``src``, stylesheet or CSS ``url()`` is kept. The pages need no JavaScript: tables and figures are static HTML and PNG, and no page
 uses TeX, so MathJax and require.js (which nbconvert loads from a CDN) are dropped with the rest.
 
-Text from configs and data files is escaped where it is written (:mod:`cbcv.report.escape`);
+Text from configs and data files is escaped where it is written (:mod:`cbcv.core.escape`);
 this pass catches anything that slipped through, so at worst a stray tag shows as missing text,
 never as running code.
 """

@@ -1,6 +1,6 @@
 """A report page for a customer base of any size, built from aggregates only.
 
-:meth:`cbcv.scoring.ScoredBase.write_aggregates` leaves a handful of small files whose size does
+:meth:`cbcv.clv.scoring.ScoredBase.write_aggregates` leaves a handful of small files whose size does
 not depend on the number of customers (per-draw totals, tables by cohort and value decile,
 concentration, the P(alive) distribution, an anonymised top-customer table capped at a few
 rows). :func:`scored_base_html` turns them, and optionally a ``valuation.json``, into one
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cbcv.errors import DataError  # noqa: E402
+from cbcv.core.errors import DataError  # noqa: E402
 from cbcv.report.summary import STYLE  # noqa: E402
 
 _FORBIDDEN = ("customer_id",)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cbcv.config import CompanyConfig, Distribution
-from cbcv.report.escape import md
+from cbcv.core.escape import md
 
 SUMMARY_DIR = "summary"
 #: Charts of the summary, in the order shown: (file stem, caption).
@@ -64,6 +64,7 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto}figcaption{color:#5b6
 # -- assets written by notebook 04 ----------------------------------------------------------------
 def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
     """Write ``valuation.json`` and the summary's valuation charts into the run folder."""
+    from cbcv.pipeline.valuation import write_valuation
     from cbcv.plots.style import savefig
     from cbcv.plots.valuation import (
         plot_bridge_waterfall,
@@ -71,7 +72,6 @@ def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> 
         plot_tornado,
         plot_value_per_share,
     )
-    from cbcv.valuation.company import write_valuation
 
     run = Path(run_dir)
     path = write_valuation(valuation, loaded, run)

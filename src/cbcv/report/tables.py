@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from cbcv.report.escape import html_text
+from cbcv.core.escape import html_text
 
 
 def reconciliation_frame(rec: Mapping[str, Any], currency: str = "USD") -> pd.DataFrame:

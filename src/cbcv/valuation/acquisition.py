@@ -91,9 +91,9 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.jsonio import dumps_strict
 from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
-from cbcv.errors import ConfigError, DataError
-from cbcv.jsonio import dumps_strict
 from cbcv.models.base import DEFAULT_TARGET_ACCEPT, Prior, SamplerSettings
 
 Distribution = Literal["weibull", "exponential-gamma", "weibull-gamma"]

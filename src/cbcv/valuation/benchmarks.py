@@ -99,7 +99,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import integrate, special
 
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 
 Timing = Literal["continuous", "discrete"]
 FirstMargin = Literal["after_one_period", "at_acquisition"]

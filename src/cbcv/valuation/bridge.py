@@ -45,17 +45,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cbcv.errors import ConfigError
-from cbcv.valuation.equity import ExistingEquity, FutureEquity, per_draw
-from cbcv.valuation.inputs import (
-    TIMING_SHIFT,
-    FinancialDraws,
-    Timing,
-    draw_stats,
-    period_rate,
-    periods_per_year,
-    summarize_draws,
-)
+from cbcv.core.discount import TIMING_SHIFT, Timing, period_rate
+from cbcv.core.draws import draw_stats, per_draw, summarize_draws
+from cbcv.core.errors import ConfigError
+from cbcv.core.units import periods_per_year
+from cbcv.valuation.equity import ExistingEquity, FutureEquity
+from cbcv.valuation.inputs import FinancialDraws
 
 CostHorizon = Literal["horizon", "perpetuity"]
 

@@ -31,9 +31,10 @@ from scipy import sparse
 
 from cbcv import predict as P
 from cbcv.clv import dert_draws
-from cbcv.data.summary import unit_days
+from cbcv.core.discount import continuous_rate
+from cbcv.core.draws import draw_stats
+from cbcv.core.units import periods_per_year, unit_days
 from cbcv.models.base import CLVModel
-from cbcv.valuation.inputs import continuous_rate, draw_stats, periods_per_year
 
 #: A customer just acquired: no repeat purchase yet, age 0.
 NEW_CUSTOMER = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
@@ -76,7 +77,7 @@ def dert_function(
     the form :class:`cbcv.valuation.sensitivity.ValuationModel` takes. ``grid`` (BG/NBD and
     MBG/NBD): DERT given alive, which depends on (x, T) only, is evaluated once per distinct
     pair and interpolated over each x's T at ``grid`` Chebyshev points, as scoring does
-    (:func:`cbcv.scoring.pair_values`; within 2e-7 of the direct quadrature on CDNOW, tested): for a large base with
+    (:func:`cbcv.clv.scoring.pair_values`; within 2e-7 of the direct quadrature on CDNOW, tested): for a large base with
     hundreds of distinct T per x."""
 
     def f(retention: float, annual_rate: np.ndarray) -> np.ndarray:
@@ -84,7 +85,7 @@ def dert_function(
         rates = _rate_draws(annual_rate, n_draws, time_unit)
         if grid is None or shocked.name == "pareto_nbd":
             return dert_draws(shocked, data, rates, n_draws)  # type: ignore[arg-type]
-        from cbcv.scoring import ScoringDraws, pair_values
+        from cbcv.clv.scoring import ScoringDraws, pair_values
 
         p = P.posterior_draws(shocked, n_draws)  # type: ignore[arg-type]
         draws = ScoringDraws(freq=shocked.name, params=p, spend={}, margin=np.ones(n_draws), delta=rates,
@@ -125,7 +126,7 @@ def existing_revenue_by_period(
     """``(draws, n_periods)`` expected revenue of today's customers in each future period:
     Σ_i E[spend_i] × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]), with ``L`` the
     period's length (undiscounted, in the period it is earned). ``weights``: customers per row
-    when ``summary`` holds valuation units (:func:`cbcv.outofcore.valuation_units`)."""
+    when ``summary`` holds valuation units (:func:`cbcv.pipeline.outofcore.valuation_units`)."""
     length = period_length(period, time_unit)
     spend = P.expected_spend(spend_model, summary, max_draws=n_draws)
     if weights is not None:

@@ -22,7 +22,7 @@ Future customers (Gupta, Lehmann & Stuart 2004, eq. 5; McCarthy & Fader 2018)
     model), ``CLV`` a new customer's expected margin, valued at its acquisition, ``CAC`` the
     acquisition cost per new customer and ``v`` the discount factor from today to the middle
     of period ``t`` (customers are acquired through the period; see
-    :func:`cbcv.valuation.inputs.discount_factors`). The horizon is the number of periods
+    :func:`cbcv.core.discount.discount_factors`). The horizon is the number of periods
     given (or ``horizon``). The terminal value ``TV`` is either nothing (``terminal="none"``:
     no customers after the horizon) or Gordon growth on the last period's net new-customer
     value ``N_T = n_T (CLV_T - CAC_T)``: the periods after the horizon bring
@@ -44,17 +44,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from cbcv.errors import ConfigError, DataError
-from cbcv.valuation.inputs import (
-    Timing,
-    discount_factors,
-    draw_stats,
-    period_rate,
-    summarize_draws,
-)
+from cbcv.core.discount import Timing, discount_factors, period_rate
+from cbcv.core.draws import N_DECILES, draw_matrix, draw_stats, per_draw, summarize_draws
+from cbcv.core.errors import ConfigError, DataError
 
 Terminal = Literal["none", "gordon"]
-N_DECILES = 10
 #: Cells of (draws × customers) handled at once when aggregating customer values.
 CHUNK_CELLS = 4_000_000
 
@@ -62,56 +56,6 @@ CHUNK_CELLS = 4_000_000
 # --------------------------------------------------------------------------------------------
 # Shapes
 # --------------------------------------------------------------------------------------------
-def per_draw(x: Any, n_draws: int, name: str) -> np.ndarray:
-    """A scalar or a ``(n_draws,)`` array as a ``(n_draws,)`` float array."""
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 0 or arr.shape == (1,):
-        return np.full(n_draws, float(arr.reshape(-1)[0]))
-    if arr.shape != (n_draws,):
-        raise ValueError(f"{name}: expected a scalar or {n_draws} draws, got shape {arr.shape}")
-    return arr
-
-
-def draw_matrix(
-    x: Any,
-    n_draws: int,
-    n_cols: int,
-    name: str,
-    cols: str = "columns",
-    one_d: Literal["auto", "cols"] = "auto",
-) -> np.ndarray:
-    """``x`` broadcast (as a view) to ``(n_draws, n_cols)``.
-
-    Accepted: a scalar; a 2-d array broadcastable to that shape (``(n_draws, 1)``,
-    ``(1, n_cols)``, ...); or a 1-d array, read as one value per column if its length is
-    ``n_cols`` and as one value per draw if it is ``n_draws``. When both lengths are equal the
-    1-d reading is ambiguous and raises, unless ``one_d="cols"`` (always per column).
-    """
-    arr = np.asarray(x, dtype=float)
-    shape = (n_draws, n_cols)
-    if arr.ndim == 1:
-        by_col = arr.size == n_cols
-        by_draw = arr.size == n_draws and one_d != "cols"
-        if by_col and by_draw:
-            raise ValueError(
-                f"{name}: a 1-d array of length {arr.size} is ambiguous with {n_draws} draws and "
-                f"{n_cols} {cols}; pass shape ({n_draws}, 1) for draws or (1, {n_cols}) for {cols}"
-            )
-        if by_col:
-            return np.broadcast_to(arr[None, :], shape)
-        if by_draw:
-            return np.broadcast_to(arr[:, None], shape)
-    elif arr.ndim in (0, 2):
-        try:
-            return np.broadcast_to(arr, shape)
-        except ValueError:
-            pass
-    raise ValueError(
-        f"{name}: expected a scalar, {n_cols} {cols}, {n_draws} draws or shape "
-        f"({n_draws}, {n_cols}); got shape {arr.shape}"
-    )
-
-
 def _as_2d(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 2:

@@ -19,7 +19,7 @@ Distributions (parameters are those of the variable itself)
   [low, high].
 
 A parameter that the distribution does not use is an error (it would be silently ignored).
-Every input has a valid range (:data:`cbcv.config_checks.VALID`: a margin in (0, 1], a
+Every input has a valid range (:data:`cbcv.core.config_checks.VALID`: a margin in (0, 1], a
 discount rate in (0, 1) and above the terminal growth, costs >= 0, ...): a distribution with more
 than 0.1% of its probability outside it is an error, and the few draws outside are drawn again,
 so every draw is valid (the distribution truncated to the range).
@@ -45,30 +45,18 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from cbcv.config import Distribution, Financials
-from cbcv.config_checks import Range, distribution_problem, input_problem, valid_ranges
-from cbcv.errors import ConfigError
-
-Unit = Literal["day", "week", "month", "quarter", "year"]
-Timing = Literal["mid", "end", "start"]
-
-#: Periods per year of each time unit (a year is 365.25 days).
-PERIODS_PER_YEAR: dict[str, float] = {
-    "day": 365.25,
-    "week": 365.25 / 7.0,
-    "month": 12.0,
-    "quarter": 4.0,
-    "year": 1.0,
-}
-TIMING_SHIFT = {"mid": 0.5, "end": 0.0, "start": 1.0}
+from cbcv.core.config_checks import Range, distribution_problem, input_problem, valid_ranges
+from cbcv.core.discount import check_rate
+from cbcv.core.draws import summarize_draws
+from cbcv.core.errors import ConfigError
 
 #: The uncertain (number-or-distribution) financial inputs, in config order.
 DRAWN_INPUTS: tuple[str, ...] = (
@@ -89,81 +77,9 @@ _REDRAWS = 50
 # --------------------------------------------------------------------------------------------
 # Summaries of draws
 # --------------------------------------------------------------------------------------------
-def interval_bounds(interval: float) -> tuple[float, float]:
-    """The quantile levels of a central (equal-tailed) interval: 0.9 -> (0.05, 0.95)."""
-    if not 0 < interval < 1:
-        raise ValueError(f"interval must be in (0, 1), got {interval!r}")
-    return (1 - interval) / 2, 1 - (1 - interval) / 2
-
-
-def draw_stats(draws: Any, interval: float = 0.9, axis: int = 0) -> dict[str, Any]:
-    """Median, mean and the equal-tailed ``interval`` (``low``, ``high``) of draws along ``axis``."""
-    arr = np.asarray(draws, dtype=float)
-    lo, hi = interval_bounds(interval)
-    q = np.quantile(arr, [0.5, lo, hi], axis=axis)
-    return {"median": q[0], "mean": arr.mean(axis=axis), "low": q[1], "high": q[2]}
-
-
-def summarize_draws(draws: Mapping[str, Any], interval: float = 0.9) -> pd.DataFrame:
-    """One row per named 1-d array of draws: ``median``, ``mean``, ``low``, ``high`` (the
-    equal-tailed ``interval``, 0.9 -> the 5% and 95% quantiles). The interval is recorded in
-    ``.attrs["interval"]``."""
-    rows = {name: {k: float(v) for k, v in draw_stats(np.ravel(d), interval).items()} for name, d in draws.items()}
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["median", "mean", "low", "high"])
-    out.index.name = "quantity"
-    out.attrs["interval"] = interval
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Rates and discount factors
 # --------------------------------------------------------------------------------------------
-def periods_per_year(unit: str) -> float:
-    """Number of periods of ``unit`` in a year (day, week, month, quarter, year)."""
-    try:
-        return PERIODS_PER_YEAR[unit]
-    except KeyError:
-        raise ConfigError(f"time unit {unit!r} unknown; choose from {', '.join(PERIODS_PER_YEAR)}") from None
-
-
-def _check_rate(rate: np.ndarray, what: str = "discount_rate") -> np.ndarray:
-    if not np.all(np.isfinite(rate)) or np.any(rate <= -1):
-        raise ConfigError(f"financials.{what}: every rate must be a finite number above -1 (-100%)")
-    return rate
-
-
-def period_rate(annual_rate: Any, unit: str) -> np.ndarray:
-    """Per-period rate equivalent to an annual rate under compounding: ``(1 + r)**(1/k) - 1``."""
-    r = _check_rate(np.asarray(annual_rate, dtype=float))
-    return np.expm1(np.log1p(r) / periods_per_year(unit))
-
-
-def continuous_rate(annual_rate: Any, unit: str) -> np.ndarray:
-    """Per-period force of interest ``log(1 + r) / k`` (the continuous discount rate ``delta`` of
-    DERT formulas, in the model's time unit)."""
-    r = _check_rate(np.asarray(annual_rate, dtype=float))
-    return np.log1p(r) / periods_per_year(unit)
-
-
-def horizon_periods(horizon_years: float, unit: str) -> int:
-    """Whole periods of ``unit`` in ``horizon_years`` (rounded to the nearest; at least 1)."""
-    return max(1, round(float(horizon_years) * periods_per_year(unit)))
-
-
-def discount_factors(annual_rate: Any, n_periods: int, unit: str, timing: Timing = "mid") -> np.ndarray:
-    """Discount factors of periods ``1..n_periods`` of ``unit`` at an annual rate.
-
-    ``annual_rate`` is a scalar (returns shape ``(n_periods,)``) or one rate per draw (returns
-    ``(draws, n_periods)``). Factor of period ``t``: ``(1 + r) ** (-(t - s) / k)`` with ``s`` 0.5
-    (``timing="mid"``), 0 (``"end"``) or 1 (``"start"``).
-    """
-    if timing not in TIMING_SHIFT:
-        raise ConfigError(f"timing {timing!r} unknown; choose from mid, end, start")
-    r = _check_rate(np.asarray(annual_rate, dtype=float))
-    t = (np.arange(1, int(n_periods) + 1) - TIMING_SHIFT[timing]) / periods_per_year(unit)
-    return np.exp(-np.multiply.outer(np.log1p(r), t))
-
-
 # --------------------------------------------------------------------------------------------
 # Financial draws
 # --------------------------------------------------------------------------------------------
@@ -200,7 +116,7 @@ class FinancialDraws:
             a = np.broadcast_to(a, (n,)).copy() if a.size != n else a.copy()
             a.setflags(write=False)
             object.__setattr__(self, k, a)
-        _check_rate(self.discount_rate)
+        check_rate(self.discount_rate)
         if not self.shares_outstanding > 0:
             raise ConfigError("financials.shares_outstanding: must be positive")
         if self.market_price is not None and not self.market_price > 0:
@@ -266,7 +182,7 @@ def sample_distribution(dist: Distribution, n: int, rng: np.random.Generator, na
 
 def sample_within(dist: Distribution, n: int, rng: np.random.Generator, name: str, valid: Range) -> np.ndarray:
     """Draws of ``dist`` kept inside ``valid``: it must hold all but
-    :data:`~cbcv.config_checks.MAX_MASS_OUTSIDE` of the probability (else :class:`ConfigError`),
+    :data:`~cbcv.core.config_checks.MAX_MASS_OUTSIDE` of the probability (else :class:`ConfigError`),
     and the few draws outside are drawn again (the distribution truncated to the range)."""
     problem = input_problem(dist, valid)
     if problem:

@@ -41,11 +41,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.config_checks import ADDITIVE, SHOCKS, shock_problem
-from cbcv.errors import ConfigError
+from cbcv.core.config_checks import ADDITIVE, SHOCKS, shock_problem
+from cbcv.core.discount import Timing
+from cbcv.core.draws import draw_stats, per_draw
+from cbcv.core.errors import ConfigError
+from cbcv.core.units import horizon_periods
 from cbcv.valuation.bridge import ValuationResult, value_bridge
-from cbcv.valuation.equity import Terminal, future_customer_equity, per_draw
-from cbcv.valuation.inputs import FinancialDraws, Timing, draw_stats, horizon_periods
+from cbcv.valuation.equity import Terminal, future_customer_equity
+from cbcv.valuation.inputs import FinancialDraws
 
 DertFunction = Callable[[float, np.ndarray], np.ndarray]
 DertSource = DertFunction | Mapping[Any, Any] | np.ndarray

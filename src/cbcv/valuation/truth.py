@@ -21,7 +21,7 @@ traits (which the data cannot reveal).
 The formulas are not reimplemented: the true parameters are wrapped as a model "fitted" to one
 posterior draw (one chain, one draw) and passed to :func:`cbcv.predict.dert` and
 :func:`cbcv.predict.expected_spend`, with the discount rate converted as :func:`cbcv.clv.customer_clv`
-converts it (:func:`cbcv.valuation.inputs.continuous_rate`).
+converts it (:func:`cbcv.core.discount.continuous_rate`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from cbcv import predict as P
+from cbcv.core.discount import continuous_rate
+from cbcv.core.errors import ConfigError, DataError
 from cbcv.data.simulate import BGNBDParams, FrequencyParams, GammaGammaParams, ParetoNBDParams
-from cbcv.errors import ConfigError, DataError
 from cbcv.models import BetaGeoModel, CLVModel, GammaGammaModel, ParetoNBDModel
-from cbcv.valuation.inputs import continuous_rate
 
 
 def model_at(params: FrequencyParams | GammaGammaParams) -> CLVModel:

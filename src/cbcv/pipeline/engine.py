@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from cbcv.config import EngineSettings
+from cbcv.core.errors import ConfigError
 from cbcv.data.summary import calibration_holdout, customer_summary
-from cbcv.errors import ConfigError
 
 
 def summaries_for_engine(

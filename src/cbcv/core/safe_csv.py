@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from cbcv.cache import temporary_path
+from cbcv.core.cache import temporary_path
 
 #: First characters that make a spreadsheet read a cell as a formula (or a DDE command).
 FORMULA_STARTS = frozenset("=+-@\t\r＝＋－＠")

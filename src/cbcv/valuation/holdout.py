@@ -30,9 +30,10 @@ from scipy import sparse
 from scipy.special import logsumexp
 
 from cbcv.clv import n_model_draws
+from cbcv.core.errors import CbcvError
+from cbcv.core.units import unit_days
 from cbcv.data.simulate import BGNBDParams, ParetoNBDParams, simulate_summaries
-from cbcv.data.summary import Transactions, purchase_days, unit_days
-from cbcv.errors import CbcvError
+from cbcv.data.summary import Transactions, purchase_days
 from cbcv.models.base import CLVModel
 from cbcv.predict import (
     expected_given_alive,

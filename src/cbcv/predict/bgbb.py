@@ -28,7 +28,7 @@ Formulas (``B`` the beta function; ``L`` the likelihood of ``(x, t_x, n)``, see
   ``= B(alpha + x + 1, beta + n - x) / B(alpha, beta) * B(gamma, delta + n + 1) / B(gamma, delta) * z * 2F1(1, delta + n + 1; gamma + delta + n + 1; z) / L``
   (the paper's DERT). The dropout process is an sBG in ``(gamma, delta)``, so
   ``B(gamma, delta + n + 1) / B(gamma, delta + n) * 2F1(...)`` is the sBG's DERL after ``n``
-  renewals: it is taken from :func:`cbcv.predict_contractual` (closed form, with the truncated
+  renewals: it is taken from :func:`cbcv.predict.contractual` (closed form, with the truncated
   sum where SciPy's ``hyp2f1`` fails).
 """
 
@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel
 from cbcv.models.bgbb import BGBB_COLUMNS
 from cbcv.predict import MAX_BYTES, Params, _chunked, _rows, posterior_draws
-from cbcv.predict_contractual import DERL_TOL, _derl_sbg
+from cbcv.predict.contractual import DERL_TOL, _derl_sbg
 
 Rows = dict[str, np.ndarray]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 
 
 def repo_root() -> Path:

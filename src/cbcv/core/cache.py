@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cbcv.errors import CbcvError
-from cbcv.jsonio import dumps_strict
+from cbcv.core.errors import CbcvError
+from cbcv.core.jsonio import dumps_strict
 
 LOCK_NAME = ".cbcv.lock"
 
@@ -58,7 +58,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, record: Any) -> Path:
     """Write ``record`` as strict JSON to ``path`` atomically: every JSON file cbcv writes goes
-    through here (:func:`cbcv.jsonio.dumps_strict`: non-finite numbers as null, listed under
+    through here (:func:`cbcv.core.jsonio.dumps_strict`: non-finite numbers as null, listed under
     ``"non_finite"`` in a dict record; NumPy scalars, dates and dataclasses converted)."""
     return atomic_write_text(path, dumps_strict(record, note=True))
 
@@ -92,7 +92,7 @@ class FolderLock:
     """Exclusive lock on a folder for one process: ``with FolderLock(folder): ...``.
 
     Waits up to ``timeout`` seconds for another live process's lock, then raises
-    :class:`~cbcv.errors.CbcvError` naming the folder and the pid; a lock left by a process
+    :class:`~cbcv.core.errors.CbcvError` naming the folder and the pid; a lock left by a process
     that no longer exists is removed. Re-entrant within one process."""
 
     _held: dict[Path, int] = {}

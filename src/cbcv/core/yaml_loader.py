@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from cbcv.errors import ConfigError
+from cbcv.core.errors import ConfigError
 
 #: Largest config file read (a company config is a few kilobytes).
 MAX_BYTES = 1 << 20

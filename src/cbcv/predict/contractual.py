@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from cbcv.errors import CbcvError
+from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel
 from cbcv.predict import MAX_BYTES, Params, _chunked, _rows, posterior_draws
 

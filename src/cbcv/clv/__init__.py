@@ -37,10 +37,11 @@ import pandas as pd
 from scipy import sparse
 
 from cbcv import predict as P
-from cbcv.errors import CbcvError, DataError
+from cbcv.core.discount import continuous_rate
+from cbcv.core.draws import N_DECILES, draw_stats, per_draw, summarize_draws
+from cbcv.core.errors import CbcvError, DataError
+from cbcv.core.units import periods_per_year
 from cbcv.models.base import CLVModel
-from cbcv.valuation.equity import N_DECILES, per_draw
-from cbcv.valuation.inputs import continuous_rate, draw_stats, periods_per_year, summarize_draws
 
 #: (draw × customer) cells evaluated at once.
 CHUNK_CELLS = 4_000_000
@@ -54,7 +55,7 @@ ATTRIBUTES = ("customer_id", "cohort", "first_purchase", "x", "t_x", "T", "total
 
 class CLVTables:
     """Tables from per-draw CLV figures, shared by :class:`CustomerCLV` (in memory) and
-    :class:`cbcv.scoring.ScoredBase` (out of core). A subclass holds ``total`` ``(draws,)``,
+    :class:`cbcv.clv.scoring.ScoredBase` (out of core). A subclass holds ``total`` ``(draws,)``,
     ``group_draws`` (name → draws × groups DataFrame), ``top_share_draws``, ``p_alive_counts``
     ``(draws × bins)``, ``interval`` and ``n_customers``, and says how many customers each group
     and each P(alive) bin (by posterior mean) holds."""

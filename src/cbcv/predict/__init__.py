@@ -19,7 +19,7 @@ Formulas (t, T in the model's time unit; δ the continuously compounded discount
   with Tricomi's confluent hypergeometric U (Fader, Hardie & Lee 2005b, "RFM and CLV", eq. 2).
 * DERT for BG/NBD and MBG/NBD has no simple closed form: P(alive) × E[λ / (p λ + δ)] over the
   posterior of the rate and the dropout probability given alive, a one-dimensional integral over
-  the rate evaluated by the trapezoidal rule in log(rate) (:mod:`cbcv.dert_rate`; within 5e-14
+  the rate evaluated by the trapezoidal rule in log(rate) (:mod:`cbcv.predict.dert_rate`; within 5e-14
   of mpmath for annual rates 0.5%–50%, r + x down to 0.05, customers just acquired included).
 * A model-free cross-check (``method="quadrature"``): integrating by parts,
   DERT = ∫₀^∞ e^(−δt) dE[Y(t)] = ∫₀^∞ e^(−u) E[Y(u/δ)] du, by the trapezoidal rule in log u
@@ -41,11 +41,11 @@ import pandas as pd
 from numba import njit
 from scipy import special
 
-from cbcv.dert_rate import rate_dert_given_alive
-from cbcv.errors import CbcvError
-from cbcv.hyp_negative import chebyshev_points
+from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel, compress
 from cbcv.models.special import log_power_integral_np
+from cbcv.predict.dert_rate import rate_dert_given_alive
+from cbcv.predict.hyp_negative import chebyshev_points
 
 #: Trapezoidal nodes in log u of ``method="quadrature"`` (each costs one conditional expectation
 #: per draw and row) and the range of log u they span: e^(u) E[Y(u/δ)] is below 1e-16 of the
@@ -55,7 +55,7 @@ from cbcv.models.special import log_power_integral_np
 DERT_NODES = 80
 LOG_U_RANGE = (-20.0, 4.0)
 #: Float64 temporaries per (draw, row) budgeted for the BG/NBD and MBG/NBD DERT, in units of 8
-#: (:mod:`cbcv.dert_rate` also blocks its (draws, T, nodes) weights at ``BLOCK`` elements).
+#: (:mod:`cbcv.predict.dert_rate` also blocks its (draws, T, nodes) weights at ``BLOCK`` elements).
 BG_DERT_NODES = 64
 MAX_BYTES = 256 * 2**20
 #: temporaries held per (draw, row) element while evaluating one prediction
@@ -232,14 +232,6 @@ def expected_purchases_population(model: CLVModel, t: np.ndarray, *, max_draws: 
 
 
 # -- DERT -----------------------------------------------------------------------------------------
-def continuous_rate(annual_rate: float, time_unit: str) -> float:
-    """δ per time unit equivalent to an annual effective rate: log(1 + rate) × days per unit /
-    365.25."""
-    from cbcv.data.summary import unit_days
-
-    return float(np.log1p(annual_rate) * unit_days(time_unit) / 365.25)
-
-
 def _dert_pareto(p: Params, d: dict[str, np.ndarray], delta: Any) -> np.ndarray:
     return _p_alive("pareto_nbd", p, d) * _dert_pareto_alive(p, d["x"], d["T"], delta)
 
@@ -257,7 +249,7 @@ def _dert_pareto_alive(p: Params, x: np.ndarray, T: np.ndarray, delta: Any) -> n
 
 def _dert_bg(name: str, p: Params, d: dict[str, np.ndarray], delta: Any) -> np.ndarray:
     """BG/NBD and MBG/NBD DERT: P(alive) × the rate integral given alive
-    (:func:`cbcv.dert_rate.rate_dert_given_alive`), evaluated once per distinct (x, T) pair
+    (:func:`cbcv.predict.dert_rate.rate_dert_given_alive`), evaluated once per distinct (x, T) pair
     (it does not depend on t_x)."""
     pairs, back = np.unique(np.stack([d["x"][0], d["T"][0]]), axis=1, return_inverse=True)
     alive_value = rate_dert_given_alive(p, pairs[0][None, :], pairs[1][None, :], delta, name == "mbgnbd")
@@ -274,7 +266,7 @@ def dert_given_alive(
     grid: int | None = None,
 ) -> np.ndarray:
     """DERT given alive at T, per draw and (x, T) pair (``x``, ``T``: ``(1, pairs)``): Pareto/NBD's
-    closed form or the BG/NBD and MBG/NBD rate integral (:mod:`cbcv.dert_rate`). DERT =
+    closed form or the BG/NBD and MBG/NBD rate integral (:mod:`cbcv.predict.dert_rate`). DERT =
     P(alive) × this. ``rules`` is accepted for callers of the former Gauss–Laguerre rule (whose
     nodes it cached) and ignored: the trapezoidal rule needs no precomputed nodes.
 
@@ -363,7 +355,7 @@ def dert(
     """Discounted expected residual transactions at continuous rate ``delta`` per time unit
     (see :func:`continuous_rate`), per draw and customer. ``method``: "closed" (Pareto/NBD's
     closed form), "rate" (BG/NBD, MBG/NBD: the integral over the purchase rate,
-    :mod:`cbcv.dert_rate`), "quadrature" (any model: ``n_nodes`` trapezoidal nodes in log time of
+    :mod:`cbcv.predict.dert_rate`), "quadrature" (any model: ``n_nodes`` trapezoidal nodes in log time of
     the conditional expectation; slower, kept as a cross-check), or "auto" (closed for
     Pareto/NBD, rate for the others)."""
     if delta <= 0:

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cbcv import interrupt
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
-from cbcv.cache import (
+from cbcv.config import LoadedConfig
+from cbcv.core import interrupt
+from cbcv.core.cache import (
     FolderLock,
     atomic_write_json,
     content_key,
@@ -24,9 +25,12 @@ from cbcv.cache import (
     read_json,
     temporary_path,
 )
-from cbcv.config import LoadedConfig
-from cbcv.data.datasets import is_dataset, load_dataset, purchase_rule
-from cbcv.data.engine import summaries_for_engine
+from cbcv.core.errors import CbcvError
+from cbcv.core.jsonio import dumps_strict
+from cbcv.core.paths import repo_root
+from cbcv.core.safe_csv import write_csv
+from cbcv.data.catalog import is_dataset
+from cbcv.data.datasets import load_dataset, purchase_rule
 from cbcv.data.load import (
     LoadResult,
     Reconciliation,
@@ -36,11 +40,8 @@ from cbcv.data.load import (
 )
 from cbcv.data.rules import RULES_VERSION
 from cbcv.data.summary import calibration_holdout, customer_summary
-from cbcv.errors import CbcvError
-from cbcv.jsonio import dumps_strict
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
-from cbcv.paths import repo_root
-from cbcv.safe_csv import write_csv
+from cbcv.pipeline.engine import summaries_for_engine
 
 
 def load_transactions_for(
@@ -107,14 +108,14 @@ def validate_source(
     beside it; ``as_of`` defaults to the config's.
 
     A later call (the next notebook of the same report, say) reuses the files while
-    ``validated.json`` records the same key (:func:`cbcv.cache.content_key` of the source
+    ``validated.json`` records the same key (:func:`cbcv.core.cache.content_key` of the source
     SHA-256, data settings and as-of date) and the files' sizes and times. The folder is locked
-    against a concurrent run (:class:`cbcv.cache.FolderLock`); the manifest is removed before
+    against a concurrent run (:class:`cbcv.core.cache.FolderLock`); the manifest is removed before
     anything is rewritten, each file is written under a temporary name and renamed, and the
     manifest is written last, so a run killed half way leaves nothing that the next one trusts.
     """
     from cbcv.config import DataSource
-    from cbcv.data.datasets import dataset_path
+    from cbcv.data.catalog import dataset_path
     from cbcv.data.load import file_sha256
 
     cfg = loaded.config if loaded is not None else None
@@ -180,7 +181,7 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
 
 def write_load_outputs(result: LoadResult | ValidatedLog, out: str | Path) -> list[Path]:
     """``reconciliation.json`` (strict JSON) and ``rejections.csv`` (source row, column, raw
-    value, reason; spreadsheet-safe: :func:`cbcv.safe_csv.write_csv`)."""
+    value, reason; spreadsheet-safe: :func:`cbcv.core.safe_csv.write_csv`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rec = out / "reconciliation.json"
@@ -346,7 +347,7 @@ def save_fit(
     ``constant_data``, by customer id, or by row for a counted summary; without it (a report's
     run folder, read by investors) the file holds no customer-level data.
 
-    Nothing is saved after an interrupt (:func:`cbcv.interrupt.check`); ``fit.json`` is removed
+    Nothing is saved after an interrupt (:func:`cbcv.core.interrupt.check`); ``fit.json`` is removed
     first and written last, each file under a temporary name and renamed, so a folder holds a
     complete fit or no ``fit.json``."""
     interrupt.check()
@@ -402,10 +403,10 @@ def company_summary(loaded: LoadedConfig, result: LoadResult | ValidatedLog) -> 
     """Per-customer calibration summary, with holdout columns when the config has a holdout, on
     the engine the config chooses (``engine.name``: DuckDB by default, or Spark). For a log
     validated out of core, the counted summary instead (one row per distinct summary with its
-    ``count``; :func:`cbcv.outofcore.company_summaries`)."""
+    ``count``; :func:`cbcv.pipeline.outofcore.company_summaries`)."""
     cfg = loaded.config
     if isinstance(result, ValidatedLog):
-        from cbcv.outofcore import company_summaries
+        from cbcv.pipeline.outofcore import company_summaries
 
         return company_summaries(loaded, result).counts
     return summaries_for_engine(
@@ -434,12 +435,12 @@ def fit_company_models(
 
     Out of core (a :class:`ValidatedLog`), the frequency models fit the counted summary (the
     same likelihood) and gamma-gamma a seeded sample of at most
-    :data:`cbcv.outofcore.SPEND_SAMPLE` repeat buyers (all of them when there are fewer)."""
+    :data:`cbcv.pipeline.outofcore.SPEND_SAMPLE` repeat buyers (all of them when there are fewer)."""
     cfg = loaded.config
     settings = sampler_settings(loaded)
     spend_data: pd.DataFrame | None = None
     if isinstance(result, ValidatedLog):
-        from cbcv.outofcore import company_summaries, spend_sample
+        from cbcv.pipeline.outofcore import company_summaries, spend_sample
 
         base = company_summaries(loaded, result)
         summary = base.counts
@@ -473,10 +474,10 @@ def fit_company_models(
 def company_tracking(
     loaded: LoadedConfig, result: LoadResult | ValidatedLog, models: dict[str, CLVModel]
 ) -> dict[str, pd.DataFrame]:
-    """The cumulative tracking table (:func:`cbcv.validation.tracking`) of each frequency model
+    """The cumulative tracking table (:func:`cbcv.valuation.holdout.tracking`) of each frequency model
     over the config's calibration and holdout periods; a log validated out of core is counted
     in DuckDB from its Parquet file."""
-    from cbcv import validation as V
+    from cbcv.valuation import holdout as V
 
     cfg = loaded.config
     if cfg.holdout_end is None:
@@ -555,7 +556,7 @@ def predict_customers(
 def write_forecast(model: CLVModel, summary: pd.DataFrame, path: str | Path) -> Path:
     """``forecast.json``: predicted (mean, 90% interval) against actual holdout transactions,
     in total and by calibration frequency."""
-    from cbcv import validation as V
+    from cbcv.valuation import holdout as V
 
     path = Path(path)
     totals = V.holdout_totals(model, summary)

@@ -12,7 +12,7 @@
 
 With ``note=True`` a dict in which a non-finite number was replaced gets a ``"non_finite"``
 entry: the dotted paths of the values written as ``null`` (for a person reading the file).
-Files are written through :func:`cbcv.cache.atomic_write_json`, which uses this module.
+Files are written through :func:`cbcv.core.cache.atomic_write_json`, which uses this module.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ NON_FINITE_KEY = "non_finite"
 
 def _loaded(name: str) -> ModuleType | None:
     """``name`` when something has imported it (no value of its types can exist otherwise):
-    keeps ``import cbcv.jsonio`` light for the CLI."""
+    keeps ``import cbcv.core.jsonio`` light for the CLI."""
     return sys.modules.get(name)
 
 

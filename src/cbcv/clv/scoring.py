@@ -53,14 +53,14 @@ from numba import njit
 from scipy import sparse
 
 from cbcv import predict as P
-from cbcv.cache import atomic_write_json
 from cbcv.clv import CLVTables, log_bins, lorenz_frame
+from cbcv.core.cache import atomic_write_json
+from cbcv.core.discount import continuous_rate
+from cbcv.core.draws import N_DECILES, per_draw
+from cbcv.core.errors import CbcvError, DataError
+from cbcv.core.safe_csv import write_csv
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
-from cbcv.errors import CbcvError, DataError
 from cbcv.models.base import CLVModel
-from cbcv.safe_csv import write_csv
-from cbcv.valuation.equity import N_DECILES, per_draw
-from cbcv.valuation.inputs import continuous_rate
 
 #: Draws used for each customer's interval (means and all totals use every draw).
 INTERVAL_DRAWS = 400

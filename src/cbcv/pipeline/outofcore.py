@@ -1,7 +1,7 @@
 """The report's model, CLV and valuation steps on a log validated out of core.
 
 With ``engine.out_of_core`` the validated log is a Parquet file
-(:func:`cbcv.workflow.validate_company`) and no step holds one pandas row per customer. This
+(:func:`cbcv.pipeline.workflow.validate_company`) and no step holds one pandas row per customer. This
 module gives the steps what they read instead, all computed in DuckDB:
 
 * the per-customer calibration(/holdout) summaries, written once to
@@ -10,7 +10,7 @@ module gives the steps what they read instead, all computed in DuckDB:
 * the **counted summary**: one row per distinct ``(x, t_x, T[, x_holdout, T_holdout])`` with
   its ``count`` of customers. The frequency models fit it exactly as the per-customer summary
   (their likelihood is a sum over customers), and every validation figure weights by it
-  (:mod:`cbcv.validation`);
+  (:mod:`cbcv.valuation.holdout`);
 * a seeded random sample of at most :data:`SPEND_SAMPLE` repeat buyers for the gamma-gamma
   spend model, whose likelihood does not compress (spend is continuous); every repeat buyer
   when there are fewer, so a base like CDNOW gets the exact fit;
@@ -22,7 +22,7 @@ module gives the steps what they read instead, all computed in DuckDB:
 * the first purchases by date (the acquisition history) and the purchase days by date
   (the tracking plot).
 
-Scoring every customer goes through :func:`cbcv.scoring.score_customers`, which writes the
+Scoring every customer goes through :func:`cbcv.clv.scoring.score_customers`, which writes the
 per-customer results (with customer ids: derived data, not for a report) to
 ``customers.parquet`` in the same folder.
 """
@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbcv.cache import (
+from cbcv.config import LoadedConfig
+from cbcv.core.cache import (
     FolderLock,
     atomic_write_json,
     content_key,
@@ -43,7 +44,6 @@ from cbcv.cache import (
     read_json,
     temporary_path,
 )
-from cbcv.config import LoadedConfig
 from cbcv.data.datasets import purchase_rule
 from cbcv.data.load import ValidatedLog
 from cbcv.data.streaming import RFT, sample_rows, summary_counts, write_summaries

@@ -22,7 +22,7 @@ rate's mass there: a 64-node rule was 1.5% high at 2% a year, 0.24% at 10%.
 In w = log y the integrand is smooth and analytic in the strip |Im w| < π/2, decaying like
 e^((k+1) w) on the left and doubly exponentially on the right, so the trapezoidal rule converges
 geometrically in 1/h. It runs on the lattice w_j = j h, the same for every T of one x, so f is
-evaluated once per draw and x (:func:`cbcv.hyp_negative.hyp2f1_one_negative_interpolated`) and
+evaluated once per draw and x (:func:`cbcv.predict.hyp_negative.hyp2f1_one_negative_interpolated`) and
 T only enters the weights. Step h = min(:data:`STEP_MAX`, :data:`STEP_SCALE` / √(k+1)) (the
 integrand's width in w for large k is 1/√(k+1)). The lattice spans, for every draw and T of the
 x, the window outside which the integral is below :data:`TAIL` of the whole: on the left
@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from cbcv.hyp_negative import hyp2f1_one_negative_interpolated
+from cbcv.predict.hyp_negative import hyp2f1_one_negative_interpolated
 
 #: Relative size of each of the two tails left outside the trapezoidal rule's window.
 TAIL = 1e-13

@@ -3,9 +3,9 @@
 Steps (every one reuses a tested piece; no statistics of its own):
 
 1. load the config (its ``financials`` are required) and the transaction log;
-2. fit the configured summary models (:func:`cbcv.workflow.fit_company_models`);
+2. fit the configured summary models (:func:`cbcv.pipeline.workflow.fit_company_models`);
 3. pick the purchase model: with a holdout period and several frequency models, the one that
-   :func:`cbcv.validation.choose_default` prefers; otherwise the first one configured;
+   :func:`cbcv.valuation.holdout.choose_default` prefers; otherwise the first one configured;
 4. draw the financial inputs, one per posterior draw (:func:`cbcv.valuation.inputs.draw_financials`);
 5. existing customer equity = total residual CLV per draw (:func:`cbcv.clv.customer_clv`, margin
    and discount rate per draw);
@@ -18,7 +18,7 @@ Steps (every one reuses a tested piece; no statistics of its own):
    ``valuation.json``.
 
 With ``engine.out_of_core`` the same steps run on the validated Parquet log
-(:mod:`cbcv.outofcore`): fits on counted summaries, CLV scored to Parquet
+(:mod:`cbcv.pipeline.outofcore`): fits on counted summaries, CLV scored to Parquet
 (:func:`existing_clv`), acquisitions from the first purchases in the summary file, and the
 sensitivities and revenue forecast over distinct summaries weighted by their customers.
 
@@ -38,17 +38,18 @@ import numpy as np
 import pandas as pd
 
 from cbcv import predict as P
-from cbcv.cache import atomic_write_json
 from cbcv.clv import CustomerCLV, customer_clv, dert_draws, n_model_draws
+from cbcv.clv.scored_store import load_scored, save_scored
+from cbcv.clv.scoring import DERT_GRID, ScoredBase, score_customers
 from cbcv.config import LoadedConfig, load_config
+from cbcv.core.cache import atomic_write_json
+from cbcv.core.discount import continuous_rate
+from cbcv.core.errors import ConfigError
+from cbcv.core.units import horizon_periods
 from cbcv.data.load import ValidatedLog
-from cbcv.errors import ConfigError
 from cbcv.models.base import CLVModel, SamplerSettings
 from cbcv.models.verdict import combined_diagnostics
-from cbcv.outofcore import first_purchases, summary_file, valuation_units
-from cbcv.scored_store import load_scored, save_scored
-from cbcv.scoring import DERT_GRID, ScoredBase, score_customers
-from cbcv.validation import customer_weights
+from cbcv.pipeline.outofcore import first_purchases, summary_file, valuation_units
 from cbcv.valuation.acquisition import (
     AcquisitionModel,
     MarketSize,
@@ -71,7 +72,8 @@ from cbcv.valuation.equity import (
     future_customer_equity,
     revenue_layers,
 )
-from cbcv.valuation.inputs import FinancialDraws, continuous_rate, draw_financials, horizon_periods
+from cbcv.valuation.holdout import customer_weights
+from cbcv.valuation.inputs import FinancialDraws, draw_financials
 from cbcv.valuation.sensitivity import ValuationModel, elasticities, scenarios, tornado
 
 #: Periods with new customers needed before the acquisition model is fitted.
@@ -170,7 +172,7 @@ def choose_purchase_model(frequency: dict[str, CLVModel], summary: pd.DataFrame)
         return names[0], "the only purchase model configured"
     if "x_holdout" not in summary:
         return names[0], "no holdout period to compare the models: the first one configured"
-    from cbcv import validation as V
+    from cbcv.valuation import holdout as V
 
     return V.choose_default(V.compare_models(frequency, summary))
 
@@ -263,7 +265,7 @@ def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.Da
 
 def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataFrame:
     """What the sensitivities and the revenue forecast sum over: the customers' summary, or
-    out of core the valuation units (:func:`cbcv.outofcore.valuation_units`)."""
+    out of core the valuation units (:func:`cbcv.pipeline.outofcore.valuation_units`)."""
     if isinstance(result, ValidatedLog):
         return valuation_units(summary_file(loaded, result), loaded.config.engine.memory_limit)
     return summary
@@ -275,9 +277,9 @@ def existing_clv(
 ) -> CustomerCLV | ScoredBase:
     """Residual CLV of today's customers over ``n`` paired draws: in memory
     (:func:`cbcv.clv.customer_clv` on ``summary``) or, for a log validated out of core, every
-    customer scored by :func:`cbcv.scoring.score_customers` with the per-customer results in
+    customer scored by :func:`cbcv.clv.scoring.score_customers` with the per-customer results in
     ``customers.parquet`` beside the validated log (never in a report folder). The scored base
-    is kept beside it (``scored.npz``, no pickle: :mod:`cbcv.scored_store`) and reused while the
+    is kept beside it (``scored.npz``, no pickle: :mod:`cbcv.clv.scored_store`) and reused while the
     summaries, posteriors, margin and rate draws are the same, so the valuation notebook does not score the base again."""
     cfg = loaded.config
     if not isinstance(result, ValidatedLog):
@@ -326,7 +328,7 @@ def value_loaded(
     sensitivities (tornado, elasticities, the config's scenarios), the forward revenue by layer
     and the unit economics of a new customer. ``run_dir``: reuse the posteriors that notebook 02
     saved there (:func:`company_models`); ``market`` overrides ``financials.market_size``."""
-    from cbcv.workflow import fit_record, load_company, sampler_settings
+    from cbcv.pipeline.workflow import fit_record, load_company, sampler_settings
 
     cfg = loaded.config
     if cfg.financials is None:
@@ -429,12 +431,12 @@ def company_models(
     loaded: LoadedConfig, result: Any, run_dir: str | Path | None = None, progress: Any = None
 ) -> tuple[pd.DataFrame, dict[str, CLVModel], str]:
     """The company's calibration summary and fitted models (``result``: the LoadResult of
-    :func:`cbcv.workflow.load_company`): the posteriors saved under
+    :func:`cbcv.pipeline.workflow.load_company`): the posteriors saved under
     ``run_dir/models/<name>/posterior.nc`` (by notebook 02 / ``fit_company_models``) when every
     configured summary model has one fitted to the same calibration end, else fresh fits.
     Returns the summary, the models by name and where they came from."""
     from cbcv.models import SUMMARY_MODELS
-    from cbcv.workflow import company_summary, fit_company_models, load_fit
+    from cbcv.pipeline.workflow import company_summary, fit_company_models, load_fit
 
     cfg = loaded.config
     names = [n for n in cfg.models if n in SUMMARY_MODELS]
@@ -460,7 +462,7 @@ def company_models(
 
 
 def _check_result(result: Any) -> Any:
-    """``company_summary``/``fit_company_models`` need what :func:`cbcv.workflow.load_company`
+    """``company_summary``/``fit_company_models`` need what :func:`cbcv.pipeline.workflow.load_company`
     returns (a :class:`~cbcv.data.load.LoadResult` or :class:`~cbcv.data.load.ValidatedLog`)."""
     if hasattr(result, "transactions") or isinstance(result, ValidatedLog):
         return result

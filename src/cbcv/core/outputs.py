@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cbcv.cache import LOCK_NAME, atomic_write_json, read_json
-from cbcv.errors import CbcvError
+from cbcv.core.cache import LOCK_NAME, atomic_write_json, read_json
+from cbcv.core.errors import CbcvError
 
 MANIFEST = ".cbcv-outputs.json"
 

@@ -1,6 +1,6 @@
 """The scored customer base kept between notebooks, without pickle.
 
-:func:`cbcv.valuation.company.existing_clv` keeps the :class:`~cbcv.scoring.ScoredBase` of a
+:func:`cbcv.pipeline.valuation.existing_clv` keeps the :class:`~cbcv.clv.scoring.ScoredBase` of a
 scoring so that notebook 04 does not score the base again after notebook 03. It used to be a
 pickle (``scored.pkl``), which runs code when loaded. Here it is one ``.npz`` file of plain
 arrays, read with ``allow_pickle=False``, and a JSON header (inside it) with the key that the
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.cache import temporary_path
-from cbcv.jsonio import dumps_strict
-from cbcv.scoring import ScoredBase
+from cbcv.clv.scoring import ScoredBase
+from cbcv.core.cache import temporary_path
+from cbcv.core.jsonio import dumps_strict
 
 FORMAT = "cbcv-scored-1"
 

@@ -1,7 +1,7 @@
 """Gauss's hypergeometric function ₂F₁(1, a; c; −y) at negative arguments, fast and accurate.
 
 This is E[1 / (1 + p y)] for p ~ Beta(a, c − a): the expectation over the dropout probability in
-the BG/NBD and MBG/NBD DERT (:mod:`cbcv.dert_rate`). :func:`hyp2f1_one_negative` evaluates it
+the BG/NBD and MBG/NBD DERT (:mod:`cbcv.predict.dert_rate`). :func:`hyp2f1_one_negative` evaluates it
 directly (scipy or Euler's integral), :func:`hyp2f1_one_negative_interpolated` at many
 arguments per (a, c) by Chebyshev interpolation in log y.
 """
