@@ -8,9 +8,9 @@ wrote, exactly as a scheduler would run the pipeline on a data room:
 ``load``      validate every row (:func:`cbcv.data.load.validate_to_parquet`; duplicates checked),
               accepted rows to Parquet, rejections and reconciliation kept;
 ``summarise`` per-customer summaries in DuckDB SQL to Parquet
-              (:func:`cbcv.data.streaming.write_summaries`);
+              (:func:`cbcv.data.summary_files.write_summaries`);
 ``fit``       BG/NBD by NUTS (nutpie) on the counted distinct (x, t_x, T) summaries
-              (:func:`cbcv.data.streaming.summary_counts`), gamma-gamma by NUTS on a seeded
+              (:func:`cbcv.data.summary_files.summary_counts`), gamma-gamma by NUTS on a seeded
               random sample of repeat buyers (its likelihood cannot be compressed);
               t_x and T rounded to whole weeks (``--resolution``), with the MAP on exact and
               rounded counts reported side by side;
@@ -20,7 +20,7 @@ wrote, exactly as a scheduler would run the pipeline on a data room:
 ``render``    an HTML page of aggregates (:func:`cbcv.report.scale.scored_base_html`): no
               per-customer data beyond an anonymised, capped top-customer table;
 ``report``    (with ``--report``; not part of end to end) the full ``cbcv report`` — all four
-              notebooks — on the simulated log with ``engine.out_of_core`` (validation,
+              notebooks — on the simulated log, the one path of every size (validation,
               audit, BG/NBD and gamma-gamma fits with holdout validation, CLV, valuation and
               sensitivities), timed and measured like the other stages.
 
@@ -105,7 +105,7 @@ def stage_load(d: Path, s: ScaleSettings) -> dict[str, Any]:
 
 
 def stage_summarise(d: Path, s: ScaleSettings) -> dict[str, Any]:
-    from cbcv.data.streaming import write_summaries
+    from cbcv.data.summary_files import write_summaries
 
     w = write_summaries(
         d / "accepted.parquet", d / "summary.parquet", calibration_end=END, time_unit="week",
@@ -115,7 +115,7 @@ def stage_summarise(d: Path, s: ScaleSettings) -> dict[str, Any]:
 
 
 def stage_fit(d: Path, s: ScaleSettings) -> dict[str, Any]:
-    from cbcv.data.streaming import sample_rows, summary_counts
+    from cbcv.data.summary_files import sample_rows, summary_counts
     from cbcv.models import BetaGeoModel, GammaGammaModel, SamplerSettings
 
     settings = SamplerSettings(draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
@@ -224,7 +224,7 @@ REPORT_CALIBRATION_END = "2025-06-30"
 
 
 def report_config(d: Path, s: ScaleSettings) -> Path:
-    """A company config for the simulated log with ``engine.out_of_core`` (illustrative
+    """A company config for the simulated log with the benchmark's DuckDB caps (illustrative
     financials), written into ``d``."""
     import yaml
 
@@ -239,7 +239,7 @@ def report_config(d: Path, s: ScaleSettings) -> Path:
         "sampler": {"method": "nuts", "draws": s.draws, "tune": s.tune, "chains": s.chains,
                     "nuts_sampler": s.sampler},
         "seed": s.seed,
-        "engine": {"out_of_core": True, "memory_limit": s.memory_limit, "threads": s.threads},
+        "engine": {"memory_limit": s.memory_limit, "threads": s.threads},
         "report": {"notebooks": ["01_customer_base_audit", "02_model_fit_and_validation",
                                  "03_customer_lifetime_value", "04_company_valuation"]},
         "financials": {"contribution_margin": {"dist": "normal", "mean": 0.3, "sd": 0.03},

@@ -17,15 +17,13 @@ import pytest
 
 from cbcv.core.errors import ConfigError, DataError
 from cbcv.data.catalog import raw_data_dir
+from cbcv.models.acquisition_terms import cumulative_exposure, log_survival, period_log_probs
 from cbcv.models.base import SamplerSettings
 from cbcv.valuation.acquisition import (
     AcquisitionModel,
     MarketSize,
     acquisitions_from_transactions,
     compare_holdout,
-    cumulative_exposure,
-    log_survival,
-    period_log_probs,
 )
 
 NUTS = SamplerSettings(draws=500, tune=500, chains=2, cores=1, seed=11)

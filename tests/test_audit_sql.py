@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
-from cbcv.audit.sql import audit_parquet
+from cbcv.audit.sql import (
+    customer_base_audit as audit_parquet,  # the one audit, over a Parquet path
+)
 from cbcv.core.errors import ConfigError, DataError
 
 CDNOW_CALIBRATION_END = dt.date(1997, 9, 30)

@@ -10,7 +10,6 @@ from cbcv import clv as C
 from cbcv import predict as P
 from cbcv.core.errors import CbcvError, DataError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel
-from cbcv.valuation.equity import existing_customer_equity
 
 BG = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)  # Fader, Hardie & Lee (2005a), CDNOW
 PN = dict(r=0.553, alpha=10.578, s=0.606, beta=11.669)  # Fader, Hardie & Lee (2005b), CDNOW
@@ -82,6 +81,39 @@ def test_concentration_on_a_hand_made_base() -> None:
     assert dec["share"].iloc[0] == pytest.approx(109 / 199)
 
 
+def test_groups_deciles_and_concentration_by_hand() -> None:
+    # One summary (x=1, t_x=10, T=30) so one DERT D per draw; p=1, q=2, gamma=0: spend = zbar / 2.
+    # Customer i (1..100) has zbar = 2i, so it is worth margin * D * i: proportional to i.
+    n = 100
+    values = np.arange(1, n + 1, dtype=float)
+    base = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "cohort": np.where(values <= 40, "A", "B"),
+                         "x": 1, "t_x": 10.0, "T": 30.0, "mean_repeat_spend": 2 * values})
+    freq = _fixed(BetaGeoModel, **BG)
+    res = C.customer_clv(freq, _fixed(GammaGammaModel, p=1.0, q=2.0, gamma=0.0), base,
+                         margin=0.5, annual_discount_rate=0.1, time_unit="week")
+    unit = 0.5 * P.dert(freq, base.head(1), delta=np.log(1.1) * 7 / 365.25)[0, 0]
+    total = values.sum()  # 5050
+    np.testing.assert_allclose(res.total, unit * total, rtol=1e-12)
+    by = res.by("cohort").set_index("cohort")
+    assert by.loc["A", "median"] == pytest.approx(unit * values[:40].sum())
+    assert by.loc["B", "median"] == pytest.approx(unit * values[40:].sum())
+    assert by.loc["A", "customers"] == 40 and by["share"].sum() == pytest.approx(1.0)
+    assert by.loc["A", "per_customer"] == pytest.approx(unit * values[:40].mean())
+    dec = res.by("value_decile").set_index("value_decile")
+    assert dec.loc[1, "mean"] == pytest.approx(unit * values[90:].sum())  # the ten most valuable
+    assert dec.loc[10, "mean"] == pytest.approx(unit * values[:10].sum())
+    assert (dec["customers"] == 10).all()
+    conc = res.concentration().set_index("customers")
+    assert conc.loc["top 1%", "median"] == pytest.approx(100 / total)
+    assert conc.loc["top 10%", "median"] == pytest.approx(values[90:].sum() / total)
+    cust = res.customers.set_index("customer_id")
+    assert cust.loc["c99", "value_decile"] == 1 and cust.loc["c0", "value_decile"] == 10
+    assert cust.loc["c99", "rank"] == 1 and cust.loc["c0", "rank"] == 100
+    np.testing.assert_allclose(cust["clv_mean"], unit * values, rtol=1e-12)
+    lorenz = res.lorenz()
+    assert len(lorenz) == n + 1 and lorenz["clv_share"].iloc[10] == pytest.approx(values[90:].sum() / total)
+
+
 def _multi_draw_models():
     bg = _fixed(BetaGeoModel, r=[0.24, 0.26, 0.22, 0.25], alpha=[4.4, 4.0, 4.8, 4.2],
                 a=[0.79, 0.85, 0.7, 0.9], b=[2.4, 2.6, 2.2, 2.5])
@@ -105,29 +137,41 @@ def test_per_draw_margin_and_rate_pair_draws_by_index() -> None:
     np.testing.assert_allclose(res.total, res.draws.sum(axis=1))
 
 
-def test_groups_sum_to_total_and_streaming_matches_kept_draws(monkeypatch) -> None:
+def test_groups_sum_to_total_and_chunking_changes_nothing() -> None:
     bg, gg = _multi_draw_models()
     big = pd.concat([SUMMARY] * 7, ignore_index=True)
     big["channel"] = np.where(np.arange(len(big)) % 3 == 0, "web", "store")
+    big.loc[::4, "mean_repeat_spend"] *= 1.5  # customers of one summary that spend differently
     kept = C.customer_clv(bg, gg, big, margin=0.3, annual_discount_rate=0.1, time_unit="week",
                           group_by=("cohort", "channel"), keep_draws=True)
-    monkeypatch.setattr(C, "CHUNK_CELLS", 4 * 6)  # 6 customers a chunk: several chunks, two passes
+    # one key (x, t_x, T) a chunk: many chunks in both passes
     streamed = C.customer_clv(bg, gg, big, margin=0.3, annual_discount_rate=0.1, time_unit="week",
-                              group_by=("cohort", "channel"), keep_draws=False)
+                              group_by=("cohort", "channel"), keep_draws=False, max_bytes=1, threads=1)
     assert streamed.draws is None
     np.testing.assert_allclose(streamed.total, kept.total, rtol=1e-12)
+    np.testing.assert_allclose(kept.total, kept.draws.sum(axis=1), rtol=1e-12)
     for col in ("cohort", "channel", "value_decile"):
         np.testing.assert_allclose(kept.group_draws[col].sum(axis=1), kept.total, rtol=1e-12)
         np.testing.assert_allclose(streamed.group_draws[col].to_numpy(), kept.group_draws[col].to_numpy(), rtol=1e-12)
         assert kept.by(col)["share"].sum() == pytest.approx(1.0)
     pd.testing.assert_frame_equal(streamed.concentration(), kept.concentration())
+    pd.testing.assert_frame_equal(streamed.customers, kept.customers, rtol=1e-12)
     by_cohort = kept.by_cohort().set_index("cohort")
     assert by_cohort.loc["1997Q1", "customers"] == 14
-    # an independent implementation of the same aggregation (valuation.equity) agrees
-    eq = existing_customer_equity(kept.draws / 0.3, 1.0, 0.3, big[["cohort"]])
-    np.testing.assert_allclose(eq.total, kept.total, rtol=1e-12)
-    np.testing.assert_allclose(eq.group_draws["value_decile"].to_numpy(), kept.group_draws["value_decile"].to_numpy(), rtol=1e-10)
-    np.testing.assert_allclose(eq.top_share_draws.to_numpy(), kept.top_share_draws.to_numpy(), rtol=1e-10)
+    # the per-draw group, decile and top-customer sums, by hand from the kept draws
+    v = kept.draws
+    for c, label in (("cohort", "1997Q2"), ("channel", "web")):
+        np.testing.assert_allclose(kept.group_draws[c][label], v[:, (big[c] == label).to_numpy()].sum(axis=1), rtol=1e-12)
+    order = np.argsort(-v.mean(axis=0), kind="stable")
+    np.testing.assert_array_equal(kept.customers["rank"].to_numpy()[order], np.arange(1, len(big) + 1))
+    decile = 10 * np.argsort(order) // len(big) + 1
+    np.testing.assert_array_equal(kept.customers["value_decile"], decile)
+    for d in (1, 5, 10):
+        np.testing.assert_allclose(kept.group_draws["value_decile"][d], v[:, decile == d].sum(axis=1), rtol=1e-12)
+    top = order[: int(np.ceil(0.1 * len(big)))]
+    np.testing.assert_allclose(kept.top_share_draws["top 10%"], v[:, top].sum(axis=1) / v.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(kept.customers["clv_mean"], v.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(kept.customers["clv_low"], np.quantile(v, 0.05, axis=0), rtol=1e-12)
 
 
 def test_p_alive_histogram() -> None:
@@ -155,3 +199,11 @@ def test_clear_errors() -> None:
     res = C.customer_clv(bg, gg, SUMMARY, margin=0.3, annual_discount_rate=0.1, time_unit="week")
     with pytest.raises(CbcvError, match="group_by"):
         res.by("region")
+    with pytest.raises(ValueError, match="margin"):
+        C.customer_clv(bg, gg, SUMMARY, margin=np.ones(4), annual_discount_rate=0.1, time_unit="week")
+    with pytest.raises(DataError, match="not finite"):  # q = 1: no finite mean spend without repeat purchases
+        C.customer_clv(bg, _fixed(GammaGammaModel, p=6.25, q=1.0, gamma=15.44), SUMMARY, margin=0.3,
+                       annual_discount_rate=0.1, time_unit="week")
+    with pytest.raises(DataError, match="t_x"):
+        C.customer_clv(bg, gg, SUMMARY.assign(t_x=SUMMARY["T"] + 1), margin=0.3, annual_discount_rate=0.1,
+                       time_unit="week")

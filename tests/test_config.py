@@ -172,12 +172,21 @@ def test_bad_engine_settings_give_one_line(engine: dict, pattern: str) -> None:
     assert "\n" not in str(e.value)
 
 
-def test_engine_caps_reach_duckdb_and_summaries() -> None:
+def test_engine_out_of_core_is_refused_as_no_longer_needed() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({**MINIMAL, "engine": {"out_of_core": True, "memory_limit": "1GB"}}, "acme.yaml")
+    assert str(e.value) == (
+        "acme.yaml: engine.out_of_core: no longer needed: every company runs the same path whatever "
+        "its size (engine.memory_limit and engine.threads cap it); remove the line"
+    )
+
+
+def test_engine_caps_reach_duckdb_and_summaries(tmp_path: Path) -> None:
     import pandas as pd
 
     from cbcv.data._sql import scratch_connection
     from cbcv.data.summary import customer_summary
-    from cbcv.pipeline.engine import summaries_for_engine
+    from cbcv.data.summary_files import write_summaries
 
     setting = "SELECT current_setting('memory_limit'), current_setting('threads')"
     with scratch_connection(memory_limit="1GB", threads=1) as con:
@@ -193,5 +202,7 @@ def test_engine_caps_reach_duckdb_and_summaries() -> None:
         }
     )
     engine = parse_config({**MINIMAL, "engine": {"memory_limit": "1GB", "threads": 1}}).engine
-    got = summaries_for_engine(engine, tx, calibration_end="2020-06-30")
-    pd.testing.assert_frame_equal(got, customer_summary(tx, calibration_end="2020-06-30"))
+    written = write_summaries(tx, tmp_path / "summary.parquet", calibration_end="2020-06-30",
+                              memory_limit=engine.memory_limit, threads=engine.threads)
+    pd.testing.assert_frame_equal(pd.read_parquet(written.path), customer_summary(tx, calibration_end="2020-06-30"),
+                                  check_dtype=False)

@@ -262,7 +262,10 @@ def test_page_03_fits_carry_their_verdict_into_the_run(tmp_path: Path, cdnow_sam
     config = tmp_path / "map.yaml"
     config.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    _, info = company_clv(load_config(config), cdnow_sample_load, run)
+    from cbcv.pipeline.workflow import load_company
+
+    loaded = load_config(config)
+    _, info = company_clv(loaded, load_company(loaded, tmp_path / "work"), run)
     assert info["diagnostics"]["status"] == "warn"
     assert "no sampling diagnostics" in diagnostics_note(info["diagnostics"])
     # the fits made for page 03 are saved into the run: provenance and the index see them

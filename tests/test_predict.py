@@ -260,7 +260,7 @@ def test_p_alive_from_log_tables_equals_the_closed_form(name) -> None:
     else:
         ratio = np.exp(np.log(p["a"]) - np.log(p["b"] + x) + log_odds_t)
     ref = 1.0 / (1.0 + ratio)
-    got = P._p_alive(name, p, {"x": x[None], "t_x": t_x[None], "T": T[None]})
+    got = P.p_alive_rows(name, p, {"x": x[None], "t_x": t_x[None], "T": T[None]})
     assert got.shape == (40, n)
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-300)
 

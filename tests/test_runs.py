@@ -26,9 +26,9 @@ def cbcv(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
-# --- item 9: the out-of-core cache -------------------------------------------------------------
+# --- item 9: the validation cache -------------------------------------------------------------
 
-def _rows(path: Path) -> int:
+def distinct_rows(path: Path) -> int:
     return len(pd.read_parquet(path))
 
 
@@ -37,7 +37,7 @@ def test_a_run_killed_before_its_manifest_leaves_nothing_trusted(tmp_path, monke
 
     work = tmp_path / "work"
     full = W.validate_source("cdnow-sample", work)
-    assert _rows(work / "accepted.parquet") == full.reconciliation.rows_accepted
+    assert distinct_rows(work / "accepted.parquet") == full.reconciliation.rows_accepted
     real = W.validate_to_parquet
 
     def killed(*args, **kwargs):  # the accepted rows are written, then the process dies
@@ -50,7 +50,7 @@ def test_a_run_killed_before_its_manifest_leaves_nothing_trusted(tmp_path, monke
     monkeypatch.undo()
     again = W.validate_source("cdnow-sample", work)
     assert again.reconciliation.rows_accepted == full.reconciliation.rows_accepted
-    assert _rows(again.accepted) == again.reconciliation.rows_accepted
+    assert distinct_rows(again.accepted) == again.reconciliation.rows_accepted
     assert not list(work.glob(".*tmp-*")), "temporary files are cleaned up"
 
 
@@ -61,7 +61,7 @@ def test_a_cached_file_replaced_behind_the_manifest_is_validated_again(tmp_path)
     full = W.validate_source("cdnow-sample", work)
     pd.read_parquet(work / "accepted.parquet").iloc[:10].to_parquet(work / "accepted.parquet")
     again = W.validate_source("cdnow-sample", work)
-    assert _rows(again.accepted) == again.reconciliation.rows_accepted == full.reconciliation.rows_accepted
+    assert distinct_rows(again.accepted) == again.reconciliation.rows_accepted == full.reconciliation.rows_accepted
 
 
 def test_the_cache_key_includes_the_as_of_date(tmp_path):
@@ -70,8 +70,8 @@ def test_the_cache_key_includes_the_as_of_date(tmp_path):
     work = tmp_path / "work"
     W.validate_source("cdnow-sample", work)
     early = W.validate_source("cdnow-sample", work, as_of=pd.Timestamp("1997-03-31").date())
-    assert _rows(early.accepted) == early.reconciliation.rows_accepted
-    assert json.loads((work / "validated.json").read_text())["reconciliation"]["rows_accepted"] == _rows(early.accepted)
+    assert distinct_rows(early.accepted) == early.reconciliation.rows_accepted
+    assert json.loads((work / "validated.json").read_text())["reconciliation"]["rows_accepted"] == distinct_rows(early.accepted)
 
 
 def test_a_live_lock_blocks_and_a_stale_one_is_taken_over(tmp_path):
@@ -133,21 +133,22 @@ def test_a_pickled_cache_file_is_never_unpickled(tmp_path):
     np.savez(tmp_path / "scored.npz", header=np.array([Payload()], dtype=object))
     assert load_scored(tmp_path / "scored.npz", "k") is None
     assert not marker.exists()
-    source = (ROOT / "src" / "cbcv" / "valuation" / "company.py").read_text()
-    assert "import pickle" not in source and "pickle.loads" not in source
+    for module in ("pipeline/company_data.py", "clv/scored_store.py"):
+        source = (ROOT / "src" / "cbcv" / module).read_text()
+        assert "import pickle" not in source and "pickle.loads" not in source, module
 
 
 # --- item 7: the audit's --out folder ------------------------------------------------------
 
 def test_audit_rerun_leaves_no_earlier_files_and_refuses_foreign_ones(tmp_path):
     out = tmp_path / "audit"
-    res = cbcv("audit", "cdnow-sample", "--out", str(out), "--out-of-core")
+    res = cbcv("audit", "cdnow-sample", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert (out / "accepted.parquet").is_file()
-    res = cbcv("audit", "cdnow-sample", "--out", str(out))  # in memory: no accepted.parquet
+    res = cbcv("audit", "cdnow-sample", "--out", str(out), "--as-of", "1997-02-28")  # fewer rows
     assert res.returncode == 0, res.stderr
-    assert not (out / "accepted.parquet").exists() and not (out / "validated.json").exists()
-    assert (out / "reconciliation.json").is_file()
+    rec = json.loads((out / "reconciliation.json").read_text())
+    assert distinct_rows(out / "accepted.parquet") == rec["rows_accepted"] < 6919  # not the earlier run's
     (out / "notes.txt").write_text("mine")
     res = cbcv("audit", "cdnow-sample", "--out", str(out))
     assert res.returncode == 1 and "Traceback" not in res.stderr
@@ -196,13 +197,13 @@ def test_an_interrupted_fit_saves_nothing_and_says_so(tmp_path, sig, code):
     assert not (out / "fit.json").exists() and not (out / "posterior.nc").exists()
 
 
-def test_an_interrupted_out_of_core_audit_has_no_duckdb_traceback(tmp_path):
+def test_an_interrupted_audit_has_no_duckdb_traceback(tmp_path):
     import duckdb
 
     src = tmp_path / "big.csv"
     duckdb.sql(f"COPY (SELECT 'c' || (i % 200000) AS customer_id, DATE '1997-01-01' + CAST(i % 500 AS INTEGER) "
                f"AS date, (i % 97) * 1.5 AS amount FROM range(4000000) t(i)) TO '{src}' (HEADER)")
-    res = _interrupt(["audit", str(src), "--out", str(tmp_path / "out"), "--out-of-core"],
+    res = _interrupt(["audit", str(src), "--out", str(tmp_path / "out")],
                      signal.SIGINT, "validating", 1.5)
     assert res.returncode == 130, res.stderr
     assert res.stderr.strip().splitlines()[-1] == "cbcv: interrupted"

@@ -1,4 +1,5 @@
-"""Out-of-core scoring (cbcv.clv.scoring) against the in-memory CLV (cbcv.clv) on the CDNOW sample."""
+"""The CLV scoring engine (cbcv.clv.scoring) against the prediction functions evaluated customer by
+customer on the CDNOW sample; streamed summaries and validation to Parquet; the scale report page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cbcv import predict as P
 from cbcv.clv.scoring import ScoringDraws, score_customers
 from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import DataError
-from cbcv.data.streaming import sample_rows, summary_counts, write_summaries
+from cbcv.data.summary_files import sample_rows, summary_counts, write_summaries
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel
 
 BG = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -31,52 +32,94 @@ def _posterior(cls, centre: dict[str, float], seed: int):
     return model
 
 
+def _direct(freq, spend, summary, margin, rate):
+    """CLV per draw and customer straight from the prediction functions, customer by customer:
+    margin × gamma-gamma expected spend × DERT (Fader, Hardie & Lee 2005, eq. 2 and 5)."""
+    n = len(next(iter(freq.draws().values())))
+    delta = np.full(n, continuous_rate(rate, "week"))
+    return np.asarray(margin)[:, None] * P.expected_spend(spend, summary) * C.dert_draws(freq, summary, delta, n)
+
+
 @pytest.fixture(scope="module", params=[(BetaGeoModel, BG), (ParetoNBDModel, PN)], ids=["bgnbd", "pareto"])
 def both(request, cdnow_weekly, tmp_path_factory):
     cls, centre = request.param
     freq, spend = _posterior(cls, centre, 1), _posterior(GammaGammaModel, GG, 2)
     margin = np.linspace(0.25, 0.35, N_DRAWS)
     summary = cdnow_weekly.copy()
-    ref = C.customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=0.12, time_unit="week", max_draws=None)
+    summary["channel"] = np.where(np.arange(len(summary)) % 3 == 0, "web", "store")
+    direct = _direct(freq, spend, summary, margin, 0.12)
     out = tmp_path_factory.mktemp("scored") / "customers.parquet"
     scored = score_customers(
         freq, spend, summary, out, margin=margin, annual_discount_rate=0.12, time_unit="week",
         horizon=39.0, interval_draws=N_DRAWS, max_bytes=2**20,  # small chunks: many of them
+        group_by=("cohort", "channel"),
     )
     table = pd.read_parquet(out).set_index("customer_id").loc[summary["customer_id"]]
-    return freq, summary, ref, scored, table
+    return freq, summary, direct, scored, table
 
 
-def test_totals_and_groups_equal_the_in_memory_clv(both) -> None:
-    _, summary, ref, scored, _ = both
+def test_totals_and_groups_equal_the_direct_predictions(both) -> None:
+    """Scoring by distinct summary (P(alive) × the (x, T) factor, spend linear in z) against
+    margin × spend × DERT evaluated for each customer and draw."""
+    freq, summary, v, scored, table = both
     assert scored.n_customers == len(summary) == 2357
     assert scored.n_keys < len(summary) and scored.n_pairs <= scored.n_keys
-    np.testing.assert_allclose(scored.total, ref.total, rtol=1e-10)
-    for col in ("cohort", "value_decile"):
-        np.testing.assert_allclose(scored.group_draws[col].to_numpy(), ref.group_draws[col].to_numpy(), rtol=1e-9, atol=1e-9)
-        pd.testing.assert_frame_equal(scored.by(col), ref.by(col), rtol=1e-9)
-    np.testing.assert_allclose(scored.top_share_draws.to_numpy(), ref.top_share_draws.to_numpy(), rtol=1e-9)
-    np.testing.assert_array_equal(scored.p_alive_counts, ref.p_alive_counts)
-    pd.testing.assert_frame_equal(scored.summary(), ref.summary(), rtol=1e-10)
+    np.testing.assert_allclose(scored.total, v.sum(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(scored.group_draws["cohort"].sum(axis=1), v.sum(axis=1), rtol=1e-10)  # one cohort
+    for label in ("web", "store"):
+        group = (summary["channel"] == label).to_numpy()
+        np.testing.assert_allclose(scored.group_draws["channel"][label], v[:, group].sum(axis=1), rtol=1e-9)
+        assert scored.by("channel").set_index("channel").loc[label, "customers"] == group.sum()
+    rank = table["rank"].to_numpy()
+    decile = table["value_decile"].to_numpy()
+    np.testing.assert_array_equal(np.sort(rank), np.arange(1, len(summary) + 1))
+    assert (np.diff(v.mean(axis=0)[np.argsort(rank)]) <= 1e-9).all()  # ranked by posterior mean
+    for d in (1, 4, 10):
+        np.testing.assert_allclose(scored.group_draws["value_decile"][d], v[:, decile == d].sum(axis=1), rtol=1e-9)
+    top = rank <= np.ceil(0.1 * len(summary))
+    np.testing.assert_allclose(scored.top_share_draws["top 10%"], v[:, top].sum(axis=1) / v.sum(axis=1), rtol=1e-9)
+    pa = P.p_alive(freq, summary)
+    counts = np.stack([np.bincount(np.minimum((p * 10).astype(int), 9), minlength=10) for p in pa])
+    np.testing.assert_array_equal(scored.p_alive_counts, counts)
+    assert scored.by("channel")["share"].sum() == pytest.approx(1.0)
 
 
-def test_per_customer_values_equal_the_in_memory_clv(both) -> None:
-    freq, summary, ref, _, table = both
-    cust = ref.customers.set_index("customer_id")
-    for col in ("clv_mean", "clv_median", "clv_low", "clv_high", "p_alive_mean", "spend_mean", "dert_mean"):
-        np.testing.assert_allclose(table[col].to_numpy(), cust[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
-    np.testing.assert_array_equal(table["rank"].to_numpy(), cust["rank"].to_numpy())
-    np.testing.assert_array_equal(table["value_decile"].to_numpy(), cust["value_decile"].to_numpy())
+def test_per_customer_values_equal_the_direct_predictions(both) -> None:
+    freq, summary, v, _, table = both
+    np.testing.assert_allclose(table["clv_mean"], v.mean(axis=0), rtol=1e-9)
+    for col, q in (("clv_median", 0.5), ("clv_low", 0.05), ("clv_high", 0.95)):
+        np.testing.assert_allclose(table[col], np.quantile(v, q, axis=0), rtol=1e-9, atol=1e-12, err_msg=col)
+    np.testing.assert_allclose(table["p_alive_mean"], P.p_alive(freq, summary).mean(axis=0), rtol=1e-9)
     expected = P.expected_purchases(freq, 39.0, summary).mean(axis=0)
     np.testing.assert_allclose(table["expected_mean"].to_numpy(), expected, rtol=1e-9)
+
+
+def test_in_memory_and_on_disk_are_one_engine(cdnow_weekly, tmp_path) -> None:
+    """customer_clv (customers kept in memory, every draw for the intervals) and score_customers
+    (customers in a Parquet file, key order) give the same tables and customers."""
+    freq, spend = _posterior(BetaGeoModel, BG, 3), _posterior(GammaGammaModel, GG, 4)
+    mem = C.customer_clv(freq, spend, cdnow_weekly, margin=0.3, annual_discount_rate=0.1, time_unit="week",
+                         max_draws=None)
+    disk = score_customers(freq, spend, cdnow_weekly, tmp_path / "c.parquet", margin=0.3, interval_draws=N_DRAWS)
+    np.testing.assert_array_equal(mem.total, disk.total)
+    for col in ("cohort", "value_decile"):
+        pd.testing.assert_frame_equal(mem.by(col), disk.by(col))
+    pd.testing.assert_frame_equal(mem.p_alive_distribution(), disk.p_alive_distribution())
+    pd.testing.assert_frame_equal(mem.lorenz(disk.lorenz_points), disk.lorenz())
+    assert len(mem.lorenz()) == len(cdnow_weekly) + 1  # in memory: every rank
+    np.testing.assert_array_equal(mem.mean_clv_histogram()[1], disk.mean_clv_histogram()[1])
+    table = pd.read_parquet(tmp_path / "c.parquet").set_index("customer_id").loc[cdnow_weekly["customer_id"]]
+    for col in ("clv_mean", "clv_low", "rank", "value_decile"):
+        np.testing.assert_array_equal(mem.customers[col].to_numpy(), table[col].to_numpy())
+    np.testing.assert_allclose(mem.draws.mean(axis=0), mem.customers["clv_mean"], rtol=1e-12)
 
 
 def test_thinned_intervals_and_ready_draws(cdnow_weekly, tmp_path) -> None:
     freq, spend = _posterior(BetaGeoModel, BG, 3), _posterior(GammaGammaModel, GG, 4)
     draws = ScoringDraws.from_models(freq, spend, margin=0.3, annual_discount_rate=0.1, time_unit="week")
     full = score_customers(None, None, cdnow_weekly, tmp_path / "a.parquet", draws=draws, interval_draws=10)
-    ref = C.customer_clv(freq, spend, cdnow_weekly, margin=0.3, annual_discount_rate=0.1, time_unit="week", max_draws=None)
-    np.testing.assert_allclose(full.total, ref.total, rtol=1e-10)  # totals use every draw
+    direct = _direct(freq, spend, cdnow_weekly, np.full(N_DRAWS, 0.3), 0.1)
+    np.testing.assert_allclose(full.total, direct.sum(axis=1), rtol=1e-10)  # totals use every draw
     table = pd.read_parquet(tmp_path / "a.parquet")
     assert full.meta["interval_draws"] == 10
     assert (table["clv_low"] <= table["clv_mean"] * (1 + 1e-12)).mean() > 0.95

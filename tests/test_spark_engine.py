@@ -35,7 +35,8 @@ from cbcv.data.spark import (  # noqa: E402
     to_spark_transactions,
 )
 from cbcv.data.summary import calibration_holdout, customer_summary  # noqa: E402
-from cbcv.pipeline.engine import summaries_for_engine  # noqa: E402
+from cbcv.pipeline.company_data import CompanyData, SummarySettings  # noqa: E402
+from cbcv.pipeline.workflow import validate_source  # noqa: E402
 
 CAL_END, HOLDOUT_END = "1997-09-30", "1998-06-30"
 
@@ -317,11 +318,13 @@ def test_config_engine_spark_runs_the_same_summaries(spark, tmp_path: Path) -> N
     with pytest.raises(ConfigError) as err:
         parse_config({**base, "engine": {"name": "sparkk"}}, "acme.yaml")
     assert str(err.value).startswith("acme.yaml: engine.name:") and "\n" not in str(err.value)
-    tx = load_dataset("cdnow-sample").transactions
-    kwargs = {"calibration_end": CAL_END, "holdout_end": HOLDOUT_END}
     duck_cfg = parse_config({**base, "engine": {"memory_limit": "1GB", "threads": 1}})
-    want = summaries_for_engine(duck_cfg.engine, tx, **kwargs)
-    assert_same_summary(summaries_for_engine(spark_cfg.engine, tx, **kwargs), want)
+    settings = SummarySettings(dt.date.fromisoformat(CAL_END), dt.date.fromisoformat(HOLDOUT_END))
+    got = {}
+    for name, cfg in (("duckdb", duck_cfg), ("spark", spark_cfg)):  # through the report's seam
+        log = validate_source("cdnow-sample", tmp_path / name)
+        got[name] = CompanyData(log, settings, cfg.engine).summaries()
+    assert_same_summary(got["spark"], got["duckdb"])
 
 
 def test_scoring_on_spark_equals_the_embedded_scorer(spark, cdnow_weekly, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbcv import clv as C
 from cbcv import predict as P
+from cbcv.clv.scoring import score_customers
 from cbcv.core.errors import ConfigError
 from cbcv.models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, SamplerSettings
 from cbcv.pipeline import valuation as VC
@@ -86,8 +86,9 @@ def test_value_company_cdnow_sample(tmp_path) -> None:
 
     summary = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1997-09-30",
                                zero_amount_purchases=True)
-    published = C.customer_clv(_fixed(BetaGeoModel, **BG), _fixed(GammaGammaModel, **GG), summary,
-                               margin=0.3, annual_discount_rate=0.10, time_unit="week")
+    published = score_customers(_fixed(BetaGeoModel, **BG), _fixed(GammaGammaModel, **GG), summary,
+                                tmp_path / "published.parquet", margin=0.3, annual_discount_rate=0.10,
+                                time_unit="week")
     assert ce == pytest.approx(published.total[0], rel=0.03)
     assert record["existing_customers"]["customers"] == 2357
 
@@ -133,7 +134,7 @@ def test_future_equity_is_zero_when_cac_equals_clv_at_acquisition() -> None:
 def test_company_clv_uses_saved_posteriors(tmp_path, cdnow_sample_load) -> None:
     # posteriors "fitted" at the published values, saved where notebook 02 puts them
     from cbcv.config import load_config
-    from cbcv.pipeline.workflow import save_fit
+    from cbcv.pipeline.workflow import load_company, save_fit
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG.format(financials=FINANCIALS).replace("[bgnbd, gamma_gamma]", "[pareto_nbd, gamma_gamma]"),
@@ -144,7 +145,7 @@ def test_company_clv_uses_saved_posteriors(tmp_path, cdnow_sample_load) -> None:
         model.idata.attrs.update({"cbcv_model": name, "method": "map"})
         save_fit(model, pd.DataFrame({"customer_id": ["a"], "x": [1.0], "t_x": [1.0], "T": [2.0]}),
                  tmp_path / "run" / "models" / name, {"calibration_end": "1997-09-30", "time_unit": "week"})
-    clv, info = VC.company_clv(loaded, cdnow_sample_load, tmp_path / "run")
+    clv, info = VC.company_clv(loaded, load_company(loaded, tmp_path / "work"), tmp_path / "run")
     assert info["source"].startswith("posteriors loaded")
     assert info["purchase_model"] == "pareto_nbd" and info["n_draws"] == 1
     from cbcv.data.summary import calibration_holdout

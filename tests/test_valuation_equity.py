@@ -1,6 +1,6 @@
-"""Customer equity against hand-worked values: existing customers (sum of margin x spend x
-DERT per draw, groups, deciles, concentration), future customers (geometric acquisitions in
-closed form, Gordon terminal value) and the forward revenue layer cake."""
+"""Customer equity against hand-worked values: future customers (geometric acquisitions in
+closed form, Gordon terminal value) and the forward revenue layer cake. The existing customers'
+equity is the total of :func:`cbcv.clv.customer_clv`, tested in ``test_clv.py``."""
 
 from __future__ import annotations
 
@@ -9,90 +9,11 @@ import pandas as pd
 import pytest
 
 from cbcv.core.draws import draw_matrix
-from cbcv.core.errors import ConfigError, DataError
-from cbcv.valuation import equity
-from cbcv.valuation.equity import existing_customer_equity, future_customer_equity, revenue_layers
+from cbcv.core.errors import ConfigError
+from cbcv.valuation.equity import future_customer_equity, revenue_layers
 
 
-# ------------------------------------------------------------------------------------------
-# existing customers
-# ------------------------------------------------------------------------------------------
-def test_two_customers_by_hand():
-    # DERT 2 and 5, spend 10 and 20, margin 0.3: 0.3 * (10*2 + 20*5) = 36 in every draw
-    dert = np.array([[2.0, 5.0]] * 3)
-    ce = existing_customer_equity(dert, np.array([10.0, 20.0]), 0.3)
-    np.testing.assert_allclose(ce.total, [36.0, 36.0, 36.0])
-    s = ce.summary().loc["existing_customer_equity"]
-    assert s["median"] == pytest.approx(36.0) and s["low"] == pytest.approx(36.0)
-    np.testing.assert_allclose(ce.customers["value_mean"], [6.0, 30.0])
-    assert list(ce.customers["rank"]) == [2, 1]
-
-
-def test_per_draw_inputs_pair_draw_by_draw():
-    dert = np.array([[1.0, 2.0], [3.0, 4.0]])
-    spend = np.array([[10.0, 10.0], [20.0, 5.0]])
-    margin = np.array([0.5, 0.1])
-    ce = existing_customer_equity(dert, spend, margin)
-    # draw 0: 0.5 * (10 + 20) = 15; draw 1: 0.1 * (60 + 20) = 8
-    np.testing.assert_allclose(ce.total, [15.0, 8.0])
-    np.testing.assert_allclose(ce.customers["value_mean"], [(5.0 + 6.0) / 2, (10.0 + 2.0) / 2])
-
-
-def test_groups_deciles_and_concentration():
-    n = 100
-    values = np.arange(1, n + 1, dtype=float)  # customer i is worth i (margin 1, spend 1)
-    dert = np.tile(values, (4, 1))
-    customers = pd.DataFrame(
-        {"customer_id": [f"c{i}" for i in range(n)], "cohort": np.where(values <= 40, "A", "B")}
-    )
-    ce = existing_customer_equity(dert, 1.0, 1.0, customers)
-    total = values.sum()  # 5050
-    by = ce.by("cohort")
-    assert by.loc["A", "median"] == pytest.approx(values[:40].sum())
-    assert by.loc["B", "median"] == pytest.approx(values[40:].sum())
-    assert by.loc["A", "customers"] == 40 and by["share"].sum() == pytest.approx(1.0)
-    dec = ce.by("value_decile")
-    assert dec.loc[1, "mean"] == pytest.approx(values[90:].sum())  # the ten most valuable
-    assert dec.loc[10, "mean"] == pytest.approx(values[:10].sum())
-    assert (dec["customers"] == 10).all()
-    conc = ce.concentration()
-    assert conc.loc["top 1%", "median"] == pytest.approx(100 / total)
-    assert conc.loc["top 10%", "median"] == pytest.approx(values[90:].sum() / total)
-    assert ce.customers.loc[99, "value_decile"] == 1 and ce.customers.loc[0, "value_decile"] == 10
-    indexed = existing_customer_equity(dert, 1.0, 1.0, customers.set_index("customer_id"))
-    assert indexed.customers.loc[99, "customer_id"] == "c99"
-    with pytest.raises(ValueError, match="no grouping 'region'"):
-        ce.by("region")
-    with pytest.raises(DataError, match="region"):
-        existing_customer_equity(dert, 1.0, 1.0, customers, group_by=["region"])
-
-
-def test_chunked_aggregation_matches_one_pass(monkeypatch):
-    rng = np.random.default_rng(1)
-    dert = rng.gamma(1.0, 2.0, size=(50, 333))
-    spend = rng.gamma(5.0, 10.0, size=(50, 333))
-    margin = rng.uniform(0.2, 0.4, size=50)
-    customers = pd.DataFrame({"cohort": rng.choice(["a", "b", "c"], size=333)})
-    whole = existing_customer_equity(dert, spend, margin, customers)
-    monkeypatch.setattr(equity, "CHUNK_CELLS", 50 * 7)  # 7 customers per chunk
-    chunked = existing_customer_equity(dert, spend, margin, customers)
-    expected = (margin[:, None] * spend * dert).sum(axis=1)
-    np.testing.assert_allclose(whole.total, expected)
-    np.testing.assert_allclose(chunked.total, expected)
-    pd.testing.assert_frame_equal(whole.group_draws["cohort"], chunked.group_draws["cohort"])
-    pd.testing.assert_frame_equal(whole.top_share_draws, chunked.top_share_draws)
-    pd.testing.assert_frame_equal(whole.customers, chunked.customers)
-
-
-def test_shape_errors():
-    with pytest.raises(ValueError, match="spend"):
-        existing_customer_equity(np.ones((3, 2)), np.ones(5), 0.3)
-    with pytest.raises(ValueError, match="margin"):
-        existing_customer_equity(np.ones((3, 2)), 1.0, np.ones(4))
-    with pytest.raises(DataError, match="not finite for customer b"):
-        existing_customer_equity(
-            np.array([[1.0, np.nan]]), 1.0, 0.3, pd.DataFrame({"customer_id": ["a", "b"]})
-        )
+def test_draw_matrix_shapes():
     with pytest.raises(ValueError, match="ambiguous"):
         draw_matrix(np.ones(3), 3, 3, "clv")
     assert draw_matrix(np.arange(3.0), 3, 5, "clv")[:, 0].tolist() == [0.0, 1.0, 2.0]

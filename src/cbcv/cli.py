@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import signal
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -76,15 +77,11 @@ def audit(
     cohort_period: Annotated[
         str | None, typer.Option(help="acquisition cohorts: month, quarter or year (default: the config's, else --period)")
     ] = None,
-    out_of_core: Annotated[
-        bool, typer.Option("--out-of-core", help="validate to OUT/accepted.parquet and audit in SQL "
-                           "(default: the config's engine.out_of_core)")
-    ] = False,
 ) -> None:
-    """Validate a transaction log and write the customer-base audit tables, reconciliation.json
-    and rejections.csv."""
+    """Validate a transaction log to OUT/accepted.parquet and write the customer-base audit
+    tables, reconciliation.json and rejections.csv."""
     from cbcv.core import outputs
-    from cbcv.pipeline.workflow import load_transactions_for, validate_source, write_audit
+    from cbcv.pipeline.workflow import validate_source, write_audit
 
     loaded = None
     if config is not None:
@@ -92,12 +89,9 @@ def audit(
 
         loaded = load_config(config)
     outputs.claim(out, "audit")
-    out_of_core = out_of_core or (loaded is not None and loaded.config.engine.out_of_core)
-    _say(f"cbcv audit: {'validating' if out_of_core else 'loading'} {transactions}"
-         + (" out of core" if out_of_core else ""))
+    _say(f"cbcv audit: validating {transactions}")
     day = _date(as_of, "--as-of")
-    result = (validate_source(transactions, out, loaded, as_of=day) if out_of_core
-              else load_transactions_for(transactions, loaded, as_of=day))
+    result = validate_source(transactions, out, loaded, as_of=day)
     rec = result.reconciliation
     _say(
         f"cbcv audit: {rec.rows_read} rows read, {rec.rows_accepted} accepted, "
@@ -130,32 +124,31 @@ def fit(
         from cbcv.config import load_config
 
         loaded = load_config(config)
-    from cbcv.data.summary import customer_summary
     from cbcv.models import SamplerSettings
     from cbcv.pipeline.workflow import (
+        fit_data,
         fit_summary_model,
-        load_transactions_for,
         save_fit,
         summary_model,
+        validate_source,
     )
 
     summary_model(model)
     if method not in ("nuts", "map"):
         raise CbcvError(f"--method: {method!r} is not nuts or map")
     cal_end = _date(calibration_end, "--calibration-end")
-    _say(f"cbcv fit: loading {transactions}")
-    result = load_transactions_for(transactions, loaded)
-    summary = customer_summary(
-        result.transactions, calibration_end=cal_end, time_unit=time_unit,
-        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
-    )
+    _say(f"cbcv fit: validating {transactions}")
+    with tempfile.TemporaryDirectory(prefix="cbcv-fit-") as work:
+        log = validate_source(transactions, work, loaded)
+        meta = {"calibration_end": cal_end.isoformat(), "time_unit": time_unit}
+        summary = fit_data(meta, log, loaded=loaded).summaries()
     _say(f"cbcv fit: {len(summary):,} customers; fitting {model} by {method.upper()} ...")
     settings = SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed)  # type: ignore[arg-type]
     fitted = fit_summary_model(summary, model, settings)
     interrupt.check()  # PyMC returns the draws so far on Ctrl-C: save nothing then
     meta = {
         "source": transactions,
-        "sha256": result.reconciliation.sha256,
+        "sha256": log.reconciliation.sha256,
         "calibration_end": cal_end.isoformat(),
         "time_unit": time_unit,
         "seed": seed,
@@ -179,9 +172,10 @@ def predict(
     """Per-customer predictions from a fitted posterior; with --holdout-end, the holdout check."""
     from cbcv.core.safe_csv import write_csv
     from cbcv.pipeline.workflow import (
+        fit_data,
         load_fit,
-        load_transactions_for,
         predict_customers,
+        validate_source,
         write_forecast,
     )
 
@@ -191,12 +185,11 @@ def predict(
         from cbcv.config import load_config
 
         loaded = load_config(config)
-    _say(f"cbcv predict: {model.name} from {fit_dir}; loading {transactions}")
-    result = load_transactions_for(transactions, loaded)
-    table, summary = predict_customers(
-        model, meta, result.transactions, horizon, holdout_end=_date(holdout_end, "--holdout-end"),
-        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
-    )
+    _say(f"cbcv predict: {model.name} from {fit_dir}; validating {transactions}")
+    with tempfile.TemporaryDirectory(prefix="cbcv-predict-") as work:
+        log = validate_source(transactions, work, loaded)
+        data = fit_data(meta, log, holdout_end=_date(holdout_end, "--holdout-end"), loaded=loaded)
+        table, summary = predict_customers(model, data, horizon)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)

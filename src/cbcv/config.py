@@ -159,14 +159,14 @@ class EngineSettings(_Strict):
     ``duckdb`` (default) runs embedded on this machine; ``memory_limit`` (DuckDB's syntax, e.g.
     ``8GB``; beyond it DuckDB spills to disk) and ``threads`` cap it, ``null`` keeps DuckDB's
     defaults. ``spark`` runs the same SQL on the Spark cluster named by ``spark.master``.
-    ``out_of_core`` (DuckDB): validate the log into a Parquet file under
-    ``data/processed/<company>/`` and run the report on it without one pandas row per
-    customer: the audit in SQL (:mod:`cbcv.audit.sql`), the fits on counted summaries, CLV
-    scored to Parquet and the valuation over distinct summaries (:mod:`cbcv.pipeline.outofcore`).
+    Every company, whatever its size, runs one path: the log is validated into a Parquet file
+    under ``data/processed/<company>/`` and the report reads it through
+    :class:`cbcv.pipeline.company_data.CompanyData`, with no pandas row per customer; these
+    caps are all that "large" changes. (The former ``out_of_core`` switch is refused with one
+    line saying it is no longer needed: :data:`RETIRED_ENGINE_FIELDS`.)
     """
 
     name: Literal["duckdb", "spark"] = "duckdb"
-    out_of_core: bool = False
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 8GB")
     threads: int | None = Field(default=None, ge=1, le=1024)
     spark: SparkSettings = SparkSettings()
@@ -455,6 +455,20 @@ def _other_branch(err: Any) -> bool:
     return "Distribution" in loc and err["type"] == "model_type"
 
 
+#: Engine fields that no longer exist, with the one line a config that still sets one gets.
+RETIRED_ENGINE_FIELDS = {
+    "out_of_core": "no longer needed: every company runs the same path whatever its size "
+                   "(engine.memory_limit and engine.threads cap it); remove the line",
+}
+
+
+def _retired_fields(raw: dict[str, Any]) -> list[str]:
+    engine = raw.get("engine")
+    if not isinstance(engine, dict):
+        return []
+    return [f"engine.{k}: {why}" for k, why in RETIRED_ENGINE_FIELDS.items() if k in engine]
+
+
 def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
     """Validate a parsed YAML mapping, its types and then its meaning
     (:mod:`cbcv.core.config_checks`); errors name the file and the field."""
@@ -464,7 +478,7 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
         raise ConfigError(
             f"{path}: expected a mapping of fields at the top level, not a {type(raw).__name__}"
         )
-    flagged = _bool_numbers(raw, CompanyConfig)
+    flagged = _retired_fields(raw) or _bool_numbers(raw, CompanyConfig)
     if flagged:
         raise ConfigError(f"{path}: " + "; ".join(flagged))
     try:

@@ -10,6 +10,11 @@ Periods are ``"month"``/``"quarter"``/``"year"`` or pandas period aliases; windo
 period strings (``"1997"``, ``"1997Q1"``) or inclusive ``(start, end)`` date pairs. Outputs for
 the report never contain customer ids; :func:`customer_deciles` and
 :func:`interpurchase_times` are explicitly per customer.
+
+The tables are computed once, in SQL (:func:`cbcv.audit.sql.customer_base_audit`, over a
+DataFrame, Arrow table or Parquet log of any size).
+
+May import: data and core; never models or any layer above.
 """
 
 from cbcv.audit.cohorts import c3_table, c3_wide, cohort_table
@@ -35,7 +40,8 @@ from cbcv.audit.interpurchase import (
     interpurchase_times,
 )
 from cbcv.audit.repeat import repeat_rates
-from cbcv.audit.suite import CustomerBaseAudit, customer_base_audit
+from cbcv.audit.sql import customer_base_audit
+from cbcv.audit.suite import CustomerBaseAudit
 
 __all__ = [
     "Concentration",

@@ -1,10 +1,9 @@
-"""The customer-base audit out of core: DuckDB over a Parquet transaction log.
+"""The customer-base audit, in SQL: DuckDB over a registered DataFrame or Arrow table, or a
+Parquet transaction log of any size.
 
-:func:`audit_parquet` returns the :class:`~cbcv.audit.suite.CustomerBaseAudit` that
-:func:`~cbcv.audit.suite.customer_base_audit` builds in pandas (same tables, columns, dtypes and
-values up to float rounding in the last bits) for a log that does not fit in memory, such as the
-accepted-rows file of :func:`cbcv.data.load.validate_to_parquet` (``customer_id``, ``date``,
-``amount``; other columns are ignored).
+:func:`customer_base_audit` returns the :class:`~cbcv.audit.suite.CustomerBaseAudit` of a log
+(``customer_id``, ``date``, ``amount``; other columns are ignored), such as the accepted-rows
+file of :func:`cbcv.data.load.validate_to_parquet`, which the pipeline audits for every company.
 
 How it is computed
     Everything per row or per customer stays in DuckDB, which spills to a private temporary
@@ -55,6 +54,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cbcv.audit._common import DateLike, Window, as_day, resolve_freq, resolve_window, window_label
 from cbcv.audit.cohorts import C3_COLUMNS, COHORT_TABLE_COLUMNS
@@ -174,8 +174,8 @@ GROUP BY ALL
 """
 
 
-def audit_parquet(
-    source: str | os.PathLike[str],
+def customer_base_audit(
+    source: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     *,
     period: str = "quarter",
     cohort_period: str | None = None,
@@ -188,16 +188,23 @@ def audit_parquet(
     threads: int | None = None,
     zero_amount_purchases: bool = False,
 ) -> CustomerBaseAudit:
-    """The customer-base audit of the Parquet transaction log ``source``, computed in DuckDB.
+    """The customer-base audit of the transaction log ``source``, computed in DuckDB SQL — the
+    one implementation, whatever the log's size or where it is.
 
     Parameters
     ----------
     source
-        Path of a Parquet file, or a glob of several (``logs/*.parquet``), with the columns
+        A pandas DataFrame or Arrow table (registered as a relation, not copied), or the path of
+        a Parquet file or a glob of several (``logs/*.parquet``), with the columns
         ``customer_id``, ``date`` and ``amount`` (e.g. written by
         :func:`cbcv.data.load.validate_to_parquet`).
     period, cohort_period, window, migration, bin_days, as_of, zero_amount_purchases
-        As in :func:`cbcv.audit.suite.customer_base_audit`. Any single pandas period works
+        ``period`` is the calendar period of the C3; ``cohort_period`` defines cohorts and the
+        unit of cohort age in the repeat-buying table (default ``period``); ``window`` is the
+        period of the decile analysis and the whale curve (default: the whole log up to
+        ``as_of``); ``migration`` a pair of windows for the decile migration (skipped when
+        ``None``); ``bin_days`` the width of the inter-purchase bins; ``zero_amount_purchases``
+        the purchase rule of :func:`cbcv.data.transactions.daily_sql`. Any single pandas period works
         (``month``, ``quarter``, ``year``, ``week``, ``day``, ``Q-JUN`` ...); a multiple such
         as ``2Q`` is a :class:`ConfigError`.
     whale_points
@@ -210,7 +217,7 @@ def audit_parquet(
 
     Returns
     -------
-    :class:`CustomerBaseAudit`, equal to ``customer_base_audit`` of the same log. Raises
+    :class:`CustomerBaseAudit`. Raises
     :class:`DataError` for an unreadable file, a missing column, a log without purchase days or
     a decile window (or first migration window) without buyers.
     """
@@ -267,9 +274,19 @@ def _single_freq(period: str) -> str:
     return freq
 
 
-def _register(con: duckdb.DuckDBPyConnection, source: str | os.PathLike[str]) -> str:
-    """Expose the Parquet file or glob ``source`` as the view ``tx`` (``customer_id`` text,
-    ``date`` DATE, ``amount`` DOUBLE); returns the name used in messages."""
+def _register(con: duckdb.DuckDBPyConnection, source: str | os.PathLike[str] | pd.DataFrame | pa.Table) -> str:
+    """Expose ``source`` (a DataFrame or Arrow table, or a Parquet file or glob) as the view
+    ``tx`` (``customer_id`` text, ``date`` DATE, ``amount`` DOUBLE); returns the name used in
+    messages."""
+    if isinstance(source, pd.DataFrame | pa.Table):
+        found = [str(c) for c in source.columns] if isinstance(source, pd.DataFrame) else source.column_names
+        check_columns(found, "transactions")
+        con.register("tx_input", source)
+        con.execute(
+            "CREATE VIEW tx AS SELECT CAST(customer_id AS VARCHAR) AS customer_id, "
+            "CAST(date AS DATE) AS date, CAST(amount AS DOUBLE) AS amount FROM tx_input"
+        )
+        return "transactions"
     text = str(Path(source).expanduser())
     name = Path(text).name
     is_glob = any(c in text for c in "*?[")

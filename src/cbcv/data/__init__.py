@@ -1,4 +1,16 @@
-"""cbcv.data: loading and validating transaction logs, bundled data sets, customer summaries."""
+"""cbcv.data: what the company's data says, validated — the one SQL pipeline for DuckDB and Spark.
+
+Loading and validation with quarantine (:mod:`~cbcv.data.load`, the row rules of
+:mod:`~cbcv.data.rules`, CSV and typed staging, :mod:`~cbcv.data.reconciliation`), customer-days
+and summaries (:mod:`~cbcv.data.transactions`, :mod:`~cbcv.data.summary`), the Spark engine
+running the same SQL (:mod:`~cbcv.data.spark`), bundled and research data sets
+(:mod:`~cbcv.data.catalog`, :mod:`~cbcv.data.datasets`, :mod:`~cbcv.data.research_sets`) and
+simulation with known parameters (:mod:`~cbcv.data.simulate`). Every query is built once
+through :class:`cbcv.data._sql.Dialect` and run over a DataFrame, Arrow table, CSV, Parquet or
+DuckDB table.
+
+May import: core only.
+"""
 
 from cbcv.core.units import TIME_UNIT_DAYS, unit_days
 from cbcv.data.catalog import DATASETS, dataset_path, is_dataset, raw_data_dir

@@ -79,20 +79,9 @@ class Dialect:
         return f"CAST({expr} AS TIMESTAMP)"
 
 
-DUCKDB = Dialect(
-    name="duckdb",
-    quote='"',
-    text_type="VARCHAR",
-    exact_sum="fsum",
-    month_label="strftime({d}, '%Y-%m')",
-)
-SPARK = Dialect(
-    name="spark",
-    quote="`",
-    text_type="STRING",
-    exact_sum="sum",
-    month_label="date_format({d}, 'yyyy-MM')",
-)
+#           name      quote  text_type  exact_sum  month_label
+DUCKDB = Dialect("duckdb", '"', "VARCHAR", "fsum", "strftime({d}, '%Y-%m')")
+SPARK = Dialect("spark", "`", "STRING", "sum", "date_format({d}, 'yyyy-MM')")
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "spark": SPARK}
 
 

@@ -90,7 +90,7 @@ from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connec
 from cbcv.data.catalog import is_dataset
 from cbcv.data.csv_stage import DELIMITERS as DELIMITERS
 from cbcv.data.csv_stage import stage_csv
-from cbcv.data.reconciliation import Reconciliation, log_figures
+from cbcv.data.reconciliation import Reconciliation, RowCounts, reconciliation_of
 from cbcv.data.rules import (
     RowRules,
     amount_sql,
@@ -163,29 +163,13 @@ _ACCEPTED_SQL = (
 )
 
 
-def load_transactions(
-    source: str | os.PathLike[str] | pd.DataFrame,
-    *,
-    columns: Mapping[str, str] | None = None,
-    as_of: str | date | datetime | pd.Timestamp | None = None,
-    date_format: str | None = None,
-    delimiter: str | None = None,
-    table: str | None = None,
-    source_name: str | None = None,
-    reject_duplicates: bool = True,
-    null_tokens: Sequence[str] | None = None,
-    earliest_date: str | date | None = None,
-    timezone: str | None = None,
-    zero_amount_purchases: bool = False,
-) -> LoadResult:
-    """Read a transaction log, validate each row and reconcile accepted against rejected rows.
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a transaction log is read and validated: the keywords of :func:`load_transactions`,
+    :func:`validate_to_parquet` and :func:`cbcv.data.spark.load_transactions_spark`.
 
-    Parameters
-    ----------
-    source
-        A CSV file (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``), a Parquet file
-        (``.parquet``, ``.pq``), a DuckDB database file (``.duckdb``, ``.db``; name the table
-        with ``table``, optional when the file holds one table) or a DataFrame.
+    Fields
+    ------
     columns
         Maps contract names (``customer_id``, ``date``, ``amount``) to the source's column
         names; unmapped names default to themselves. A column is found by exact name first,
@@ -208,6 +192,54 @@ def load_transactions(
     zero_amount_purchases
         The purchase rule the reconciliation counts customer-days with
         (:func:`cbcv.data.transactions.daily_sql`).
+    """
+
+    columns: Mapping[str, str] | None = None
+    as_of: str | date | datetime | pd.Timestamp | None = None
+    date_format: str | None = None
+    delimiter: str | None = None
+    table: str | None = None
+    source_name: str | None = None
+    reject_duplicates: bool = True
+    null_tokens: Sequence[str] | None = None
+    earliest_date: str | date | None = None
+    timezone: str | None = None
+    zero_amount_purchases: bool = False
+
+    def parsed(self) -> ParsedOptions:
+        """The options checked and parsed; ConfigError when one is invalid."""
+        return ParsedOptions(
+            rules=row_rules(
+                self.null_tokens, self.earliest_date, self.timezone, self.zero_amount_purchases
+            ),
+            columns=column_map(self.columns),
+            as_of=parse_day(self.as_of, "as_of"),
+            delimiter=parse_delimiter(self.delimiter),
+        )
+
+
+@dataclass(frozen=True)
+class ParsedOptions:
+    """:class:`LoadOptions` checked: the contract-to-source column map, the as-of day, the CSV
+    delimiter (None: from the header) and the row rules."""
+
+    rules: RowRules
+    columns: dict[str, str]
+    as_of: date | None
+    delimiter: str | None
+
+
+def load_transactions(
+    source: str | os.PathLike[str] | pd.DataFrame, **options: Any
+) -> LoadResult:
+    """Read a transaction log, validate each row and reconcile accepted against rejected rows.
+
+    ``source`` is a CSV file (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``), a Parquet file
+    (``.parquet``, ``.pq``), a DuckDB database file (``.duckdb``, ``.db``; name the table
+    with ``table``, optional when the file holds one table) or a DataFrame. ``options`` are the
+    fields of :class:`LoadOptions` (``columns``, ``as_of``, ``date_format``, ``delimiter``,
+    ``table``, ``source_name``, ``reject_duplicates=True``, ``null_tokens``, ``earliest_date``,
+    ``timezone``, ``zero_amount_purchases=False``).
 
     Raises
     ------
@@ -217,11 +249,7 @@ def load_transactions(
     ConfigError
         ``columns``, ``as_of``, ``date_format`` or ``delimiter`` is invalid.
     """
-    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
-    with _checked_rows(
-        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates,
-        rules=rules,
-    ) as (con, checked):
+    with _checked_rows(source, LoadOptions(**options)) as (con, checked):
         return LoadResult(
             transactions=_accepted_frame(con),
             rejections=checked.rejections,
@@ -232,27 +260,23 @@ def load_transactions(
 @contextlib.contextmanager
 def _checked_rows(
     source: str | os.PathLike[str] | pd.DataFrame,
-    columns: Mapping[str, str] | None,
-    as_of: Any,
-    date_format: str | None,
-    delimiter: str | None,
-    table: str | None,
-    source_name: str | None,
-    reject_duplicates: bool,
+    options: LoadOptions,
     memory_limit: str | None = None,
     threads: int | None = None,
-    rules: RowRules | None = None,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, _Checked]]:
     """A scratch connection whose table ``checked`` holds every row with its verdict."""
-    col_map = column_map(columns)
-    as_of_day = parse_day(as_of, "as_of")
-    delim = parse_delimiter(delimiter)
+    parsed = options.parsed()
+    date_format = options.date_format
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
         if date_format is not None:
             _check_date_format(con, date_format)
-        rules = rules or RowRules()
-        staged = _stage(con, source, col_map, delim, table, source_name, rules.timezone)
-        yield con, _validate(con, staged, as_of_day, date_format, reject_duplicates, rules)
+        rules = parsed.rules
+        staged = _stage(
+            con, source, parsed.columns, parsed.delimiter, options.table, options.source_name,
+            rules.timezone,
+        )
+        checked = _validate(con, staged, parsed.as_of, date_format, options.reject_duplicates, rules)
+        yield con, checked
 
 
 @dataclass(frozen=True)
@@ -269,35 +293,22 @@ def validate_to_parquet(
     source: str | os.PathLike[str] | pd.DataFrame,
     accepted: str | os.PathLike[str],
     *,
-    columns: Mapping[str, str] | None = None,
-    as_of: str | date | datetime | pd.Timestamp | None = None,
-    date_format: str | None = None,
-    delimiter: str | None = None,
-    table: str | None = None,
-    source_name: str | None = None,
-    reject_duplicates: bool = True,
     memory_limit: str | None = None,
     threads: int | None = None,
-    null_tokens: Sequence[str] | None = None,
-    earliest_date: str | date | None = None,
-    timezone: str | None = None,
-    zero_amount_purchases: bool = False,
+    **options: Any,
 ) -> ValidatedLog:
     """:func:`load_transactions` for logs larger than memory: the accepted rows go straight from
     DuckDB to the Parquet file ``accepted`` and never into pandas.
 
-    The rules, reasons and reconciliation are those of :func:`load_transactions` (same arguments).
+    The rules, reasons and reconciliation are those of :func:`load_transactions` (same
+    ``options``: the fields of :class:`LoadOptions`).
     ``memory_limit`` (DuckDB syntax, e.g. ``"4GB"``) caps DuckDB's memory; beyond it DuckDB
     spills to a private temporary folder. ``threads`` caps its worker threads. Only the
     rejections come back as a DataFrame (one or a few lines per rejected row).
     """
     out = Path(accepted).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
-    with _checked_rows(
-        source, columns, as_of, date_format, delimiter, table, source_name, reject_duplicates,
-        memory_limit, threads, rules,
-    ) as (con, checked):
+    with _checked_rows(source, LoadOptions(**options), memory_limit, threads) as (con, checked):
         try:
             con.execute(
                 f"COPY ({_ACCEPTED_SQL}) TO {literal(str(out))} "
@@ -514,31 +525,21 @@ def _validate(
         "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason"
     ).fetchall():
         by_reason[str(reason)] = int(count)
-    rows_accepted = int(n_accepted)
-    rows_rejected = sum(by_reason.values())
-    if rows_accepted + rows_rejected != rows_read:  # pragma: no cover - an internal invariant
-        raise RuntimeError(
-            f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
-        )
+    counts = RowCounts.tally(rows_read, int(n_accepted), by_reason)
 
     details = dict(REJECTION_DETAILS)
     details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
     if as_of is not None:
         details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
     rejections = _rejections_frame(con, staged, checks, details)
-    if int(rejections["primary"].sum()) != rows_rejected:  # pragma: no cover - invariant
+    if int(rejections["primary"].sum()) != counts.rejected:  # pragma: no cover - invariant
         raise RuntimeError("rejections table does not match the reconciliation")
-    reconciliation = _reconcile(
-        con,
-        staged,
-        rows_read,
-        rows_accepted,
-        rows_rejected,
-        by_reason,
-        as_of,
-        reject_duplicates,
-        tuple(notes),
-        rules.zero_amount_purchases,
+    cursor = con.execute(reconciliation_sql("accepted", rules.zero_amount_purchases))
+    names = [d[0] for d in cursor.description]
+    reconciliation = reconciliation_of(
+        staged, counts, dict(zip(names, cursor.fetchall()[0], strict=True)), as_of=as_of,
+        duplicate_check=reject_duplicates, notes=tuple(notes),
+        zero_amount_purchases=rules.zero_amount_purchases,
     )
     return _Checked(rejections=rejections, reconciliation=reconciliation)
 
@@ -627,35 +628,3 @@ def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:
             "detail": text("detail"),
         }
     ).reset_index(drop=True)
-
-
-def _reconcile(
-    con: duckdb.DuckDBPyConnection,
-    staged: Staged,
-    rows_read: int,
-    rows_accepted: int,
-    rows_rejected: int,
-    by_reason: dict[str, int],
-    as_of: date | None,
-    reject_duplicates: bool,
-    notes: tuple[str, ...],
-    zero_amount_purchases: bool = False,
-) -> Reconciliation:
-    cursor = con.execute(reconciliation_sql("accepted", zero_amount_purchases))
-    names = [d[0] for d in cursor.description]
-    figures = dict(zip(names, cursor.fetchall()[0], strict=True))
-    return Reconciliation(
-        source=staged.name,
-        source_type=staged.kind,
-        sha256=staged.sha256,
-        rows_read=rows_read,
-        rows_accepted=rows_accepted,
-        rows_rejected=rows_rejected,
-        rejected_by_reason=by_reason,
-        as_of=as_of,
-        columns=dict(staged.columns),
-        duplicate_check=reject_duplicates,
-        notes=notes,
-        zero_amount_purchases=zero_amount_purchases,
-        **log_figures(figures),
-    )

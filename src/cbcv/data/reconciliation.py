@@ -1,5 +1,9 @@
 """What a validation read, kept and rejected: the reconciliation of a transaction log's rows, the
-same on DuckDB (:mod:`cbcv.data.load`) and Spark (:mod:`cbcv.data.spark`)."""
+same on DuckDB (:mod:`cbcv.data.load`) and Spark (:mod:`cbcv.data.spark`).
+
+Both engines count rows into :class:`RowCounts`, run
+:func:`cbcv.data.transactions.reconciliation_sql` on the accepted rows and build the
+:class:`Reconciliation` with :func:`reconciliation_of`."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,57 @@ def log_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
         "last_date": figures["last_day"],
         "total_amount": float(figures["total"]),
     }
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """The row counts of a validation: read, accepted, rejected and rejected by reason."""
+
+    read: int
+    accepted: int
+    rejected: int
+    by_reason: dict[str, int]
+
+    @classmethod
+    def tally(cls, read: int, accepted: int, by_reason: dict[str, int]) -> RowCounts:
+        """The counts with ``rejected`` the sum of ``by_reason``; they must add up to ``read``."""
+        rejected = sum(by_reason.values())
+        if accepted + rejected != read:  # pragma: no cover - an internal invariant
+            raise RuntimeError(
+                f"reconciliation does not add up: {accepted} + {rejected} != {read}"
+            )
+        return cls(read, accepted, rejected, by_reason)
+
+
+class StagedSource(Protocol):
+    """What a reconciliation records of a staged source (DuckDB's or Spark's)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def columns(self) -> dict[str, str]: ...
+
+
+def reconciliation_of(
+    staged: StagedSource,
+    counts: RowCounts,
+    figures: Mapping[str, Any],
+    *,
+    as_of: date | None,
+    duplicate_check: bool,
+    notes: tuple[str, ...],
+    zero_amount_purchases: bool,
+) -> Reconciliation:
+    """The :class:`Reconciliation` of ``staged``'s rows: ``counts``, and ``figures`` (one row of
+    :func:`cbcv.data.transactions.reconciliation_sql` over the accepted rows)."""
+    return Reconciliation(
+        source=staged.name, source_type=staged.kind, sha256=staged.sha256,
+        columns=dict(staged.columns), rows_read=counts.read, rows_accepted=counts.accepted,
+        rows_rejected=counts.rejected, rejected_by_reason=counts.by_reason, as_of=as_of,
+        duplicate_check=duplicate_check, notes=notes,
+        zero_amount_purchases=zero_amount_purchases, **log_figures(figures),
+    )

@@ -47,9 +47,8 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +64,16 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from cbcv.core.errors import ConfigError, DataError
-from cbcv.data._sql import SPARK, parse_day
+from cbcv.data._sql import SPARK
 from cbcv.data.load import (
     REJECTION_REASONS,
+    LoadOptions,
     LoadResult,
     Reconciliation,
-    column_map,
-    parse_delimiter,
     rejections_table,
-    row_rules,
 )
+from cbcv.data.reconciliation import RowCounts
 from cbcv.data.spark_rules import (
-    RowCounts,
     check_rows,
     reconcile,
     rejection_rows,
@@ -234,27 +231,17 @@ def load_transactions_spark(
     spark: SparkSession,
     source: str | os.PathLike[str],
     *,
-    columns: Mapping[str, str] | None = None,
-    as_of: str | date | datetime | pd.Timestamp | None = None,
-    date_format: str | None = None,
-    reject_duplicates: bool = True,
-    source_name: str | None = None,
-    delimiter: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    null_tokens: Sequence[str] | None = None,
-    earliest_date: str | date | None = None,
-    timezone: str | None = None,
-    zero_amount_purchases: bool = False,
+    **options: Any,
 ) -> SparkLoadResult:
     """Read a CSV or Parquet transaction log on Spark, validate each row and reconcile.
 
-    The arguments and rules are those of :func:`cbcv.data.load.load_transactions` (see the
-    module notes for the few differences on malformed CSV). ``source`` is a local path or a URI
-    Spark reads (``hdfs://``, ``s3a://``, ...; no sha256 is computed for those). ``out_dir``
-    writes ``transactions.parquet`` and ``rejections.parquet`` there (Spark folders, replaced
-    if present) and returns DataFrames reading them. ``null_tokens``, ``earliest_date``,
-    ``timezone`` and ``zero_amount_purchases`` are the row rules of
-    :class:`cbcv.data.rules.RowRules`, as ``load_transactions`` takes them.
+    The ``options`` and rules are those of :func:`cbcv.data.load.load_transactions` (the fields
+    of :class:`~cbcv.data.load.LoadOptions` but ``table``; see the module notes for the few
+    differences on malformed CSV). ``source`` is a local path or a URI Spark reads
+    (``hdfs://``, ``s3a://``, ...; no sha256 is computed for those). ``out_dir`` writes
+    ``transactions.parquet`` and ``rejections.parquet`` there (Spark folders, replaced if
+    present) and returns DataFrames reading them.
 
     Raises
     ------
@@ -264,16 +251,18 @@ def load_transactions_spark(
         ``columns``, ``as_of``, ``date_format``, ``delimiter``, ``null_tokens``,
         ``earliest_date`` or ``timezone`` is invalid.
     """
-    col_map = column_map(columns)
-    as_of_day = parse_day(as_of, "as_of")
-    delim = parse_delimiter(delimiter)
+    settings = LoadOptions(**options)
+    if settings.table is not None:
+        raise ConfigError("table names a DuckDB database table: Spark reads CSV and Parquet files")
+    parsed = settings.parsed()
+    date_format, reject_duplicates = settings.date_format, settings.reject_duplicates
+    as_of_day, rules = parsed.as_of, parsed.rules
     pattern = spark_date_pattern(date_format) if date_format is not None else None
-    rules = row_rules(null_tokens, earliest_date, timezone, zero_amount_purchases)
-    src = spark_source(source, source_name)
+    src = spark_source(source, settings.source_name)
     if src.kind == "csv":
-        staged = stage_csv_spark(spark, src, col_map, delim)
+        staged = stage_csv_spark(spark, src, parsed.columns, parsed.delimiter)
     else:
-        staged = stage_parquet_spark(spark, src, col_map, rules.timezone)
+        staged = stage_parquet_spark(spark, src, parsed.columns, rules.timezone)
     notes: list[str] = []
     if date_format is not None and staged.typed_date:
         notes.append(
@@ -318,13 +307,7 @@ def _row_counts(checked: DataFrame, name: str) -> RowCounts:
         checked.unpersist()
         raise DataError(f"{name}: empty file (no data rows)")
     by_reason = {reason: counts.get(reason, 0) for reason in REJECTION_REASONS}
-    rows_accepted = counts.get(None, 0)
-    rows_rejected = sum(by_reason.values())
-    if rows_accepted + rows_rejected != rows_read:  # pragma: no cover - an internal invariant
-        raise RuntimeError(
-            f"reconciliation does not add up: {rows_accepted} + {rows_rejected} != {rows_read}"
-        )
-    return RowCounts(rows_read, rows_accepted, rows_rejected, by_reason)
+    return RowCounts.tally(rows_read, counts.get(None, 0), by_reason)
 
 
 def load_result_to_pandas(result: SparkLoadResult) -> LoadResult:
@@ -418,20 +401,29 @@ def _normalised(spark: SparkSession, transactions: SparkTransactions) -> tuple[D
     return tx, name
 
 
+@dataclass(frozen=True)
+class SparkSummaryOptions:
+    """The keywords of :func:`customer_summary_spark` and :func:`calibration_holdout_spark`: those
+    of :func:`cbcv.data.summary.customer_summary` (``holdout_end``: the holdout columns too)."""
+
+    calibration_end: Any
+    holdout_end: Any = None
+    time_unit: str = "week"
+    cohort_period: str = "quarter"
+    observation_start: Any = None
+    zero_amount_purchases: bool = False
+
+
 def _summarise(
-    spark: SparkSession,
-    transactions: SparkTransactions,
-    end: date,
-    stop: date | None,
-    time_unit: str,
-    cohort_period: str,
-    start: date | None,
-    zero_amount_purchases: bool = False,
+    spark: SparkSession, transactions: SparkTransactions, options: SparkSummaryOptions
 ) -> DataFrame:
+    end, stop, start = summary_period(
+        options.calibration_end, options.holdout_end, options.observation_start
+    )
     view = f"cbcv_tx_{uuid.uuid4().hex}"
     sql = summary_sql(
-        end, stop, time_unit, cohort_period, start, dialect="spark", source=view,
-        zero_amount_purchases=zero_amount_purchases,
+        end, stop, options.time_unit, options.cohort_period, start, dialect="spark", source=view,
+        zero_amount_purchases=options.zero_amount_purchases,
     )
     tx, name = _normalised(spark, transactions)
     tx.createOrReplaceTempView(view)
@@ -461,49 +453,30 @@ def _summarise(
 
 
 def customer_summary_spark(
-    spark: SparkSession,
-    transactions: SparkTransactions,
-    *,
-    calibration_end: Any,
-    time_unit: str = "week",
-    cohort_period: str = "quarter",
-    observation_start: Any = None,
-    zero_amount_purchases: bool = False,
+    spark: SparkSession, transactions: SparkTransactions, **options: Any
 ) -> DataFrame:
     """:func:`cbcv.data.summary.customer_summary` on Spark, as a (lazy) Spark DataFrame.
 
     ``transactions`` is a Spark DataFrame or the path/URI of a Parquet file of validated
-    transactions (``customer_id``, ``date``, ``amount``; other columns ignored). The columns are
-    :data:`~cbcv.data.summary.SUMMARY_COLUMNS` with ``first_purchase`` / ``last_purchase`` as
-    DATE, ``x`` / ``n_transactions`` long and the rest double, sorted by ``customer_id``. The
-    input is checked for missing values (one pass); an empty result is reported by
-    :func:`summary_to_pandas`.
+    transactions (``customer_id``, ``date``, ``amount``; other columns ignored); ``options`` are
+    the fields of :class:`SparkSummaryOptions` (``calibration_end`` required; ``time_unit="week"``,
+    ``cohort_period="quarter"``, ``observation_start=None``, ``zero_amount_purchases=False``).
+    The columns are :data:`~cbcv.data.summary.SUMMARY_COLUMNS` with ``first_purchase`` /
+    ``last_purchase`` as DATE, ``x`` / ``n_transactions`` long and the rest double, sorted by
+    ``customer_id``. The input is checked for missing values (one pass); an empty result is
+    reported by :func:`summary_to_pandas`.
     """
-    end, _, start = summary_period(calibration_end, None, observation_start)
-    return _summarise(
-        spark, transactions, end, None, time_unit, cohort_period, start, zero_amount_purchases
-    )
+    return _summarise(spark, transactions, SparkSummaryOptions(**options))
 
 
 def calibration_holdout_spark(
-    spark: SparkSession,
-    transactions: SparkTransactions,
-    *,
-    calibration_end: Any,
-    holdout_end: Any,
-    time_unit: str = "week",
-    cohort_period: str = "quarter",
-    observation_start: Any = None,
-    zero_amount_purchases: bool = False,
+    spark: SparkSession, transactions: SparkTransactions, *, holdout_end: Any, **options: Any
 ) -> DataFrame:
     """:func:`customer_summary_spark` plus ``x_holdout`` (long), ``spend_holdout`` and
     ``T_holdout`` (double), as :func:`cbcv.data.summary.calibration_holdout`."""
-    end, stop, start = summary_period(
-        calibration_end, required_day(holdout_end, "holdout_end"), observation_start
-    )
-    return _summarise(
-        spark, transactions, end, stop, time_unit, cohort_period, start, zero_amount_purchases
-    )
+    required_day(holdout_end, "holdout_end")
+    settings = SparkSummaryOptions(holdout_end=holdout_end, **options)
+    return _summarise(spark, transactions, settings)
 
 
 def summary_to_pandas(summary: DataFrame, *, name: str = "Spark summary") -> pd.DataFrame:

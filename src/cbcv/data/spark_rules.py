@@ -25,7 +25,7 @@ from cbcv.data.load import (
     REJECTION_COLUMNS,
     REJECTION_DETAILS,
 )
-from cbcv.data.reconciliation import Reconciliation, log_figures
+from cbcv.data.reconciliation import Reconciliation, RowCounts, reconciliation_of
 from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 
@@ -297,16 +297,6 @@ def rejection_rows(
 # --------------------------------------------------------------------------- reconciliation
 
 
-@dataclass(frozen=True)
-class RowCounts:
-    """The row counts of a validation: read, accepted, rejected and rejected by reason."""
-
-    read: int
-    accepted: int
-    rejected: int
-    by_reason: dict[str, int]
-
-
 def reconcile(
     spark: SparkSession,
     accepted: DataFrame,
@@ -326,18 +316,7 @@ def reconcile(
         figures = spark.sql(query).collect()[0].asDict()
     finally:
         spark.catalog.dropTempView(view)
-    return Reconciliation(
-        source=staged.name,
-        source_type=staged.kind,
-        sha256=staged.sha256,
-        rows_read=counts.read,
-        rows_accepted=counts.accepted,
-        rows_rejected=counts.rejected,
-        rejected_by_reason=counts.by_reason,
-        as_of=as_of,
-        columns=dict(staged.columns),
-        duplicate_check=reject_duplicates,
-        notes=notes,
+    return reconciliation_of(
+        staged, counts, figures, as_of=as_of, duplicate_check=reject_duplicates, notes=notes,
         zero_amount_purchases=zero_amount_purchases,
-        **log_figures(figures),
     )

@@ -253,8 +253,10 @@ def summary_sql(
 _dialect = dialect
 
 
-def _register(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str:
-    """Expose the transactions as a view ``tx`` with normalised types; returns a display name."""
+def register_transactions(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str:
+    """Expose validated ``transactions`` (a DataFrame or a Parquet path) on ``con`` as the view
+    ``tx`` (``customer_id`` VARCHAR, ``date`` DATE, ``amount`` DOUBLE), which every summary query
+    reads; DataError on a missing column or value. Returns the source's display name."""
     if isinstance(transactions, pd.DataFrame):
         name = "transactions DataFrame"
         found = [str(c) for c in transactions.columns]
@@ -311,7 +313,7 @@ def _run(
     threads: int | None = None,
 ) -> pd.DataFrame:
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
-        name = _register(con, transactions)
+        name = register_transactions(con, transactions)
         try:
             out = con.execute(sql).df()
         except duckdb.Error as exc:
@@ -366,7 +368,7 @@ def purchase_days(
     one row per date with either, sorted by date. The daily series behind the tracking plot."""
     end = required_day(calibration_end, "calibration_end")
     with scratch_connection(memory_limit=memory_limit) as con:
-        name = _register(con, transactions)
+        name = register_transactions(con, transactions)
         try:
             out = con.execute(
                 f"WITH d AS ({daily_sql('tx', zero_amount_purchases)}), "

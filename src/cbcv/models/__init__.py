@@ -11,6 +11,9 @@ bgbb           :class:`~cbcv.models.bgbb.BetaGeoBetaBinomModel`  alpha, beta, ga
 sbg            :class:`~cbcv.models.sbg.ShiftedBetaGeoModel`  alpha, beta             durations / survivors
 bdw            :class:`~cbcv.models.bdw.BetaDiscreteWeibullModel`  gamma, delta, c     durations / survivors
 =============  ==========================================  ========================  ==================
+
+May import: audit, config, data and core (likelihoods, fitting and diagnostics; no
+prediction engine, CLV or valuation).
 """
 
 from __future__ import annotations

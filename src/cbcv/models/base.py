@@ -31,7 +31,7 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from cbcv.core.errors import CbcvError
+from cbcv.core.errors import CbcvError, ConfigError
 from cbcv.core.jsonio import dumps_strict
 from cbcv.models.verdict import (
     ESS_MIN,
@@ -188,25 +188,7 @@ class CLVModel(ABC):
         self.arrays, self.inverse = self.prepare(data)
         model = self.build_model(self.arrays)
         start = time.perf_counter()
-        with model:
-            if settings.method == "map":
-                point = pm.find_MAP(progressbar=settings.progressbar, seed=settings.seed)
-                idata = az.from_dict(
-                    posterior={n: np.asarray(point[n])[None, None] for n in self.param_names}
-                )
-            else:
-                idata = pm.sample(
-                    draws=settings.draws,
-                    tune=settings.tune,
-                    chains=settings.chains,
-                    cores=settings.cores or min(settings.chains, 2),
-                    random_seed=settings.seed,
-                    target_accept=settings.target_accept,
-                    nuts_sampler=settings.nuts_sampler,
-                    progressbar=settings.progressbar,
-                    compute_convergence_checks=False,
-                    **({"init": settings.init} if settings.nuts_sampler == "pymc" else {}),
-                )
+        idata, point = sample_model(model, settings, self.param_names, init=settings.init)
         self.fit_seconds = time.perf_counter() - start
         map_fit = settings.method == "map"
         checks = data_checks(self.arrays) + self._estimate_checks(
@@ -315,3 +297,44 @@ class CLVModel(ABC):
         if self.idata is None:
             raise CbcvError(f"{self.name}: the model has not been fitted")
         return self.idata
+
+
+def sample_model(
+    model: pm.Model, settings: SamplerSettings, names: Sequence[str] | None = None, *, init: str | None = None
+) -> tuple[az.InferenceData, dict[str, Any] | None]:
+    """Sample ``model`` as ``settings`` say: NUTS (PyMC's or nutpie's, ``settings.nuts_sampler``)
+    or the MAP point — the one sampling step of every cbcv model (the customer families'
+    :meth:`CLVModel.fit` and :meth:`cbcv.models.acquisition.AcquisitionModel.fit`).
+
+    A MAP fit returns a one-draw posterior of ``names`` (default: every free and deterministic
+    variable, with the model's coords and dims) and the point itself; NUTS returns the
+    InferenceData and ``None``. ``init``: PyMC's NUTS initialisation (``None``: PyMC's default;
+    nutpie has its own). The target acceptance is ``settings.target_accept`` or
+    :data:`DEFAULT_TARGET_ACCEPT`. A method other than ``nuts`` or ``map`` is a ConfigError.
+    """
+    if settings.method not in ("nuts", "map"):
+        raise ConfigError(f"sampler.method must be 'nuts' or 'map', got {settings.method!r}")
+    with model:
+        if settings.method == "map":
+            point = pm.find_MAP(progressbar=settings.progressbar, seed=settings.seed)
+            keep = list(names) if names is not None else [v.name for v in (*model.free_RVs, *model.deterministics)]
+            idata = az.from_dict(
+                posterior={n: np.asarray(point[n])[None, None] for n in keep},
+                coords={k: list(v) for k, v in model.coords.items()},
+                dims={n: list(model.named_vars_to_dims.get(n, ())) for n in keep},
+            )
+            return idata, point
+        extra = {"init": init} if init is not None and settings.nuts_sampler == "pymc" else {}
+        idata = pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.cores or min(settings.chains, 2),
+            random_seed=settings.seed,
+            target_accept=settings.target_accept or DEFAULT_TARGET_ACCEPT,
+            nuts_sampler=settings.nuts_sampler,
+            progressbar=settings.progressbar,
+            compute_convergence_checks=False,
+            **extra,
+        )
+        return idata, None

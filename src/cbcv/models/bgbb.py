@@ -31,14 +31,9 @@ from pytensor.gradient import zero_grad
 
 from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings
+from cbcv.models.inputs import compress_counts, optional_counts, require_columns, whole_numbers
 from cbcv.models.priors import log_normal_priors
-from cbcv.models.sbg import (
-    betaln,
-    compress_counts,
-    optional_counts,
-    require_columns,
-    whole_numbers,
-)
+from cbcv.models.sbg import betaln
 
 #: Required columns; an optional ``count`` column gives the customers each row stands for.
 BGBB_COLUMNS: tuple[str, ...] = ("x", "t_x", "n")

@@ -29,8 +29,8 @@ from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior
 from cbcv.models.bgnbd_kernel import loglike_data
 from cbcv.models.compiled import compiled_total
+from cbcv.models.inputs import compress_counts, optional_counts, require_columns
 from cbcv.models.priors import DROPOUT_SHAPE_SIGMA, log_normal_priors
-from cbcv.models.sbg import compress_counts, optional_counts
 
 #: The columns every continuous-time non-contractual model reads.
 RFT_COLUMNS: tuple[str, ...] = ("x", "t_x", "T")
@@ -59,14 +59,7 @@ def validate_rft(data: pd.DataFrame, model: str) -> pd.DataFrame:
     column and the first offending row: the three columns exist and hold finite numbers; they
     are non-negative; ``x`` is a whole number; ``t_x <= T``; ``t_x == 0`` when ``x == 0``.
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{model}: data must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in RFT_COLUMNS if c not in data.columns]
-    if missing:
-        raise DataError(
-            f"{model}: column {missing[0]!r} is missing; the data need columns {list(RFT_COLUMNS)}"
-            " (see cbcv.data.summary.customer_summary)"
-        )
+    require_columns(data, RFT_COLUMNS, model, " (see cbcv.data.summary.customer_summary)")
     if len(data) == 0:
         raise DataError(f"{model}: the data have no rows")
     out = {}

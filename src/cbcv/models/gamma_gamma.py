@@ -32,8 +32,8 @@ import pytensor.tensor as pt
 
 from cbcv.core.errors import DataError
 from cbcv.models.base import CLVModel, Prior, SamplerSettings
+from cbcv.models.inputs import compress_counts, numeric_column, require_columns, whole_numbers
 from cbcv.models.priors import log_normal_priors
-from cbcv.models.sbg import compress_counts, numeric_column, require_columns, whole_numbers
 
 #: Required columns.
 GAMMA_GAMMA_COLUMNS: tuple[str, ...] = ("x", "mean_repeat_spend")

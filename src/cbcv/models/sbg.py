@@ -37,7 +37,7 @@ this package use (``require_columns``, ``whole_numbers``, ``optional_counts``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import arviz as az
@@ -46,7 +46,14 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from cbcv.core.errors import DataError
-from cbcv.models.base import CLVModel, Prior, SamplerSettings, compress
+from cbcv.models.base import CLVModel, Prior, SamplerSettings
+from cbcv.models.inputs import (
+    compress_counts,
+    first_bad_row,
+    optional_counts,
+    require_columns,
+    whole_numbers,
+)
 from cbcv.models.priors import log_normal_priors
 
 #: Columns of a survivor table (``cohort`` optional) and of individual durations (``count``
@@ -55,75 +62,6 @@ SURVIVOR_COLUMNS: tuple[str, ...] = ("t", "alive")
 DURATION_COLUMNS: tuple[str, ...] = ("t", "churned")
 
 
-# -- shared helpers (validation, compression with counts) -------------------------------------
-def require_columns(data: pd.DataFrame, columns: Sequence[str], model: str) -> None:
-    """Raise a DataError naming the first of ``columns`` that ``data`` lacks."""
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{model}: data must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise DataError(
-            f"{model}: column {missing[0]!r} is missing; the data need columns {list(columns)}"
-        )
-
-
-def _first_bad(data: pd.DataFrame, bad: np.ndarray) -> Any:
-    return data.index[int(np.flatnonzero(bad)[0])]
-
-
-def numeric_column(data: pd.DataFrame, column: str, model: str) -> np.ndarray:
-    """``data[column]`` as float64; a DataError names the first row that is not a number."""
-    values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)
-    raw_missing = data[column].isna().to_numpy()
-    bad = np.isnan(values) & ~raw_missing
-    if bad.any():
-        row = _first_bad(data, bad)
-        raise DataError(
-            f"{model}: column {column!r} row {row}: not a number ({data[column][row]!r})"
-        )
-    return values
-
-
-def whole_numbers(data: pd.DataFrame, column: str, model: str, minimum: int = 0) -> np.ndarray:
-    """``data[column]`` as float64 whole numbers ``>= minimum``; a DataError names the first
-    offending row otherwise."""
-    values = numeric_column(data, column, model)
-    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < minimum)
-    if bad.any():
-        row = _first_bad(data, bad)
-        raise DataError(
-            f"{model}: column {column!r} row {row}: expected a whole number >= {minimum}, "
-            f"got {data[column][row]!r}"
-        )
-    return values
-
-
-def optional_counts(data: pd.DataFrame, model: str, column: str = "count") -> np.ndarray | None:
-    """The optional ``count`` column (customers per row) as whole numbers, or None."""
-    if column not in data.columns:
-        return None
-    return whole_numbers(data, column, model, minimum=0)
-
-
-def compress_counts(
-    data: pd.DataFrame, columns: Sequence[str], counts: np.ndarray | None = None
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """:func:`cbcv.models.base.compress` for rows that may each stand for ``counts`` customers.
-
-    Returns the distinct rows of ``columns`` with a ``weight`` (customers per distinct row) and,
-    for each *customer* in input order (row ``i`` repeated ``counts[i]`` times), the position of
-    its distinct row. Without ``counts`` this is exactly :func:`compress`.
-    """
-    distinct, codes = compress(data, columns)
-    if counts is None:
-        return distinct, codes
-    counts = np.asarray(counts, dtype=float)
-    distinct["weight"] = np.bincount(codes, weights=counts, minlength=len(distinct))
-    return distinct, np.repeat(codes, counts.astype(np.int64))
-
-
-#: Above this, log Γ(L) - log Γ(s + L) is taken from Stirling's series instead of the difference
-#: of two large log-gamma values (which loses ~ eps * L log L in absolute terms).
 _STIRLING_FROM = 1e5
 
 
@@ -206,7 +144,7 @@ def _durations(data: pd.DataFrame, model: str) -> tuple[pd.DataFrame, np.ndarray
     else:
         flags = whole_numbers(data, "churned", model)
         if (flags > 1).any():
-            row = _first_bad(data, flags > 1)
+            row = first_bad_row(data, flags > 1)
             raise DataError(
                 f"{model}: column 'churned' row {row}: expected 0/1 or True/False, "
                 f"got {churned_raw[row]!r}"
@@ -214,7 +152,7 @@ def _durations(data: pd.DataFrame, model: str) -> tuple[pd.DataFrame, np.ndarray
         churned = flags.astype(bool)
     bad = churned & (t < 1)
     if bad.any():
-        row = _first_bad(data, bad)
+        row = first_bad_row(data, bad)
         raise DataError(f"{model}: column 't' row {row}: a churned customer needs t >= 1")
     frame = pd.DataFrame({"t": t, "churned": churned.astype(float)})
     return frame, optional_counts(data, model)

@@ -1,9 +1,13 @@
 """cbcv.pipeline: a company's config in, its report's numbers out.
 
-Loads and validates the company's data through one seam (:mod:`~cbcv.pipeline.workflow`),
-audits it, fits the configured models, scores every customer and values the company
-(:mod:`~cbcv.pipeline.valuation`), whatever the data's size. The notebooks and the CLI call
-these functions; they hold no logic of their own.
+Validates the company's log into its work folder and hands the steps one seam,
+:class:`~cbcv.pipeline.company_data.CompanyData` (summaries, counted summaries, spend sample,
+first purchases, tracking counts, valuation units, scored customers: all SQL over Parquet);
+audits it, fits the configured models (:mod:`~cbcv.pipeline.workflow`), scores every customer
+and values the company (:mod:`~cbcv.pipeline.valuation`). One path whatever the data's size:
+``engine.memory_limit`` and ``engine.threads`` cap DuckDB, ``engine.name: spark`` computes the
+summaries on Spark. The notebooks and the CLI call these functions; they hold no logic of
+their own.
 
 May import: every layer below it (valuation, clv, predict, models, audit, config, data, core);
 never plots, report or the CLI.

@@ -7,8 +7,8 @@ Steps (every one reuses a tested piece; no statistics of its own):
 3. pick the purchase model: with a holdout period and several frequency models, the one that
    :func:`cbcv.valuation.holdout.choose_default` prefers; otherwise the first one configured;
 4. draw the financial inputs, one per posterior draw (:func:`cbcv.valuation.inputs.draw_financials`);
-5. existing customer equity = total residual CLV per draw (:func:`cbcv.clv.customer_clv`, margin
-   and discount rate per draw);
+5. existing customer equity = total residual CLV per draw, every customer scored
+   (:meth:`cbcv.pipeline.company_data.CompanyData.score`, margin and discount rate per draw);
 6. future customer equity from the acquisition model when the acquisition history has at
    least :data:`MIN_ACQUISITION_PERIODS` periods with new customers **and** a market size is
    given; otherwise zero, with the reason written into ``valuation.json``. A single acquisition
@@ -17,10 +17,10 @@ Steps (every one reuses a tested piece; no statistics of its own):
 7. the bridge to value per share (:func:`cbcv.valuation.bridge.value_bridge`), written as
    ``valuation.json``.
 
-With ``engine.out_of_core`` the same steps run on the validated Parquet log
-(:mod:`cbcv.pipeline.outofcore`): fits on counted summaries, CLV scored to Parquet
-(:func:`existing_clv`), acquisitions from the first purchases in the summary file, and the
-sensitivities and revenue forecast over distinct summaries weighted by their customers.
+Whatever the size, every data-side input comes from the one seam
+(:class:`cbcv.pipeline.company_data.CompanyData`): fits on counted summaries, CLV scored to
+Parquet, acquisitions from the first purchases in the summary file, and the sensitivities and
+revenue forecast over the valuation units (distinct summaries weighted by their customers).
 
 CLV at acquisition of a future customer (step 6) is ``margin × p γ / (q − 1) × DERT(x=0, t_x=0,
 T=0)`` per draw: the population-mean spend times the discounted expected repeat transactions
@@ -29,7 +29,6 @@ of a customer just acquired (the first purchase's own margin is not counted).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,24 +37,17 @@ import numpy as np
 import pandas as pd
 
 from cbcv import predict as P
-from cbcv.clv import CustomerCLV, customer_clv, dert_draws, n_model_draws
-from cbcv.clv.scored_store import load_scored, save_scored
-from cbcv.clv.scoring import DERT_GRID, ScoredBase, score_customers
+from cbcv.clv import dert_draws, n_model_draws
+from cbcv.clv.scoring import DERT_GRID, ScoredBase
 from cbcv.config import LoadedConfig, load_config
 from cbcv.core.cache import atomic_write_json
 from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import ConfigError
 from cbcv.core.units import horizon_periods
-from cbcv.data.load import ValidatedLog
 from cbcv.models.base import CLVModel, SamplerSettings
 from cbcv.models.verdict import combined_diagnostics
-from cbcv.pipeline.outofcore import first_purchases, summary_file, valuation_units
-from cbcv.valuation.acquisition import (
-    AcquisitionModel,
-    MarketSize,
-    acquisitions_from_first_purchases,
-    acquisitions_from_transactions,
-)
+from cbcv.pipeline.company_data import CompanyData
+from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS, AcquisitionModel, MarketSize
 from cbcv.valuation.bridge import ValuationResult, value_bridge
 from cbcv.valuation.drivers import (
     UnitEconomics,
@@ -76,16 +68,13 @@ from cbcv.valuation.holdout import customer_weights
 from cbcv.valuation.inputs import FinancialDraws, draw_financials
 from cbcv.valuation.sensitivity import ValuationModel, elasticities, scenarios, tornado
 
-#: Periods with new customers needed before the acquisition model is fitted.
-MIN_ACQUISITION_PERIODS = 8
-
 
 @dataclass(frozen=True)
 class CompanyValuation:
     """Everything ``valuation.json`` reports, with the arrays behind it."""
 
     result: ValuationResult
-    clv: CustomerCLV | ScoredBase
+    clv: ScoredBase
     financials: FinancialDraws
     purchase_model: str
     choice_reason: str
@@ -250,75 +239,10 @@ def _market(fin_cfg: Any) -> MarketSize | None:
     return None if m is None else MarketSize(m.median, m.log_sd)
 
 
-def acquisition_history(loaded: LoadedConfig, result: Any, period: str) -> pd.DataFrame:
-    """New customers per ``period`` up to the calibration end, from the log in memory or, out
-    of core, from the first purchases counted in the summary file."""
-    end = loaded.config.calibration_end
-    if isinstance(result, ValidatedLog):
-        first = first_purchases(summary_file(loaded, result), loaded.config.engine.memory_limit)
-        return acquisitions_from_first_purchases(first, freq=period, end=end)  # type: ignore[arg-type]
-    return acquisitions_from_transactions(  # type: ignore[arg-type]
-        result.transactions, freq=period, end=end,
-        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
-    )
-
-
-def _units(loaded: LoadedConfig, result: Any, summary: pd.DataFrame) -> pd.DataFrame:
-    """What the sensitivities and the revenue forecast sum over: the customers' summary, or
-    out of core the valuation units (:func:`cbcv.pipeline.outofcore.valuation_units`)."""
-    if isinstance(result, ValidatedLog):
-        return valuation_units(summary_file(loaded, result), loaded.config.engine.memory_limit)
-    return summary
-
-
-def existing_clv(
-    loaded: LoadedConfig, result: Any, freq: CLVModel, spend: CLVModel, summary: pd.DataFrame, *, margin: Any,
-    rate: Any, n: int, keep_draws: bool | None = None, progress: Any = None,
-) -> CustomerCLV | ScoredBase:
-    """Residual CLV of today's customers over ``n`` paired draws: in memory
-    (:func:`cbcv.clv.customer_clv` on ``summary``) or, for a log validated out of core, every
-    customer scored by :func:`cbcv.clv.scoring.score_customers` with the per-customer results in
-    ``customers.parquet`` beside the validated log (never in a report folder). The scored base
-    is kept beside it (``scored.npz``, no pickle: :mod:`cbcv.clv.scored_store`) and reused while the
-    summaries, posteriors, margin and rate draws are the same, so the valuation notebook does not score the base again."""
-    cfg = loaded.config
-    if not isinstance(result, ValidatedLog):
-        return customer_clv(freq, spend, summary, margin=margin, annual_discount_rate=rate,
-                            time_unit=cfg.time_unit, max_draws=n, keep_draws=keep_draws)
-    path = summary_file(loaded, result)
-    out, cache = path.parent / "customers.parquet", path.parent / "scored.npz"
-    key = _scoring_key(path, freq, spend, margin, rate, n, cfg.time_unit)
-    if out.is_file() and (saved := load_scored(cache, key)) is not None:  # notebook 04 reuses 03's
-        return saved
-    cache.unlink(missing_ok=True)  # invalid while customers.parquet is rewritten
-    scored = score_customers(
-        freq, spend, path, out, margin=margin, annual_discount_rate=rate,
-        time_unit=cfg.time_unit, max_draws=n, memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads,
-        progress=progress,
-    )
-    save_scored(cache, key, scored)
-    return scored
-
-
-def _scoring_key(path: Path, freq: CLVModel, spend: CLVModel, margin: Any, rate: Any, n: int, unit: str) -> str:
-    """SHA-256 of everything a scoring depends on: the summaries (their manifest beside
-    ``path``), both posteriors, the margin and discount-rate draws, the draws and time unit."""
-    h = hashlib.sha256()
-    h.update((path.parent / "summary.json").read_bytes())
-    for model in (freq, spend):
-        h.update(model.name.encode())
-        for name, values in sorted(model.draws().items()):
-            h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    for values in (margin, rate):
-        h.update(np.ascontiguousarray(np.atleast_1d(values), dtype=np.float64).tobytes())
-    h.update(f"{n}|{unit}".encode())
-    return h.hexdigest()
-
-
 def value_loaded(
     loaded: LoadedConfig,
     *,
-    result: Any = None,
+    result: CompanyData | None = None,
     run_dir: str | Path | None = None,
     market: MarketSize | float | None = None,
     max_draws: int | None = 1000,
@@ -327,7 +251,8 @@ def value_loaded(
     """Value the company a loaded config describes (module docstring, steps 2-7), with the
     sensitivities (tornado, elasticities, the config's scenarios), the forward revenue by layer
     and the unit economics of a new customer. ``run_dir``: reuse the posteriors that notebook 02
-    saved there (:func:`company_models`); ``market`` overrides ``financials.market_size``."""
+    saved there (:func:`company_models`); ``market`` overrides ``financials.market_size``;
+    ``result``: the company's data (:func:`cbcv.pipeline.workflow.load_company` by default)."""
     from cbcv.pipeline.workflow import fit_record, load_company, sampler_settings
 
     cfg = loaded.config
@@ -348,10 +273,9 @@ def value_loaded(
     unit, period = cfg.time_unit, fin_cfg.acquisition_period
     if progress:
         progress(f"customer lifetime value over {n} draws ...")
-    clv = existing_clv(loaded, result, freq, spend, summary, margin=fin.contribution_margin,
-                       rate=fin.discount_rate, n=n, keep_draws=False)
+    clv = result.score(freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
     future, note, acquisitions = future_equity(
-        acquisition_history(loaded, result, period), freq, spend, fin, time_unit=unit, period=period,
+        result.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
         market=market if market is not None else _market(fin_cfg),
         settings=sampler_settings(loaded), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth,
@@ -364,7 +288,7 @@ def value_loaded(
     valuation.conventions["future_customers"] = note
     if progress:
         progress("sensitivities, scenarios, revenue forecast and unit economics ...")
-    units = _units(loaded, result, summary)
+    units = result.valuation_units()
     weights = customer_weights(units)
     n_s = min(n, SENSITIVITY_DRAWS, max(2, UNIT_ELEMENTS // len(units)))
     thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
@@ -428,15 +352,15 @@ DEFAULT_CLV_INPUTS = {"contribution_margin": 1.0, "discount_rate": 0.10}
 
 
 def company_models(
-    loaded: LoadedConfig, result: Any, run_dir: str | Path | None = None, progress: Any = None
+    loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, progress: Any = None
 ) -> tuple[pd.DataFrame, dict[str, CLVModel], str]:
-    """The company's calibration summary and fitted models (``result``: the LoadResult of
-    :func:`cbcv.pipeline.workflow.load_company`): the posteriors saved under
+    """The company's counted calibration summary and fitted models (``result``: the company's
+    data, :func:`cbcv.pipeline.workflow.load_company`): the posteriors saved under
     ``run_dir/models/<name>/posterior.nc`` (by notebook 02 / ``fit_company_models``) when every
     configured summary model has one fitted to the same calibration end, else fresh fits.
     Returns the summary, the models by name and where they came from."""
     from cbcv.models import SUMMARY_MODELS
-    from cbcv.pipeline.workflow import company_summary, fit_company_models, load_fit
+    from cbcv.pipeline.workflow import fit_company_models, load_fit
 
     cfg = loaded.config
     names = [n for n in cfg.models if n in SUMMARY_MODELS]
@@ -450,29 +374,21 @@ def company_models(
                     break
                 models[n] = model
             else:
-                summary = company_summary(loaded, _check_result(result))
+                summary = result.counted
                 for name, model in models.items():  # the data it was fitted on, for LOO
                     if name in P.FREQUENCY:
                         model.arrays, model.inverse = model.prepare(summary)
                 return summary, models, f"posteriors loaded from this run's {folder.name}/ folder (saved by an earlier notebook)"
     # saved into the run (as notebook 02 does): the next notebook reuses them, and the run's
     # provenance and index see their diagnostics verdict
-    fits = fit_company_models(loaded, _check_result(result), Path(run_dir) / "models" if run_dir else None, progress)
+    fits = fit_company_models(loaded, result, Path(run_dir) / "models" if run_dir else None, progress)
     return fits.summary, fits.models, f"fitted now ({cfg.sampler.method})"
 
 
-def _check_result(result: Any) -> Any:
-    """``company_summary``/``fit_company_models`` need what :func:`cbcv.pipeline.workflow.load_company`
-    returns (a :class:`~cbcv.data.load.LoadResult` or :class:`~cbcv.data.load.ValidatedLog`)."""
-    if hasattr(result, "transactions") or isinstance(result, ValidatedLog):
-        return result
-    raise TypeError("pass the LoadResult or ValidatedLog of load_company")
-
-
 def company_clv(
-    loaded: LoadedConfig, result: Any, run_dir: str | Path | None = None, *, max_draws: int | None = 1000,
-    progress: Any = None,
-) -> tuple[CustomerCLV, dict[str, Any]]:
+    loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, *,
+    max_draws: int | None = 1000, progress: Any = None,
+) -> tuple[ScoredBase, dict[str, Any]]:
     """Residual CLV of the company's customers with the purchase model of step 3 and the
     config's margin and discount rate (one draw of each per posterior draw). Without financials
     in the config, CLV is in revenue (margin 1) at a 10% discount rate, and ``info["note"]``
@@ -492,7 +408,7 @@ def company_clv(
         margin, rate = DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"]
         note = ("no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a "
                 "year, an illustrative assumption")
-    clv = existing_clv(loaded, result, freq, spend, summary, margin=margin, rate=rate, n=n, progress=progress)
+    clv = result.score(freq, spend, margin=margin, rate=rate, n=n, progress=progress)
     info = {"purchase_model": name, "choice_reason": reason, "spend_model": "gamma_gamma",
             "source": source, "n_draws": n, "note": note,
             "diagnostics": combined_diagnostics({k: m.verdict().to_dict() for k, m in models.items()})}

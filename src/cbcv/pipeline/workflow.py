@@ -1,6 +1,9 @@
-"""The steps that the CLI and the notebooks share: load a company's transactions as its config
-says, and write the audit's machine-readable outputs. Thin glue over ``cbcv.data`` and
-``cbcv.audit``; no statistics here."""
+"""The steps that the CLI and the notebooks share: validate a company's log as its config says
+into its work folder (:func:`load_company`, returning the one seam,
+:class:`cbcv.pipeline.company_data.CompanyData`), audit it, fit the configured models and
+predict per customer. Thin glue over ``cbcv.data``, ``cbcv.audit`` and ``cbcv.models``; no
+statistics here, and one path whatever the data's size (``engine.memory_limit`` and
+``engine.threads`` cap DuckDB, which spills to disk beyond them)."""
 
 from __future__ import annotations
 
@@ -39,16 +42,16 @@ from cbcv.data.load import (
     validate_to_parquet,
 )
 from cbcv.data.rules import RULES_VERSION
-from cbcv.data.summary import calibration_holdout, customer_summary
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
-from cbcv.pipeline.engine import summaries_for_engine
+from cbcv.pipeline.company_data import CompanyData, SummarySettings
 
 
 def load_transactions_for(
     source: str, loaded: LoadedConfig | None = None, *, as_of: dt.date | None = None
 ) -> LoadResult:
-    """Load ``source`` (a bundled data set's name or a path) with the config's column map, date
-    format and delimiter; ``as_of`` defaults to the config's."""
+    """Load ``source`` (a bundled data set's name or a path) into pandas with the config's column
+    map, date format and delimiter; ``as_of`` defaults to the config's. For an analyst's
+    notebook: the report's steps read :func:`load_company` instead."""
     if loaded is not None and as_of is None:
         as_of = loaded.config.as_of
     if is_dataset(source):
@@ -77,24 +80,23 @@ def row_rule_settings(data: Any) -> dict[str, Any]:
 
 
 
-def load_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> LoadResult | ValidatedLog:
-    """The company's validated transaction log, as its config describes it: in memory
-    (:class:`LoadResult`), or with ``engine.out_of_core`` as a Parquet file
-    (:func:`validate_company`, :class:`ValidatedLog`)."""
-    if loaded.config.engine.out_of_core:
-        return validate_company(loaded, work_dir)
-    return load_transactions_for(loaded.resolve_source(), loaded)
+def load_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> CompanyData:
+    """The company's data as its config describes it: the log validated into ``work_dir``
+    (default :func:`work_folder`; :func:`validate_company`, cached) behind the one seam that
+    the report's steps ask for summaries, counts and scores (:class:`CompanyData`)."""
+    cfg = loaded.config
+    return CompanyData(validate_company(loaded, work_dir), SummarySettings.of(cfg), cfg.engine, seed=cfg.seed)
 
 
 def work_folder(loaded: LoadedConfig) -> Path:
-    """Where out-of-core runs keep derived data: ``data/processed/<company folder>/``
+    """Where a company's derived data is kept: ``data/processed/<company folder>/``
     (git-ignored, regenerated)."""
     return repo_root() / "data" / "processed" / loaded.config.company.folder
 
 
 def validate_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> ValidatedLog:
-    """Validate the company's log out of core into ``work_dir`` (default :func:`work_folder`),
-    see :func:`validate_source`."""
+    """Validate the company's log into ``work_dir`` (default :func:`work_folder`), see
+    :func:`validate_source`."""
     work = Path(work_dir) if work_dir is not None else work_folder(loaded)
     return validate_source(loaded.resolve_source(), work, loaded)
 
@@ -102,7 +104,7 @@ def validate_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -
 def validate_source(
     source: str, work: str | Path, loaded: LoadedConfig | None = None, *, as_of: dt.date | None = None
 ) -> ValidatedLog:
-    """Validate ``source`` (a bundled data set's name or a path) out of core
+    """Validate ``source`` (a bundled data set's name or a path)
     (:func:`cbcv.data.load.validate_to_parquet`, with the config's column map, date format,
     delimiter, as-of date and DuckDB caps) into ``work/accepted.parquet``, with the rejections
     beside it; ``as_of`` defaults to the config's.
@@ -142,7 +144,7 @@ def validate_source(
     return log
 
 
-#: The out-of-core validation's files in its work folder: accepted rows, rejections, manifest.
+#: The validation's files in its work folder: accepted rows, rejections, manifest.
 VALIDATED_FILES = ("accepted.parquet", "rejections.parquet", "validated.json")
 
 
@@ -160,7 +162,7 @@ def _cached_validation(manifest: Path, key: str) -> ValidatedLog | None:
 
 def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.date | None,
               name: str, sha: str | None) -> ValidatedLog:
-    """One out-of-core validation of ``source`` into ``accepted`` (no caching)."""
+    """One validation of ``source`` into ``accepted`` (no caching)."""
     from cbcv.data.datasets import read_dataset_frame
 
     caps = {"memory_limit": engine.memory_limit if engine else None,
@@ -179,7 +181,7 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
                                **caps)
 
 
-def write_load_outputs(result: LoadResult | ValidatedLog, out: str | Path) -> list[Path]:
+def write_load_outputs(result: LoadResult | ValidatedLog | CompanyData, out: str | Path) -> list[Path]:
     """``reconciliation.json`` (strict JSON) and ``rejections.csv`` (source row, column, raw
     value, reason; spreadsheet-safe: :func:`cbcv.core.safe_csv.write_csv`)."""
     out = Path(out)
@@ -192,7 +194,7 @@ def write_load_outputs(result: LoadResult | ValidatedLog, out: str | Path) -> li
 
 
 def audit_windows(
-    loaded: LoadedConfig | None, result: LoadResult | ValidatedLog
+    loaded: LoadedConfig | None, result: ValidatedLog | CompanyData
 ) -> tuple[tuple[dt.date, dt.date] | None, tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]] | None]:
     """The audit's decile window (the calibration period) and migration windows (calibration
     period → holdout period) from the config; whole log and no migration without one."""
@@ -207,49 +209,39 @@ def audit_windows(
     return calibration, (calibration, holdout)
 
 
-#: Points of the whale curve kept by the out-of-core audit (every buyer's below this count).
+#: Points of the whale curve kept by the audit (every buyer's below this count).
 WHALE_POINTS = 10_001
 
 
 def run_audit(
-    result: LoadResult | ValidatedLog,
+    result: ValidatedLog | CompanyData,
     loaded: LoadedConfig | None = None,
     *,
     period: str = "quarter",
     cohort_period: str | None = None,
 ) -> CustomerBaseAudit:
-    """The customer-base audit of a loaded log. With a config, its cohort period is also the C3
-    chart's calendar period, deciles cover the calibration period and migration runs from the
-    calibration period to the holdout period. A :class:`ValidatedLog` (out of core) is audited
-    in SQL over its Parquet file (:func:`cbcv.audit.sql.audit_parquet`): the same tables, the
-    whale curve cut to :data:`WHALE_POINTS` exact points when there are more buyers."""
+    """The customer-base audit of a validated log (or a company's data), in SQL over its
+    Parquet file (:func:`cbcv.audit.customer_base_audit`), the whale curve cut to
+    :data:`WHALE_POINTS` exact points when there are more buyers. With a config, its cohort
+    period is also the C3 chart's calendar period, deciles cover the calibration period,
+    migration runs from the calibration period to the holdout period, and its engine caps
+    DuckDB."""
     window, migration = audit_windows(loaded, result)
     if loaded is not None:
         cohort_period = cohort_period or loaded.config.cohort_period
         period = cohort_period
-    if isinstance(result, ValidatedLog):
-        from cbcv.audit.sql import audit_parquet
-
-        engine = loaded.config.engine if loaded is not None else None
-        return audit_parquet(
-            result.accepted, period=period, cohort_period=cohort_period or period, window=window,
-            migration=migration, whale_points=WHALE_POINTS,
-            memory_limit=engine.memory_limit if engine else None,
-            threads=engine.threads if engine else None,
-            zero_amount_purchases=result.reconciliation.zero_amount_purchases,
-        )
+    engine = loaded.config.engine if loaded is not None else None
     return customer_base_audit(
-        result.transactions,
-        period=period,
-        cohort_period=cohort_period or period,
-        window=window,
-        migration=migration,
+        result.accepted, period=period, cohort_period=cohort_period or period, window=window,
+        migration=migration, whale_points=WHALE_POINTS,
+        memory_limit=engine.memory_limit if engine else None,
+        threads=engine.threads if engine else None,
         zero_amount_purchases=result.reconciliation.zero_amount_purchases,
     )
 
 
 def write_audit(
-    result: LoadResult | ValidatedLog,
+    result: ValidatedLog | CompanyData,
     out: str | Path,
     loaded: LoadedConfig | None = None,
     *,
@@ -374,14 +366,14 @@ def _summary_dataset(summary: pd.DataFrame) -> xr.Dataset:
     cols = [c for c in ("x", "t_x", "T", "mean_repeat_spend", "total_spend", "count") if c in summary]
     if "customer_id" in summary:
         dim, labels = "customer", summary["customer_id"].astype(str).to_numpy()
-    else:  # a counted summary or a sample (out of core): rows, not customer ids
+    else:  # a counted summary or a spend sample: rows, not customer ids
         dim, labels = "row", np.arange(len(summary))
     return xr.Dataset({c: (dim, summary[c].to_numpy(dtype=float)) for c in cols}, coords={dim: labels})
 
 
 @dataclass(frozen=True)
 class CompanyFits:
-    """The calibration(/holdout) summary of a company (per customer, or counted out of core)
+    """The counted calibration(/holdout) summary of a company (:attr:`CompanyData.counted`)
     and its fitted models, by name."""
 
     summary: pd.DataFrame
@@ -399,23 +391,6 @@ class CompanyFits:
         return len(self.summary)
 
 
-def company_summary(loaded: LoadedConfig, result: LoadResult | ValidatedLog) -> pd.DataFrame:
-    """Per-customer calibration summary, with holdout columns when the config has a holdout, on
-    the engine the config chooses (``engine.name``: DuckDB by default, or Spark). For a log
-    validated out of core, the counted summary instead (one row per distinct summary with its
-    ``count``; :func:`cbcv.pipeline.outofcore.company_summaries`)."""
-    cfg = loaded.config
-    if isinstance(result, ValidatedLog):
-        from cbcv.pipeline.outofcore import company_summaries
-
-        return company_summaries(loaded, result).counts
-    return summaries_for_engine(
-        cfg.engine, result.transactions, calibration_end=cfg.calibration_end,
-        holdout_end=cfg.holdout_end, time_unit=cfg.time_unit, cohort_period=cfg.cohort_period,
-        zero_amount_purchases=result.reconciliation.zero_amount_purchases,
-    )
-
-
 def sampler_settings(loaded: LoadedConfig) -> SamplerSettings:
     """The config's sampler section and seed as :class:`SamplerSettings`."""
     cfg = loaded.config
@@ -427,31 +402,24 @@ def sampler_settings(loaded: LoadedConfig) -> SamplerSettings:
 
 
 def fit_company_models(
-    loaded: LoadedConfig, result: LoadResult | ValidatedLog, out: str | Path | None = None, progress: Any = None
+    loaded: LoadedConfig, data: CompanyData, out: str | Path | None = None, progress: Any = None
 ) -> CompanyFits:
     """Fit every model the config names (summary-based ones) with its sampler settings and seed;
     with ``out``, save each fit's ``fit.json`` and ``posterior.nc`` under ``out/<model>/``, without
     customer-level data (``out`` is a report's run folder).
 
-    Out of core (a :class:`ValidatedLog`), the frequency models fit the counted summary (the
-    same likelihood) and gamma-gamma a seeded sample of at most
-    :data:`cbcv.pipeline.outofcore.SPEND_SAMPLE` repeat buyers (all of them when there are fewer)."""
+    The frequency models fit the counted summary (:attr:`CompanyData.counted`: the same
+    likelihood as per customer) and gamma-gamma a seeded sample of at most
+    :data:`cbcv.pipeline.company_data.SPEND_SAMPLE` repeat buyers (all of them when there are
+    fewer: :meth:`CompanyData.spend_sample`)."""
     cfg = loaded.config
     settings = sampler_settings(loaded)
-    spend_data: pd.DataFrame | None = None
-    if isinstance(result, ValidatedLog):
-        from cbcv.pipeline.outofcore import company_summaries, spend_sample
-
-        base = company_summaries(loaded, result)
-        summary = base.counts
-        if "gamma_gamma" in cfg.models:
-            spend_data = spend_sample(base.path, cfg.seed, memory_limit=cfg.engine.memory_limit)
-    else:
-        summary = company_summary(loaded, result)
+    summary = data.counted
+    spend_data = data.spend_sample() if "gamma_gamma" in cfg.models else None
     models: dict[str, CLVModel] = {}
     records: dict[str, dict[str, Any]] = {}
     meta = {
-        "source": cfg.data.source, "sha256": result.reconciliation.sha256,
+        "source": cfg.data.source, "sha256": data.reconciliation.sha256,
         "calibration_end": cfg.calibration_end.isoformat(), "time_unit": cfg.time_unit, "seed": cfg.seed,
     }
     for name in cfg.models:
@@ -459,36 +427,26 @@ def fit_company_models(
             continue
         if progress:
             progress(f"fitting {name} ({settings.method}) ...")
-        data = spend_data if name == "gamma_gamma" and spend_data is not None else summary
-        model = fit_summary_model(data, name, settings)
+        fitted = spend_data if name == "gamma_gamma" and spend_data is not None else summary
+        model = fit_summary_model(fitted, name, settings)
         interrupt.check()
-        if data is spend_data:
-            model.idata.attrs["repeat_buyers"] = int(data.attrs["repeat_buyers"])
+        if fitted is spend_data:
+            model.idata.attrs["repeat_buyers"] = int(fitted.attrs["repeat_buyers"])
         models[name] = model
         records[name] = fit_record(model)
         if out is not None:
-            save_fit(model, data, Path(out) / name, meta, customer_data=False)
+            save_fit(model, fitted, Path(out) / name, meta, customer_data=False)
     return CompanyFits(summary=summary, models=models, records=records)
 
 
 def company_tracking(
-    loaded: LoadedConfig, result: LoadResult | ValidatedLog, models: dict[str, CLVModel]
+    loaded: LoadedConfig, data: CompanyData, models: dict[str, CLVModel]
 ) -> dict[str, pd.DataFrame]:
-    """The cumulative tracking table (:func:`cbcv.valuation.holdout.tracking`) of each frequency model
-    over the config's calibration and holdout periods; a log validated out of core is counted
-    in DuckDB from its Parquet file."""
-    from cbcv.valuation import holdout as V
-
-    cfg = loaded.config
-    if cfg.holdout_end is None:
+    """The cumulative tracking table (:meth:`CompanyData.tracking`) of each frequency model over
+    the config's calibration and holdout periods."""
+    if loaded.config.holdout_end is None:
         raise CbcvError(f"{loaded.path.name}: tracking needs holdout_end")
-    source = result.accepted if isinstance(result, ValidatedLog) else result.transactions
-    return {
-        n: V.tracking(m, source, calibration_end=cfg.calibration_end, holdout_end=cfg.holdout_end,
-                      time_unit=cfg.time_unit, memory_limit=cfg.engine.memory_limit,
-                      zero_amount_purchases=result.reconciliation.zero_amount_purchases)
-        for n, m in models.items() if n in FREQUENCY_MODELS
-    }
+    return {n: data.tracking(m) for n, m in models.items() if n in FREQUENCY_MODELS}
 
 
 def parameter_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -517,30 +475,26 @@ def load_fit(fit_dir: str | Path) -> tuple[CLVModel, dict[str, str]]:
     return model, {k: str(v) for k, v in idata.attrs.items()}
 
 
-def predict_customers(
-    model: CLVModel,
-    meta: dict[str, str],
-    transactions: pd.DataFrame,
-    horizon: float,
-    *,
-    holdout_end: dt.date | None = None,
-    zero_amount_purchases: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-customer predictions (posterior mean and 90% interval) for the customers of the fit's
-    calibration period, and the summary they were computed from (``zero_amount_purchases``: the
-    log's purchase rule, :func:`cbcv.data.transactions.daily_sql`)."""
-    from cbcv import predict as P
-
+def fit_data(
+    meta: dict[str, str], log: ValidatedLog, *, holdout_end: dt.date | None = None,
+    loaded: LoadedConfig | None = None,
+) -> CompanyData:
+    """The seam over a validated log with a saved fit's calibration end and time unit (its
+    ``meta``, :func:`load_fit`), the holdout to ``holdout_end`` and the config's engine."""
     cal_end = meta.get("calibration_end")
-    unit = meta.get("time_unit", "week")
     if cal_end is None:
         raise CbcvError("the posterior does not record its calibration end")
-    if holdout_end is not None:
-        summary = calibration_holdout(transactions, calibration_end=cal_end, holdout_end=holdout_end,
-                                      time_unit=unit, zero_amount_purchases=zero_amount_purchases)
-    else:
-        summary = customer_summary(transactions, calibration_end=cal_end, time_unit=unit,
-                                   zero_amount_purchases=zero_amount_purchases)
+    settings = SummarySettings(dt.date.fromisoformat(cal_end), holdout_end, meta.get("time_unit", "week"))
+    return CompanyData(log, settings, loaded.config.engine if loaded is not None else None)
+
+
+def predict_customers(model: CLVModel, data: CompanyData, horizon: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-customer predictions (posterior mean and 90% interval) for the customers of the
+    calibration period of ``data`` (:func:`fit_data`), and the per-customer summary they were
+    computed from (:meth:`CompanyData.summaries`)."""
+    from cbcv import predict as P
+
+    summary = data.summaries()
     table = summary[["customer_id", "x", "t_x", "T"]].copy()
     if model.name == "gamma_gamma":
         s = P.summarise(P.expected_spend(model, summary))

@@ -17,18 +17,15 @@ from matplotlib.figure import Figure
 
 from cbcv.clv import CLVTables
 from cbcv.core.draws import draw_stats
-from cbcv.core.escape import plot_text
-from cbcv.plots.style import COLORS, money_formatter, new_figure, percent_axis, style_context
-
-
-def _axes(ax: Axes | None, size: str = "single") -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    return new_figure(size)
-
-
-def _label(text: str, currency: str | None) -> str:
-    return f"{text} ({plot_text(currency)})" if currency else text
+from cbcv.plots.style import (
+    COLORS,
+    axes_or_new,
+    finish_axes,
+    money_formatter,
+    money_label,
+    new_figure,
+    style_context,
+)
 
 
 def plot_clv_distribution(
@@ -43,18 +40,20 @@ def plot_clv_distribution(
         left.hist(edges[:-1], bins=edges, weights=counts, color=COLORS["primary"])
         left.set_xscale("log")
         left.xaxis.set_major_formatter(money_formatter())
-        left.set_xlabel(_label("posterior mean CLV per customer", currency))
-        left.set_ylabel("customers")
-        left.set_title("CLV across customers")
+        finish_axes(
+            left, money_label("posterior mean CLV per customer", currency), "customers",
+            "CLV across customers",
+        )
         total = clv.total
         st = draw_stats(total, clv.interval)
         right.hist(total, bins=min(40, max(5, total.size // 10)), color=COLORS["secondary"])
         for k, style in (("median", "-"), ("low", "--"), ("high", "--")):
             right.axvline(float(st[k]), color=COLORS["reference"], linestyle=style)
         right.xaxis.set_major_formatter(money_formatter())
-        right.set_xlabel(_label("total CLV of the base", currency))
-        right.set_ylabel("draws")
-        right.set_title(f"Total: median and {clv.interval:.0%} interval")
+        finish_axes(
+            right, money_label("total CLV of the base", currency), "draws",
+            f"Total: median and {clv.interval:.0%} interval",
+        )
         if title:
             fig.suptitle(title)
     return fig
@@ -64,7 +63,7 @@ def plot_p_alive(table: pd.DataFrame, *, ax: Axes | None = None, title: str | No
     """Bars of customers per P(alive) bin (by posterior mean) with whiskers from the per-draw
     counts' interval (:meth:`CustomerCLV.p_alive_distribution`)."""
     with style_context():
-        fig, ax = _axes(ax)
+        fig, ax = axes_or_new(ax)
         width = (table["high_edge"] - table["low_edge"]).to_numpy()
         mid = ((table["high_edge"] + table["low_edge"]) / 2).to_numpy()
         err = np.vstack([
@@ -74,11 +73,7 @@ def plot_p_alive(table: pd.DataFrame, *, ax: Axes | None = None, title: str | No
         ax.bar(mid, table["customers"], width=0.9 * width, yerr=err, color=COLORS["primary"],
                ecolor=COLORS["reference"], capsize=2)
         ax.set_xlim(0, 1)
-        percent_axis(ax, "x")
-        ax.set_xlabel("P(alive)")
-        ax.set_ylabel("customers")
-        if title:
-            ax.set_title(title)
+        finish_axes(ax, "P(alive)", "customers", title, percent="x")
     return fig
 
 
@@ -95,7 +90,7 @@ def plot_clv_by_group(
     :meth:`CustomerCLV.by` (``column`` its group column). ``per_customer=True`` divides by the
     group's customers. Bars in the table's order (``ax.patches``), whiskers in an errorbar container."""
     with style_context():
-        fig, ax = _axes(ax)
+        fig, ax = axes_or_new(ax)
         size = table["customers"].where(table["customers"] > 0).to_numpy(dtype=float) if per_customer else 1.0
         mean = table["mean"].to_numpy() / size
         low = table["low"].to_numpy() / size
@@ -105,10 +100,8 @@ def plot_clv_by_group(
                color=COLORS["primary"], ecolor=COLORS["reference"], capsize=3)
         ax.set_xticks(x, [str(v) for v in table[column]], rotation=45 if len(table) > 8 else 0)
         ax.yaxis.set_major_formatter(money_formatter())
-        ax.set_xlabel(column.replace("_", " "))
-        ax.set_ylabel(_label("CLV per customer" if per_customer else "total CLV", currency))
-        if title:
-            ax.set_title(title)
+        ylabel = money_label("CLV per customer" if per_customer else "total CLV", currency)
+        finish_axes(ax, column.replace("_", " "), ylabel, title)
     return fig
 
 
@@ -122,7 +115,7 @@ def plot_concentration(clv: CLVTables, *, ax: Axes | None = None, title: str | N
     """The Lorenz-type curve of :func:`lorenz_data`, with the share held by the top 1% and 10%
     (posterior mean and credible interval, from :meth:`CustomerCLV.concentration`) marked."""
     with style_context():
-        fig, ax = _axes(ax)
+        fig, ax = axes_or_new(ax)
         curve = lorenz_data(clv)
         ax.plot(curve["customer_share"], curve["clv_share"], color=COLORS["primary"], label="mean CLV")
         ax.plot([0, 1], [0, 1], color=COLORS["reference"], linestyle=":", label="equal value")
@@ -133,11 +126,8 @@ def plot_concentration(clv: CLVTables, *, ax: Axes | None = None, title: str | N
                         fmt="o", color=COLORS["accent"], capsize=3)
             ax.annotate(f"{row['customers']}: {row['mean']:.0%}", (frac, row["mean"]),
                         textcoords="offset points", xytext=(8, -12))
-        percent_axis(ax, "x")
-        percent_axis(ax, "y")
-        ax.set_xlabel("share of customers (most valuable first)")
-        ax.set_ylabel("share of total CLV")
-        ax.legend(loc="lower right")
-        if title:
-            ax.set_title(title)
+        finish_axes(
+            ax, "share of customers (most valuable first)", "share of total CLV", title,
+            percent="xy", legend={"loc": "lower right"},
+        )
     return fig

@@ -9,7 +9,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cbcv.core.escape import plot_text
-from cbcv.plots.style import COLORS, PALETTE, new_figure, style_context
+from cbcv.plots.style import COLORS, PALETTE, finish_axes, new_figure, style_context
+
+#: The title of these figures: left-aligned, bold.
+_TITLE = {"loc": "left", "fontweight": "bold"}
+_LEGEND = {"frameon": False}
 
 
 def plot_tracking(tracks: Mapping[str, pd.DataFrame], title: str | None = "Cumulative repeat transactions") -> Figure:
@@ -25,11 +29,10 @@ def plot_tracking(tracks: Mapping[str, pd.DataFrame], title: str | None = "Cumul
         boundary = first.loc[~first["holdout"], "period"].max()
         ax.axvline(boundary, color=COLORS["reference"], ls=":")
         ax.text(boundary, ax.get_ylim()[1] * 0.97, " holdout →", va="top", color=COLORS["reference"])
-        ax.set_xlabel("period since the first acquisition")
-        ax.set_ylabel("cumulative repeat transactions")
-        ax.legend(frameon=False)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold")
+        finish_axes(
+            ax, "period since the first acquisition", "cumulative repeat transactions", title,
+            legend=_LEGEND, title_style=_TITLE,
+        )
     return fig
 
 
@@ -48,11 +51,10 @@ def plot_conditional_expectations(tables: Mapping[str, pd.DataFrame], title: str
                 color=color, marker="s", ls="--", capsize=3, label=plot_text(name),
             )
         ax.set_xticks(xs, first["x"])
-        ax.set_xlabel("repeat transactions in the calibration period")
-        ax.set_ylabel("mean transactions in the holdout")
-        ax.legend(frameon=False)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold")
+        finish_axes(
+            ax, "repeat transactions in the calibration period", "mean transactions in the holdout",
+            title, legend=_LEGEND, title_style=_TITLE,
+        )
     return fig
 
 
@@ -68,8 +70,9 @@ def plot_frequency_ppc(ppc: pd.DataFrame, model: str, title: str | None = None) 
             capsize=3, label="replicated (90% interval)",
         )
         ax.set_xticks(xs, ppc["x"])
-        ax.set_xlabel("repeat transactions in the calibration period")
-        ax.set_ylabel("customers")
-        ax.legend(frameon=False)
-        ax.set_title(title or f"Posterior predictive check: {plot_text(model)}", loc="left", fontweight="bold")
+        finish_axes(
+            ax, "repeat transactions in the calibration period", "customers",
+            title or f"Posterior predictive check: {plot_text(model)}",
+            legend=_LEGEND, title_style=_TITLE,
+        )
     return fig

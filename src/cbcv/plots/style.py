@@ -12,7 +12,7 @@ it, and :func:`savefig` saves inside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,42 @@ def new_figure(
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(nrows=nrows, ncols=ncols, squeeze=True, **subplot_kw)
     return fig, axes
+
+
+def axes_or_new(ax: Axes | None, size: str = "single") -> tuple[Figure, Axes]:
+    """The figure of ``ax``, or a new figure of ``size`` (see :func:`new_figure`) and its axes:
+    how a single-panel plotting function that accepts ``ax`` starts."""
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    return new_figure(size)
+
+
+def finish_axes(
+    ax: Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    *,
+    percent: str = "",
+    legend: Mapping[str, Any] | None = None,
+    title_style: Mapping[str, Any] | None = None,
+) -> None:
+    """How a panel ends: the axes named in ``percent`` (``"x"``, ``"y"``, ``"xy"``) shown as
+    percentages (:func:`percent_axis`), the axis labels, a legend drawn with the keywords
+    ``legend`` (None: no legend) and ``title`` (drawn with ``title_style``) when given."""
+    for axis in percent:
+        percent_axis(ax, axis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend is not None:
+        ax.legend(**legend)
+    if title:
+        ax.set_title(title, **(title_style or {}))
+
+
+def money_label(text: str, currency: str | None) -> str:
+    """An axis label with the currency code in brackets when there is one."""
+    return f"{text} ({plot_text(currency)})" if currency else text
 
 
 def sequential_colors(n: int, cmap: str = SEQUENTIAL_CMAP) -> list[tuple[float, ...]]:

@@ -15,23 +15,20 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cbcv.core.draws import draw_stats, interval_bounds
-from cbcv.core.escape import plot_text
-from cbcv.plots.style import COLORS, money_formatter, new_figure, sequential_colors, style_context
+from cbcv.plots.style import (
+    COLORS,
+    axes_or_new,
+    finish_axes,
+    money_formatter,
+    money_label,
+    sequential_colors,
+    style_context,
+)
 from cbcv.valuation.bridge import BRIDGE, ValuationResult
 from cbcv.valuation.equity import RevenueLayers
 
 #: Most cohort layers drawn in the forward revenue chart (more are merged).
 _MAX_LEGEND = 12
-
-
-def _axes(ax: Axes | None, size: str) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    return new_figure(size)
-
-
-def _money_label(text: str, currency: str | None) -> str:
-    return f"{text} ({plot_text(currency)})" if currency else text
 
 
 def waterfall_data(result: ValuationResult, *, per_share: bool = False, drop_zero: bool = True) -> pd.DataFrame:
@@ -88,7 +85,7 @@ def plot_bridge_waterfall(
     }
     x = np.arange(len(data))
     with style_context():
-        fig, ax = _axes(ax, "wide")
+        fig, ax = axes_or_new(ax, "wide")
         low = np.minimum(data["bottom"], data["top"]).to_numpy()
         height = np.abs(data["top"] - data["bottom"]).to_numpy()
         ax.bar(x, height, bottom=low, color=[colors[k] for k in data["kind"]], width=0.65)
@@ -120,7 +117,7 @@ def plot_bridge_waterfall(
         ax.axhline(0, color="#333333", linewidth=0.8)
         ax.set_xticks(x, list(data["label"]), rotation=20, ha="right")
         ax.yaxis.set_major_formatter(fmt)
-        ax.set_ylabel(_money_label("Value per share" if per_share else "Value", result.currency))
+        ax.set_ylabel(money_label("Value per share" if per_share else "Value", result.currency))
         ax.grid(axis="x", visible=False)
         if title:
             ax.set_title(title)
@@ -148,18 +145,16 @@ def plot_tornado(
     base = float(t["base"].iloc[0])
     y = np.arange(len(t))
     with style_context():
-        fig, ax = _axes(ax, "single")
+        fig, ax = axes_or_new(ax, "single")
         ax.barh(y, t["value_low"] - base, left=base, color=COLORS["secondary"], height=0.6, label="low setting")
         ax.barh(y, t["value_high"] - base, left=base, color=COLORS["primary"], height=0.6, label="high setting")
         labels = [f"{name}\n({_setting(lo, name)} / {_setting(hi, name)})" for name, lo, hi in zip(t.index, t["low"], t["high"], strict=True)]
         ax.set_yticks(y, labels)
         ax.axvline(base, color="#333333", linewidth=1.0)
         ax.xaxis.set_major_formatter(money_formatter(decimals=2))
-        ax.set_xlabel(_money_label(f"Value per share ({t.attrs.get('statistic', 'median')})", currency))
         ax.grid(axis="y", visible=False)
-        ax.legend(loc="lower right")
-        if title:
-            ax.set_title(title)
+        xlabel = money_label(f"Value per share ({t.attrs.get('statistic', 'median')})", currency)
+        finish_axes(ax, xlabel, "", title, legend={"loc": "lower right"})
     return fig
 
 
@@ -184,7 +179,7 @@ def plot_value_per_share(
     price = result.market_price if market_price is None else market_price
     st = draw_stats(draws, result.interval)
     with style_context():
-        fig, ax = _axes(ax, "single")
+        fig, ax = axes_or_new(ax, "single")
         ax.hist(draws, bins=bins, density=True, color=COLORS["primary"], alpha=0.55, edgecolor="white", linewidth=0.3)
         ax.axvspan(float(st["low"]), float(st["high"]), color=COLORS["primary"], alpha=0.12,
                    label=f"{result.interval:.0%} interval")
@@ -197,12 +192,11 @@ def plot_value_per_share(
             ax.text(0.98, 0.95, f"P(value > price) = {p:.0%}", transform=ax.transAxes, ha="right",
                     va="top", fontsize=9, color=COLORS["accent"])
         ax.xaxis.set_major_formatter(money_formatter(decimals=2))
-        ax.set_xlabel(_money_label("Value per share", result.currency))
-        ax.set_ylabel("Posterior density")
         ax.set_yticks([])
-        ax.legend(loc="upper left")
-        if title:
-            ax.set_title(title)
+        finish_axes(
+            ax, money_label("Value per share", result.currency), "Posterior density", title,
+            legend={"loc": "upper left"},
+        )
     return fig
 
 
@@ -230,7 +224,7 @@ def plot_revenue_layers(
     colors = [COLORS["reference"], *sequential_colors(n_coh)]
     labels = [str(c) for c in means.columns]
     with style_context():
-        fig, ax = _axes(ax, "wide")
+        fig, ax = axes_or_new(ax, "wide")
         ax.stackplot(x, means.to_numpy(dtype=float).T, labels=labels, colors=colors, linewidth=0.3, edgecolor="white")
         ax.plot(x, st["low"], linestyle="--", color="#333333", linewidth=1.0, label=f"total, {layers.interval:.0%} interval")
         ax.plot(x, st["high"], linestyle="--", color="#333333", linewidth=1.0)
@@ -240,10 +234,9 @@ def plot_revenue_layers(
             ax.set_xlim(x[0], x[-1])
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(money_formatter())
-        ax.set_xlabel("Forecast period")
-        ax.set_ylabel(_money_label("Expected revenue", currency))
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="Layer",
-                  title_fontsize="small")
-        if title:
-            ax.set_title(title)
+        legend = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": "small",
+                  "title": "Layer", "title_fontsize": "small"}
+        finish_axes(
+            ax, "Forecast period", money_label("Expected revenue", currency), title, legend=legend
+        )
     return fig

@@ -28,6 +28,8 @@ Formulas (t, T in the model's time unit; δ the continuously compounded discount
   Gauss–Laguerre in u converges slowly there; in log u the integrand is analytic in a strip.
 * Gamma-gamma — Fader, Hardie & Lee (2005b), eq. 5: E[Z | x, z̄] = p(γ + x z̄)/(p x + q − 1),
   and p γ/(q − 1) for a customer without repeat purchases.
+
+May import: models, audit, config, data and core; never clv, valuation or above.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import pandas as pd
 from numba import njit
 from scipy import special
 
+from cbcv.core.chunks import TEMPS, Params, chunked
 from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel, compress
 from cbcv.models.special import log_power_integral_np
@@ -58,11 +61,8 @@ LOG_U_RANGE = (-20.0, 4.0)
 #: (:mod:`cbcv.predict.dert_rate` also blocks its (draws, T, nodes) weights at ``BLOCK`` elements).
 BG_DERT_NODES = 64
 MAX_BYTES = 256 * 2**20
-#: temporaries held per (draw, row) element while evaluating one prediction
-_TEMPS = 24
 FREQUENCY = ("bgnbd", "mbgnbd", "pareto_nbd")
 
-Params = dict[str, np.ndarray]
 
 
 def posterior_draws(model: CLVModel, max_draws: int | None = None, seed: int = 0) -> Params:
@@ -75,7 +75,9 @@ def posterior_draws(model: CLVModel, max_draws: int | None = None, seed: int = 0
     return {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
 
 
-def _rows(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def distinct_rows(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The distinct rows of ``data[cols]`` as ``(1, n_distinct)`` arrays, and each row's index
+    among them (predictions are computed once per distinct summary, then expanded)."""
     missing = [c for c in cols if c not in data]
     if missing:
         raise CbcvError(f"predictions need columns {missing} (from customer_summary)")
@@ -83,26 +85,9 @@ def _rows(data: pd.DataFrame, cols: tuple[str, ...]) -> tuple[dict[str, np.ndarr
     return {c: distinct[c].to_numpy(dtype=float)[None, :] for c in cols}, inverse
 
 
-def _chunked(
-    fn: Callable[[Params, dict[str, np.ndarray]], np.ndarray],
-    params: Params,
-    rows: dict[str, np.ndarray],
-    inverse: np.ndarray,
-    max_bytes: int,
-    temps: int = _TEMPS,
-) -> np.ndarray:
-    """``fn`` over the distinct rows in chunks of at most ``max_bytes`` of temporaries
-    (``temps`` float64 values per draw and row), expanded back to one column per customer."""
-    n_draws = next(iter(params.values())).shape[0]
-    n_rows = next(iter(rows.values())).shape[1]
-    step = max(1, int(max_bytes // (8 * temps * n_draws)))
-    out = np.empty((n_draws, n_rows))
-    for i in range(0, n_rows, step):
-        out[:, i : i + step] = fn(params, {k: v[:, i : i + step] for k, v in rows.items()})
-    return out[:, inverse]
-
-
-def _frequency(model: CLVModel) -> str:
+def frequency_name(model: CLVModel) -> str:
+    """The purchase-frequency family of ``model`` (one of :data:`FREQUENCY`); CbcvError for a
+    model that does not predict purchase frequency."""
     if model.name not in FREQUENCY:
         raise CbcvError(f"model {model.name!r} does not predict purchase frequency")
     return model.name
@@ -145,7 +130,9 @@ def bg_p_alive(name: str, params: Params, x: np.ndarray, t_x: np.ndarray, T: np.
                      np.ascontiguousarray(x, dtype=np.float64), mbg)
 
 
-def _p_alive(name: str, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
+def p_alive_rows(name: str, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
+    """P(alive) of family ``name`` for parameter draws ``p`` and distinct rows ``d``
+    (``x``, ``t_x``, ``T``), shape ``(draws, rows)``."""
     x, t_x, T = d["x"], d["t_x"], d["T"]
     r, alpha = p["r"], p["alpha"]
     if name == "pareto_nbd":
@@ -158,9 +145,9 @@ def _p_alive(name: str, p: Params, d: dict[str, np.ndarray]) -> np.ndarray:
 
 def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """P(alive at T | x, t_x, T) per draw and customer."""
-    name = _frequency(model)
-    rows, inverse = _rows(data, ("x", "t_x", "T"))
-    return _chunked(lambda p, d: _p_alive(name, p, d), posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    name = frequency_name(model)
+    rows, inverse = distinct_rows(data, ("x", "t_x", "T"))
+    return chunked(lambda p, d: p_alive_rows(name, p, d), posterior_draws(model, max_draws), rows, inverse, max_bytes)
 
 
 # -- conditional expected transactions ------------------------------------------------------------
@@ -170,8 +157,8 @@ def _expected(name: str, t: np.ndarray | float, p: Params, d: dict[str, np.ndarr
         # the factor given alive depends on (x, T) only: once per distinct pair of the rows
         pairs, back = np.unique(np.stack([x[0], T[0]]), axis=1, return_inverse=True)
         given = expected_given_alive(name, t, p, pairs[0][None, :], pairs[1][None, :])
-        return _p_alive(name, p, d) * given[:, np.asarray(back).ravel()]
-    return _p_alive(name, p, d) * expected_given_alive(name, t, p, x, T)
+        return p_alive_rows(name, p, d) * given[:, np.asarray(back).ravel()]
+    return p_alive_rows(name, p, d) * expected_given_alive(name, t, p, x, T)
 
 
 def expm1_ratio(d: Any, L: Any, sign: float = 1.0) -> np.ndarray:
@@ -209,14 +196,14 @@ def expected_purchases(
     model: CLVModel, t: float, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES
 ) -> np.ndarray:
     """E[transactions in (T, T + t] | x, t_x, T] per draw and customer."""
-    name = _frequency(model)
-    rows, inverse = _rows(data, ("x", "t_x", "T"))
-    return _chunked(lambda p, d: _expected(name, t, p, d), posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    name = frequency_name(model)
+    rows, inverse = distinct_rows(data, ("x", "t_x", "T"))
+    return chunked(lambda p, d: _expected(name, t, p, d), posterior_draws(model, max_draws), rows, inverse, max_bytes)
 
 
 def expected_purchases_population(model: CLVModel, t: np.ndarray, *, max_draws: int | None = None) -> np.ndarray:
     """E[X(t)] for a customer of age t (unconditional), per draw: shape (draws, len(t))."""
-    name = _frequency(model)
+    name = frequency_name(model)
     p = posterior_draws(model, max_draws)
     t = np.asarray(t, dtype=float)[None, :]
     r, alpha = p["r"], p["alpha"]
@@ -233,7 +220,7 @@ def expected_purchases_population(model: CLVModel, t: np.ndarray, *, max_draws: 
 
 # -- DERT -----------------------------------------------------------------------------------------
 def _dert_pareto(p: Params, d: dict[str, np.ndarray], delta: Any) -> np.ndarray:
-    return _p_alive("pareto_nbd", p, d) * _dert_pareto_alive(p, d["x"], d["T"], delta)
+    return p_alive_rows("pareto_nbd", p, d) * _dert_pareto_alive(p, d["x"], d["T"], delta)
 
 
 def _dert_pareto_alive(p: Params, x: np.ndarray, T: np.ndarray, delta: Any) -> np.ndarray:
@@ -253,7 +240,7 @@ def _dert_bg(name: str, p: Params, d: dict[str, np.ndarray], delta: Any) -> np.n
     (it does not depend on t_x)."""
     pairs, back = np.unique(np.stack([d["x"][0], d["T"][0]]), axis=1, return_inverse=True)
     alive_value = rate_dert_given_alive(p, pairs[0][None, :], pairs[1][None, :], delta, name == "mbgnbd")
-    return _p_alive(name, p, d) * alive_value[:, np.asarray(back).ravel()]
+    return p_alive_rows(name, p, d) * alive_value[:, np.asarray(back).ravel()]
 
 
 def dert_given_alive(
@@ -361,16 +348,16 @@ def dert(
     if delta <= 0:
         raise CbcvError(f"DERT needs a positive discount rate, got {delta}")
     fn, temps = dert_kernel(model, delta, method, n_nodes)
-    rows, inverse = _rows(data, ("x", "t_x", "T"))
-    return _chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes, temps)
+    rows, inverse = distinct_rows(data, ("x", "t_x", "T"))
+    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes, temps)
 
 
 def dert_kernel(
     model: CLVModel, delta: Any, method: str = "auto", n_nodes: int = DERT_NODES
 ) -> tuple[Callable[[Params, dict[str, np.ndarray]], np.ndarray], int]:
-    """The DERT function of (draws, rows) for :func:`_chunked` and the temporaries it holds per
+    """The DERT function of (draws, rows) for :func:`chunked` and the temporaries it holds per
     (draw, row); ``delta`` a number or a ``(draws, 1)`` column (one rate per draw)."""
-    name = _frequency(model)
+    name = frequency_name(model)
     if method not in ("auto", "closed", "rate", "quadrature"):
         raise CbcvError(f"unknown DERT method {method!r}; choose auto, closed, rate or quadrature")
     if method == "closed" and name != "pareto_nbd":
@@ -378,10 +365,10 @@ def dert_kernel(
     if method == "rate" and name == "pareto_nbd":
         raise CbcvError("pareto_nbd: DERT has a closed form; use method='closed' or 'quadrature'")
     if method == "quadrature":
-        return (lambda p, d: _dert_quadrature(name, p, d, delta, n_nodes)), _TEMPS
+        return (lambda p, d: _dert_quadrature(name, p, d, delta, n_nodes)), TEMPS
     if name == "pareto_nbd":
-        return (lambda p, d: _dert_pareto(p, d, delta)), _TEMPS
-    return (lambda p, d: _dert_bg(name, p, d, delta)), _TEMPS + 8 * BG_DERT_NODES
+        return (lambda p, d: _dert_pareto(p, d, delta)), TEMPS
+    return (lambda p, d: _dert_bg(name, p, d, delta)), TEMPS + 8 * BG_DERT_NODES
 
 
 # -- spend ----------------------------------------------------------------------------------------
@@ -399,8 +386,8 @@ def expected_spend(
         x, z = d["x"], d["mean_repeat_spend"]
         return p["p"] * (p["gamma"] + x * z) / (p["p"] * x + p["q"] - 1.0)
 
-    rows, inverse = _rows(frame, ("x", "mean_repeat_spend"))
-    return _chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    rows, inverse = distinct_rows(frame, ("x", "mean_repeat_spend"))
+    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
 
 
 def summarise(draws: np.ndarray, interval: float = 0.9) -> pd.DataFrame:

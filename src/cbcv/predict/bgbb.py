@@ -41,8 +41,8 @@ from scipy import special
 from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel
 from cbcv.models.bgbb import BGBB_COLUMNS
-from cbcv.predict import MAX_BYTES, Params, _chunked, _rows, posterior_draws
-from cbcv.predict.contractual import DERL_TOL, _derl_sbg
+from cbcv.predict import MAX_BYTES, Params, chunked, distinct_rows, posterior_draws
+from cbcv.predict.contractual import DERL_TOL, derl_sbg
 
 Rows = dict[str, np.ndarray]
 
@@ -60,7 +60,7 @@ def _check_rows(data: pd.DataFrame) -> tuple[Rows, np.ndarray]:
     x, t_x, n = (frame[c].to_numpy(dtype=float) for c in BGBB_COLUMNS)
     if not (np.all(x >= 0) and np.all(x <= t_x) and np.all(t_x <= n)) or np.any(np.mod(frame.to_numpy(dtype=float), 1) != 0):
         raise CbcvError("BG/BB predictions need whole numbers with 0 <= x <= t_x <= n")
-    return _rows(frame, BGBB_COLUMNS)
+    return distinct_rows(frame, BGBB_COLUMNS)
 
 
 def _log_lik(p: Params, d: Rows) -> np.ndarray:
@@ -84,7 +84,7 @@ def _log_alive_part(p: Params, d: Rows) -> np.ndarray:
     return special.betaln(a + x, b + n - x) - special.betaln(a, b) + special.betaln(g, dl + n + 1.0) - special.betaln(g, dl)
 
 
-def _p_alive(p: Params, d: Rows) -> np.ndarray:
+def p_alive_rows(p: Params, d: Rows) -> np.ndarray:
     return np.exp(_log_alive_part(p, d) - _log_lik(p, d))
 
 
@@ -93,7 +93,7 @@ def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None
     draw and row."""
     _bgbb(model)
     rows, inverse = _check_rows(data)
-    return _chunked(_p_alive, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    return chunked(p_alive_rows, posterior_draws(model, max_draws), rows, inverse, max_bytes)
 
 
 #: Below this |gamma - 1| the dropout sum uses its Taylor series in gamma - 1 (the closed form
@@ -143,7 +143,7 @@ def expected_transactions(
         return np.exp(_log_buy_part(p, d)) * _dropout_sum(p["gamma"], p["delta"], d["n"], float(n_star))
 
     rows, inverse = _check_rows(data)
-    return _chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
 
 
 def expected_transactions_population(
@@ -178,8 +178,8 @@ def dert(
     def fn(p: Params, d: Rows) -> np.ndarray:
         g, dl, n = p["gamma"], p["delta"], d["n"]
         log_surv = special.betaln(g, dl + n) - special.betaln(g, dl)
-        derl = _derl_sbg(g, dl, n, discount_rate, tol, 1_000_000)
+        derl = derl_sbg(g, dl, n, discount_rate, tol, 1_000_000)
         return np.exp(_log_buy_part(p, d) + log_surv) * z * derl
 
     rows, inverse = _check_rows(data)
-    return _chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)

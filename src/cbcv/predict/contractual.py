@@ -47,7 +47,7 @@ from scipy import special
 
 from cbcv.core.errors import CbcvError
 from cbcv.models.base import CLVModel
-from cbcv.predict import MAX_BYTES, Params, _chunked, _rows, posterior_draws
+from cbcv.predict import MAX_BYTES, Params, chunked, distinct_rows, posterior_draws
 
 CONTRACTUAL = ("sbg", "bdw")
 #: Default relative tolerance of the truncated DERL sum (rigorous bound on the neglected tail).
@@ -180,7 +180,7 @@ def _derl_sum(p: Params, n: np.ndarray, d: float, tol: float, max_terms: int) ->
     return _by_distinct(fn, n)
 
 
-def _derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol: float, max_terms: int) -> np.ndarray:
+def derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol: float, max_terms: int) -> np.ndarray:
     """sBG DERL in closed form (Fader & Hardie 2010, eq. 6), with the truncated sum where SciPy's
     ``hyp2f1`` fails. ``alpha``, ``beta`` of shape ``(draws, 1)``, ``n`` of shape ``(1, r)``."""
     z = 1.0 / (1.0 + d)
@@ -197,7 +197,7 @@ def _derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol:
 
 def _derl(name: str, p: Params, n: np.ndarray, d: float, method: str, tol: float, max_terms: int) -> np.ndarray:
     if name == "sbg" and method in ("auto", "closed"):
-        return _derl_sbg(p["gamma"], p["delta"], n, d, tol, max_terms)
+        return derl_sbg(p["gamma"], p["delta"], n, d, tol, max_terms)
     return _derl_sum(p, n, d, tol, max_terms)
 
 
@@ -258,8 +258,8 @@ def customer_derl(
     def fn(p: Params, rows: dict[str, np.ndarray]) -> np.ndarray:
         return _derl(model.name, p, rows[column], d, method, tol, 1_000_000)
 
-    rows, inverse = _rows(frame, (column,))
-    out = _chunked(fn, contractual_draws(model, max_draws), rows, inverse, max_bytes)
+    rows, inverse = distinct_rows(frame, (column,))
+    out = chunked(fn, contractual_draws(model, max_draws), rows, inverse, max_bytes)
     if "churned" in data:
         out[:, data["churned"].to_numpy(dtype=bool)] = 0.0
     return out

@@ -39,17 +39,19 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from cbcv.clv.tables import CLVTables
 from cbcv.core.discount import TIMING_SHIFT, Timing, period_rate
 from cbcv.core.draws import draw_stats, per_draw, summarize_draws
 from cbcv.core.errors import ConfigError
 from cbcv.core.units import periods_per_year
-from cbcv.valuation.equity import ExistingEquity, FutureEquity
+from cbcv.valuation.equity import FutureEquity
 from cbcv.valuation.inputs import FinancialDraws
 
 CostHorizon = Literal["horizon", "perpetuity"]
@@ -69,50 +71,81 @@ BRIDGE: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def pv_annual_costs(
-    annual_amount: Any,
-    discount_rate: Any,
-    horizon_years: float,
-    *,
-    unit: str = "year",
-    timing: Timing = "mid",
-    growth: float = 0.0,
-    perpetuity: bool = False,
-) -> np.ndarray:
-    """Present value of an annual amount paid evenly over ``horizon_years`` (or for ever).
+@dataclass(frozen=True)
+class CostSchedule:
+    """How an annual cost is paid: in periods of ``unit`` (``k`` a year), at the ``timing`` point
+    of each period, growing by ``growth`` a year, for a horizon or (``perpetuity``) for ever."""
 
-    Period ``t`` of ``unit`` (``k`` a year) pays ``amount / k * (1 + g)**(t - 1)`` (``g`` the
-    per-period growth), discounted by ``(1 + r) ** -(t - s)`` in periods (``s`` from
-    ``timing``). A partial last period pays pro rata at its own mid/end/start point.
-    ``annual_amount`` and ``discount_rate`` are scalars or per-draw arrays.
-    """
-    amount = np.asarray(annual_amount, dtype=float)
-    rate = np.asarray(discount_rate, dtype=float)
-    k = periods_per_year(unit)
-    r = period_rate(rate, unit)
-    if growth <= -1:
-        raise ConfigError("cost growth must be above -100%")
-    g = float(period_rate(growth, unit))
-    s = TIMING_SHIFT[timing]
-    per_period = amount / k
-    if perpetuity:
-        bad = int(np.sum(np.atleast_1d(r) <= g))
-        if bad:
-            raise ConfigError(
-                f"costs in perpetuity need cost growth below the discount rate ({bad} draw(s) fail)"
-            )
-        return per_period * (1 + r) ** s / (r - g)
-    n_exact = float(horizon_years) * k
-    n_full = int(np.floor(n_exact + 1e-9))
-    frac = max(n_exact - n_full, 0.0) if n_exact - n_full > 1e-9 else 0.0
-    t = np.arange(1, n_full + 1, dtype=float)
-    log_v = -np.log1p(np.atleast_1d(r))[:, None]
-    pv = (np.exp(log_v * (t - s)) * (1 + g) ** (t - 1)).sum(axis=1)
-    if frac > 0:
-        when = n_full + frac * (1 - s)
-        pv = pv + frac * (1 + g) ** n_full * np.exp(log_v[:, 0] * when)
-    out = per_period * pv
-    return out if np.ndim(rate) or np.ndim(amount) else np.asarray(float(out[0]))
+    unit: str = "year"
+    timing: Timing = "mid"
+    growth: float = 0.0
+    perpetuity: bool = False
+
+    def present_value(
+        self, annual_amount: Any, discount_rate: Any, horizon_years: float
+    ) -> np.ndarray:
+        """Present value of ``annual_amount`` paid evenly over ``horizon_years`` (or for ever).
+
+        Period ``t`` pays ``amount / k * (1 + g)**(t - 1)`` (``g`` the per-period growth),
+        discounted by ``(1 + r) ** -(t - s)`` in periods (``s`` from ``timing``). A partial last
+        period pays pro rata at its own mid/end/start point. ``annual_amount`` and
+        ``discount_rate`` are scalars or per-draw arrays.
+        """
+        unit, growth = self.unit, self.growth
+        amount = np.asarray(annual_amount, dtype=float)
+        rate = np.asarray(discount_rate, dtype=float)
+        k = periods_per_year(unit)
+        r = period_rate(rate, unit)
+        if growth <= -1:
+            raise ConfigError("cost growth must be above -100%")
+        g = float(period_rate(growth, unit))
+        s = TIMING_SHIFT[self.timing]
+        per_period = amount / k
+        if self.perpetuity:
+            bad = int(np.sum(np.atleast_1d(r) <= g))
+            if bad:
+                raise ConfigError(
+                    f"costs in perpetuity need cost growth below the discount rate ({bad} draw(s) fail)"
+                )
+            return per_period * (1 + r) ** s / (r - g)
+        n_exact = float(horizon_years) * k
+        n_full = int(np.floor(n_exact + 1e-9))
+        frac = max(n_exact - n_full, 0.0) if n_exact - n_full > 1e-9 else 0.0
+        t = np.arange(1, n_full + 1, dtype=float)
+        log_v = -np.log1p(np.atleast_1d(r))[:, None]
+        pv = (np.exp(log_v * (t - s)) * (1 + g) ** (t - 1)).sum(axis=1)
+        if frac > 0:
+            when = n_full + frac * (1 - s)
+            pv = pv + frac * (1 + g) ** n_full * np.exp(log_v[:, 0] * when)
+        out = per_period * pv
+        return out if np.ndim(rate) or np.ndim(amount) else np.asarray(float(out[0]))
+
+
+def bridge_lines(amounts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every line of :data:`BRIDGE` from its ``add`` and ``subtract`` amounts (``(draws,)``
+    arrays): each ``subtotal`` or ``total`` line is the running result of the lines above it."""
+    lines: dict[str, np.ndarray] = {}
+    running: Any = None  # the bridge starts with an amount
+    for name, _label, kind in BRIDGE:
+        if kind in ("subtotal", "total"):
+            lines[name] = running
+            continue
+        amount = amounts[name]
+        lines[name] = amount
+        if running is None:
+            running = amount
+        else:
+            running = running + amount if kind == "add" else running - amount
+    return lines
+
+
+def pv_annual_costs(
+    annual_amount: Any, discount_rate: Any, horizon_years: float, **schedule: Any
+) -> np.ndarray:
+    """Present value of an annual amount paid evenly over ``horizon_years`` (or for ever):
+    :meth:`CostSchedule.present_value`, ``schedule`` the fields of :class:`CostSchedule`
+    (``unit="year"``, ``timing="mid"``, ``growth=0.0``, ``perpetuity=False``)."""
+    return CostSchedule(**schedule).present_value(annual_amount, discount_rate, horizon_years)
 
 
 @dataclass(frozen=True)
@@ -200,16 +233,16 @@ class ValuationResult:
         }
 
 
-def _total(x: ExistingEquity | FutureEquity | Any, n_draws: int, name: str) -> np.ndarray:
+def _total(x: CLVTables | FutureEquity | Any, n_draws: int, name: str) -> np.ndarray:
     if x is None:
         return np.zeros(n_draws)
-    if isinstance(x, ExistingEquity | FutureEquity):
+    if isinstance(x, CLVTables | FutureEquity):
         x = x.total
     return per_draw(x, n_draws, name)
 
 
 def value_bridge(
-    existing: ExistingEquity | Any,
+    existing: CLVTables | Any,
     future: FutureEquity | Any | None,
     financials: FinancialDraws,
     *,
@@ -224,7 +257,7 @@ def value_bridge(
     """Operating value, equity value and value per share, per draw (see the module docstring
     for the cost and tax conventions).
 
-    ``existing`` and ``future`` are :class:`ExistingEquity` / :class:`FutureEquity` or plain
+    ``existing`` and ``future`` are :class:`cbcv.clv.CLVTables` / :class:`FutureEquity` or plain
     ``(draws,)`` arrays (``future=None``: no future customers); their draws pair with
     ``financials``' draws.
     """
@@ -237,30 +270,24 @@ def value_bridge(
         )
     if cost_horizon not in ("horizon", "perpetuity"):
         raise ConfigError(f"cost_horizon {cost_horizon!r} unknown; choose horizon or perpetuity")
-    pv_kw = {
-        "unit": cost_unit,
-        "timing": timing,
-        "growth": cost_growth,
-        "perpetuity": cost_horizon == "perpetuity",
-    }
-    r = financials.discount_rate
-    pv_fixed = pv_annual_costs(financials.fixed_costs, r, financials.horizon_years, **pv_kw)
-    pv_capex = pv_annual_costs(financials.capex, r, financials.horizon_years, **pv_kw)
+    costs = CostSchedule(cost_unit, timing, cost_growth, cost_horizon == "perpetuity")
+    r, years = financials.discount_rate, financials.horizon_years
+    pv_fixed = costs.present_value(financials.fixed_costs, r, years)
+    pv_capex = costs.present_value(financials.capex, r, years)
     taxable = ce_old + ce_new - pv_fixed - (pv_capex if capex_deductible else 0.0)
     taxes = financials.tax_rate * np.maximum(taxable, 0.0)
-    operating = ce_old + ce_new - pv_fixed - pv_capex - taxes
-    equity = operating + financials.non_operating_assets - financials.net_debt
+    lines = bridge_lines({
+        "existing_customer_equity": ce_old,
+        "future_customer_equity": ce_new,
+        "pv_fixed_costs": pv_fixed,
+        "pv_capex": pv_capex,
+        "taxes": taxes,
+        "non_operating_assets": financials.non_operating_assets.copy(),
+        "net_debt": financials.net_debt.copy(),
+    })
     return ValuationResult(
-        existing_customer_equity=ce_old,
-        future_customer_equity=ce_new,
-        pv_fixed_costs=pv_fixed,
-        pv_capex=pv_capex,
-        taxes=taxes,
-        operating_value=operating,
-        non_operating_assets=financials.non_operating_assets.copy(),
-        net_debt=financials.net_debt.copy(),
-        equity_value=equity,
-        value_per_share=equity / financials.shares_outstanding,
+        **lines,
+        value_per_share=lines["equity_value"] / financials.shares_outstanding,
         shares_outstanding=financials.shares_outstanding,
         market_price=financials.market_price,
         currency=currency,

@@ -57,7 +57,7 @@ def with_retention(model: CLVModel | DrawSet, factor: float, n_draws: int | None
     (module docstring); ``n_draws`` thins the draws as :func:`cbcv.predict.posterior_draws`."""
     if not factor > 0:
         raise ValueError("retention factor must be positive")
-    name = P._frequency(model)  # type: ignore[arg-type]
+    name = P.frequency_name(model)  # type: ignore[arg-type]
     p = {k: v[:, 0] for k, v in P.posterior_draws(model, n_draws).items()}  # type: ignore[arg-type]
     if name == "pareto_nbd":
         p["beta"] = p["beta"] * factor
@@ -92,7 +92,7 @@ def dert_function(
                              time_unit=time_unit)
         x, t_x, T = (data[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
         pairs = pair_values(draws, x, T, grid=grid)
-        alive = P._p_alive(shocked.name, p, {"x": x[None, :], "t_x": t_x[None, :], "T": T[None, :]})
+        alive = P.p_alive_rows(shocked.name, p, {"x": x[None, :], "t_x": t_x[None, :], "T": T[None, :]})
         return alive * pairs.dert[:, pairs.index]
 
     return f
@@ -126,14 +126,14 @@ def existing_revenue_by_period(
     """``(draws, n_periods)`` expected revenue of today's customers in each future period:
     Σ_i E[spend_i] × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]), with ``L`` the
     period's length (undiscounted, in the period it is earned). ``weights``: customers per row
-    when ``summary`` holds valuation units (:func:`cbcv.pipeline.outofcore.valuation_units`)."""
+    when ``summary`` holds valuation units (:meth:`cbcv.pipeline.company_data.CompanyData.valuation_units`)."""
     length = period_length(period, time_unit)
     spend = P.expected_spend(spend_model, summary, max_draws=n_draws)
     if weights is not None:
         spend = spend * np.asarray(weights, dtype=float)
     # E[X_i(T_i, T_i + t]] = P(alive)_i × g(x_i, T_i, t): sum each draw's spend × P(alive) per
     # distinct (x, T) pair once, then one g per pair and period
-    name = P._frequency(freq_model)
+    name = P.frequency_name(freq_model)
     x, T = summary["x"].to_numpy(dtype=float), summary["T"].to_numpy(dtype=float)
     pairs, index = np.unique(np.stack([x, T]), axis=1, return_inverse=True)
     index = np.asarray(index).ravel()

@@ -1,5 +1,7 @@
-"""Customer equity: the value of the existing customers, the value of the customers still to be
-acquired, and the forward revenue by layer (existing customers and each future cohort).
+"""Customer equity: the value of the customers still to be acquired, and the forward revenue by
+layer (existing customers and each future cohort). The value of the existing customers is the
+per-draw total of their residual CLV, :func:`cbcv.clv.customer_clv` or
+:func:`cbcv.clv.scoring.score_customers` (``.total``), as written below.
 
 Everything is computed per draw: draw ``d`` of the customer models' posterior is paired with
 draw ``d`` of the financial inputs (:mod:`cbcv.valuation.inputs`), so each figure is an array
@@ -37,20 +39,17 @@ Future customers (Gupta, Lehmann & Stuart 2004, eq. 5; McCarthy & Fader 2018)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from cbcv.core.discount import Timing, discount_factors, period_rate
-from cbcv.core.draws import N_DECILES, draw_matrix, draw_stats, per_draw, summarize_draws
-from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.draws import draw_matrix, draw_stats, per_draw, summarize_draws
+from cbcv.core.errors import ConfigError
 
 Terminal = Literal["none", "gordon"]
-#: Cells of (draws × customers) handled at once when aggregating customer values.
-CHUNK_CELLS = 4_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,216 +60,6 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a (draws, columns) array, got shape {arr.shape}")
     return arr
-
-
-def _chunks(n_draws: int, n_customers: int) -> list[slice]:
-    size = max(1, CHUNK_CELLS // max(n_draws, 1))
-    return [slice(i, min(i + size, n_customers)) for i in range(0, n_customers, size)]
-
-
-# --------------------------------------------------------------------------------------------
-# Existing customers
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ExistingEquity:
-    """Customer equity of the existing customers, per draw.
-
-    * ``total``: ``(draws,)`` equity of the whole base;
-    * ``customers``: one row per customer (the attribute columns given, then ``value_mean``,
-      ``value_median``, ``value_low``, ``value_high`` over draws, ``rank`` by posterior mean
-      value, 1 = most valuable, and ``value_decile``, 1 = top 10%);
-    * ``group_draws``: for each grouping column (``value_decile`` always), a
-      ``(draws × groups)`` DataFrame of the equity of each group;
-    * ``top_share_draws``: ``(draws × fractions)`` share of total equity held by the top
-      customers (ranked by posterior mean value; columns ``"top 1%"``, ``"top 10%"``).
-    """
-
-    total: np.ndarray
-    customers: pd.DataFrame
-    group_draws: dict[str, pd.DataFrame] = field(default_factory=dict)
-    top_share_draws: pd.DataFrame = field(default_factory=pd.DataFrame)
-    interval: float = 0.9
-
-    @property
-    def n_draws(self) -> int:
-        return int(self.total.size)
-
-    def summary(self, interval: float | None = None) -> pd.DataFrame:
-        """One row, ``existing_customer_equity``: median, mean, low, high."""
-        return summarize_draws({"existing_customer_equity": self.total}, interval or self.interval)
-
-    def by(self, column: str, interval: float | None = None) -> pd.DataFrame:
-        """Equity by group of ``column`` (a grouping column given at construction, or
-        ``"value_decile"``): customers, median, mean, low, high, and ``share`` (the group's mean
-        equity over the base's mean equity; shares add to 1)."""
-        if column not in self.group_draws:
-            raise ValueError(
-                f"no grouping {column!r}; computed: {', '.join(self.group_draws)} "
-                "(pass it in group_by when computing the equity)"
-            )
-        draws = self.group_draws[column]
-        st = draw_stats(draws.to_numpy(), interval or self.interval)
-        counts = self.customers.groupby(column, observed=True, sort=False, dropna=False).size()
-        out = pd.DataFrame(
-            {
-                "customers": counts.reindex(draws.columns).fillna(0).astype(int).to_numpy(),
-                **st,
-            },
-            index=draws.columns,
-        )
-        total_mean = float(self.total.mean())
-        out["share"] = out["mean"] / total_mean if total_mean != 0 else np.nan
-        out.index.name = column
-        return out
-
-    def concentration(self, interval: float | None = None) -> pd.DataFrame:
-        """Share of equity held by the top customers: one row per fraction (median, mean, low,
-        high of the per-draw share)."""
-        out = summarize_draws(dict(self.top_share_draws.items()), interval or self.interval)
-        out.index.name = "customers"
-        return out
-
-
-def _value_chunk(
-    margin: np.ndarray, spend: np.ndarray, dert: np.ndarray, cols: slice
-) -> np.ndarray:
-    return margin[:, None] * spend[:, cols] * dert[:, cols]
-
-
-def _spend_array(spend: Any, n_draws: int, n_customers: int) -> np.ndarray:
-    arr = np.asarray(spend, dtype=float)
-    if arr.ndim == 0:
-        return np.full((1, n_customers), float(arr))
-    if arr.shape == (n_customers,):
-        return arr[None, :]
-    if arr.shape == (n_draws, n_customers):
-        return arr
-    raise ValueError(
-        f"spend: expected a scalar, {n_customers} customers or shape ({n_draws}, {n_customers}); "
-        f"got shape {arr.shape}"
-    )
-
-
-def _group_codes(customers: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Index]:
-    if column not in customers.columns:
-        raise DataError(f"customers: no column {column!r} to group customer equity by")
-    codes, uniques = pd.factorize(customers[column], sort=True, use_na_sentinel=False)
-    return codes.astype(np.int64), pd.Index(uniques, name=column)
-
-
-def existing_customer_equity(
-    dert: Any,
-    spend: Any,
-    margin: Any,
-    customers: pd.DataFrame | None = None,
-    *,
-    group_by: Sequence[str] | None = None,
-    top_fractions: Sequence[float] = (0.01, 0.10),
-    interval: float = 0.9,
-) -> ExistingEquity:
-    """Equity of the existing customers: ``sum_i margin * spend_i * DERT_i`` per draw.
-
-    Parameters
-    ----------
-    dert
-        ``(draws, customers)`` discounted expected residual transactions (already discounted).
-    spend
-        Expected spend per transaction: ``(draws, customers)``, ``(customers,)`` or a scalar.
-    margin
-        Contribution margin: a scalar or ``(draws,)``.
-    customers
-        Optional frame with one row per customer in the column order of ``dert``
-        (``customer_id``, ``cohort``, any attributes); its columns (and a named index) are
-        kept in ``ExistingEquity.customers``.
-    group_by
-        Columns of ``customers`` to sum equity by (per draw). Default: ``cohort`` when present.
-        Value deciles (by posterior mean value, 1 = top) are always computed.
-    top_fractions
-        Fractions of customers (by posterior mean value) whose share of equity is reported.
-
-    Customers are processed in chunks, so the temporary memory is bounded whatever the number
-    of customers.
-    """
-    d = _as_2d(dert, "dert")
-    n_draws, n_cust = d.shape
-    if n_cust == 0:
-        raise DataError("existing customer equity: no customers")
-    m = per_draw(margin, n_draws, "margin")
-    s = _spend_array(spend, n_draws, n_cust)
-    if customers is not None and len(customers) != n_cust:
-        raise ValueError(f"customers: {len(customers)} rows for {n_cust} columns of dert")
-    if customers is None:
-        cust = pd.DataFrame(index=pd.RangeIndex(n_cust))
-    else:  # a named index (e.g. customer_id) becomes a column
-        named = any(name is not None for name in customers.index.names)
-        cust = customers.reset_index(drop=not named)
-    if group_by is None:
-        group_by = ("cohort",) if "cohort" in cust.columns else ()
-    groupings = {col: _group_codes(cust, col) for col in group_by}
-    chunks = _chunks(n_draws, n_cust)
-
-    # Pass 1: totals, per-customer summaries, attribute groups.
-    total = np.zeros(n_draws)
-    stats = {k: np.empty(n_cust) for k in ("median", "mean", "low", "high")}
-    group_sums = {col: np.zeros((n_draws, len(lab))) for col, (_, lab) in groupings.items()}
-    for cols in chunks:
-        v = _value_chunk(m, s, d, cols)
-        finite = np.isfinite(v).all(axis=0)
-        if not finite.all():
-            j = cols.start + int(np.argmin(finite))
-            who = cust["customer_id"].iloc[j] if "customer_id" in cust.columns else f"column {j}"
-            raise DataError(f"existing customer equity: DERT or spend is not finite for customer {who}")
-        total += v.sum(axis=1)
-        for k, arr in draw_stats(v, interval).items():
-            stats[k][cols] = arr
-        for col, (codes, labels) in groupings.items():
-            group_sums[col] += _sum_by_code(v, codes[cols], len(labels))
-
-    # Rank by posterior mean value (ties by position), deciles of equal count (1 = top).
-    order = np.argsort(-stats["mean"], kind="stable")
-    rank = np.empty(n_cust, dtype=np.int64)
-    rank[order] = np.arange(n_cust)
-    decile = (N_DECILES * rank) // n_cust + 1
-    fractions = [float(f) for f in top_fractions]
-    if any(not 0 < f <= 1 for f in fractions):
-        raise ValueError("top_fractions must be in (0, 1]")
-    n_top = [max(1, int(np.ceil(f * n_cust - 1e-9))) for f in fractions]
-
-    # Pass 2: value deciles and the top customers' equity.
-    dec_sums = np.zeros((n_draws, N_DECILES))
-    top_sums = np.zeros((n_draws, len(fractions)))
-    for cols in chunks:
-        v = _value_chunk(m, s, d, cols)
-        dec_sums += _sum_by_code(v, decile[cols] - 1, N_DECILES)
-        for j, k in enumerate(n_top):
-            top_sums[:, j] += v[:, rank[cols] < k].sum(axis=1)
-
-    cust["value_mean"] = stats["mean"]
-    cust["value_median"] = stats["median"]
-    cust["value_low"] = stats["low"]
-    cust["value_high"] = stats["high"]
-    cust["rank"] = rank + 1
-    cust["value_decile"] = decile
-    group_draws = {
-        col: pd.DataFrame(group_sums[col], columns=labels) for col, (_, labels) in groupings.items()
-    }
-    group_draws["value_decile"] = pd.DataFrame(
-        dec_sums, columns=pd.Index(np.arange(1, N_DECILES + 1), name="value_decile")
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shares = np.where(total[:, None] > 0, top_sums / total[:, None], np.nan)
-    top = pd.DataFrame(shares, columns=[f"top {100 * f:g}%" for f in fractions])
-    return ExistingEquity(
-        total=total, customers=cust, group_draws=group_draws, top_share_draws=top, interval=interval
-    )
-
-
-def _sum_by_code(v: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-draw sums of the columns of ``v`` by group code: ``(draws, n_groups)``."""
-    onehot = sparse.csr_matrix(
-        (np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, n_groups)
-    )
-    return np.asarray((onehot.T @ v.T).T)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Every function takes a fitted model and the calibration/holdout summary
 predictions come from :mod:`cbcv.predict` and keep their posterior draws.
 
 The summary may also be *counted*: one row per distinct ``(x, t_x, T, x_holdout, T_holdout)``
-with a ``count`` column (:func:`cbcv.data.streaming.summary_counts`, as an out-of-core report
+with a ``count`` column (:func:`cbcv.data.summary_files.summary_counts`, as the report
 builds it). Every figure is then weighted by ``count`` and equals the per-customer one, since
 customers with the same summary have the same predictions and the same pointwise likelihood
 (for LOO too: PSIS-LOO treats each observation on its own). Predictions are taken in blocks of

@@ -27,6 +27,7 @@ converts it (:func:`cbcv.core.discount.continuous_rate`).
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -101,18 +102,12 @@ def true_customer_clv(
     return out
 
 
-def true_customer_equity(
-    summary: pd.DataFrame,
-    freq_params: FrequencyParams,
-    spend_params: GammaGammaParams,
-    margin: float,
-    annual_discount_rate: float,
-    time_unit: str,
-) -> float:
+def true_customer_equity(summary: pd.DataFrame, *truth: Any, **named: Any) -> float:
     """True expected residual equity of the existing customers, ``sum_i margin * E[Z_i | x_i,
     z̄_i] * DERT_i``, at the true parameters (the sum of :func:`true_customer_clv`'s ``clv``):
     the expectation, over each customer's future given the true parameters and their own
     calibration history, of the discounted margin of all their future transactions — the target
-    of :func:`cbcv.clv.customer_clv`'s per-draw ``total``."""
-    clv = true_customer_clv(summary, freq_params, spend_params, margin, annual_discount_rate, time_unit)
-    return float(clv["clv"].sum())
+    of :func:`cbcv.clv.customer_clv`'s per-draw ``total``. The arguments are those of
+    :func:`true_customer_clv` (``freq_params``, ``spend_params``, ``margin``,
+    ``annual_discount_rate``, ``time_unit``)."""
+    return float(true_customer_clv(summary, *truth, **named)["clv"].sum())

@@ -1,9 +1,10 @@
-"""Out-of-core steps for logs larger than memory: summaries to Parquet and counted summaries.
+"""Summary files: the per-customer summaries written to Parquet, and what is read from them.
 
 :func:`cbcv.data.summary.customer_summary` returns one pandas row per customer, which is right
-for an analyst's notebook and wrong for ten million customers. The functions here run the same
-SQL (:func:`cbcv.data.summary.summary_sql`, written once) but keep its result in DuckDB and on
-disk:
+for an analyst's notebook and wrong for ten million customers. The report's pipeline
+(:class:`cbcv.pipeline.company_data.CompanyData`) runs the same SQL
+(:func:`cbcv.data.summary.summary_sql`, written once) through this module, the one place the
+summary files are written, and reads back only what each step needs, whatever the size:
 
 * :func:`write_summaries` writes the per-customer summary (and holdout columns) to Parquet;
 * :func:`summary_counts` counts customers per distinct ``(x, t_x, T)`` (or any columns) of such
@@ -19,8 +20,9 @@ temporary folder, so the steps run on files larger than memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,17 @@ from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.data.summary import (
     HOLDOUT_COLUMNS,
     SUMMARY_COLUMNS,
-    _register,
+    register_transactions,
     summary_period,
     summary_sql,
 )
+
+#: SQL type of each column of a summary file that is not DOUBLE: one schema whichever engine
+#: computed it.
+FILE_TYPES: dict[str, str] = {
+    "customer_id": "VARCHAR", "cohort": "VARCHAR", "first_purchase": "TIMESTAMP",
+    "last_purchase": "TIMESTAMP", "x": "BIGINT", "n_transactions": "BIGINT", "x_holdout": "BIGINT",
+}
 
 #: Columns a frequency model's fit reads.
 RFT: tuple[str, ...] = ("x", "t_x", "T")
@@ -57,35 +66,47 @@ def write_summaries(
     *,
     calibration_end: Any,
     holdout_end: Any = None,
+    zero_amount_purchases: bool = False,
     time_unit: str = "week",
     cohort_period: str = "quarter",
     observation_start: Any = None,
+    engine: str = "duckdb",
     memory_limit: str | None = None,
     threads: int | None = None,
-    zero_amount_purchases: bool = False,
+    spark_master: str = "local[2]",
+    spark_conf: Mapping[str, str] | None = None,
 ) -> WrittenSummaries:
     """Per-customer summaries of validated transactions (a Parquet path or a DataFrame) written
     to the Parquet file ``out``, never into pandas.
 
     The rows and columns are those of :func:`cbcv.data.summary.customer_summary` (with
     ``holdout_end``: of :func:`cbcv.data.summary.calibration_holdout`), sorted by customer id.
+    ``engine="spark"`` runs the same SQL on Spark (:mod:`cbcv.data.spark`, session from
+    ``spark_master`` and ``spark_conf``) and writes its result here; DuckDB (the default) is
+    capped by ``memory_limit`` and ``threads``.
     """
     end, stop, start = summary_period(calibration_end, holdout_end, observation_start)
-    sql = summary_sql(
-        end, stop, time_unit, cohort_period, start, zero_amount_purchases=zero_amount_purchases
-    )
-    renamed = {"first_purchase": "first_purchase_ts", "last_purchase": "last_purchase_ts"}
     cols = [*SUMMARY_COLUMNS, *(HOLDOUT_COLUMNS if stop is not None else ())]
-    select = ", ".join(
-        f"{ident(renamed[c])} AS {ident(c)}" if c in renamed else ident(c) for c in cols
-    )
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
-        name = _register(con, transactions)
+        if engine == "spark":
+            frame = _spark_summaries(transactions, end, stop, time_unit, cohort_period, start,
+                                     zero_amount_purchases, spark_master, spark_conf)
+            con.register("spark_summary", frame)
+            name, query, renamed = "Spark summary", "SELECT * FROM spark_summary", {}
+        else:
+            name = register_transactions(con, transactions)
+            query = summary_sql(end, stop, time_unit, cohort_period, start,
+                                zero_amount_purchases=zero_amount_purchases)
+            renamed = {"first_purchase": "first_purchase_ts", "last_purchase": "last_purchase_ts"}
+        select = ", ".join(
+            f"CAST({ident(renamed.get(c, c))} AS {FILE_TYPES.get(c, 'DOUBLE')}) AS {ident(c)}"
+            for c in cols
+        )
         try:
             con.execute(
-                f"COPY (SELECT {select} FROM ({sql})) TO {literal(str(path))} "
+                f"COPY (SELECT {select} FROM ({query}) ORDER BY customer_id) TO {literal(str(path))} "
                 "(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)"
             )
             n = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(path))})").fetchone()
@@ -99,6 +120,35 @@ def write_summaries(
     return WrittenSummaries(
         path=path, n_customers=n_customers, time_unit=time_unit, holdout=stop is not None
     )
+
+
+def _spark_summaries(
+    transactions: pd.DataFrame | str | os.PathLike[str], end: date, stop: date | None,
+    time_unit: str, cohort_period: str, start: date | None, zero_amount_purchases: bool,
+    master: str, conf: Mapping[str, str] | None,
+) -> pd.DataFrame:
+    """The summaries computed on Spark, collected as DuckDB's frame
+    (:func:`cbcv.data.spark.summary_to_pandas`)."""
+    try:
+        from cbcv.data import spark as sp
+    except ImportError as exc:
+        raise ConfigError(
+            "engine.name: spark needs pyspark and Java 17+ (pip install 'cbcv[spark]')"
+        ) from exc
+    session = sp.spark_session(master=master, conf=dict(conf or {}))
+    data = (
+        sp.to_spark_transactions(session, transactions)
+        if isinstance(transactions, pd.DataFrame)
+        else transactions
+    )
+    common: dict[str, Any] = {"calibration_end": end, "time_unit": time_unit,
+                              "cohort_period": cohort_period, "observation_start": start,
+                              "zero_amount_purchases": zero_amount_purchases}
+    if stop is None:
+        out = sp.customer_summary_spark(session, data, **common)
+    else:
+        out = sp.calibration_holdout_spark(session, data, holdout_end=stop, **common)
+    return sp.summary_to_pandas(out)
 
 
 def _source(summaries: str | os.PathLike[str] | WrittenSummaries) -> tuple[Path, str]:

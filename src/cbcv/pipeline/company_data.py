@@ -1,0 +1,247 @@
+"""The one seam between the report and the data: :class:`CompanyData`.
+
+Every company, whatever its size, is validated into a work folder
+(:func:`cbcv.pipeline.workflow.validate_company`: ``accepted.parquet``, the rejections and a
+manifest, cached) and the workflow, the valuation and the CLI ask one :class:`CompanyData`
+for everything data-side. Each answer is computed by SQL over the validated Parquet log or
+the summary file, in DuckDB capped by ``engine.memory_limit`` and ``engine.threads`` (spilling
+to disk beyond them), so no step holds a pandas row per customer unless it asks for one
+(:meth:`CompanyData.summaries`, for per-customer predictions):
+
+* the per-customer calibration(/holdout) summaries, written once to ``summary.parquet``
+  beside the validated log (:func:`cbcv.data.summary_files.write_summaries`; on Spark with
+  ``engine.name: spark``, the same SQL) and reused while the log and the summary settings are
+  the same (:meth:`~CompanyData.summary_file`);
+* the **counted summary**: one row per distinct ``(x, t_x, T[, x_holdout, T_holdout])`` with
+  its ``count`` of customers. The frequency models fit it exactly as the per-customer summary
+  (their likelihood is a sum over customers), and every validation figure weights by it
+  (:mod:`cbcv.valuation.holdout`);
+* a seeded random sample of at most :data:`SPEND_SAMPLE` repeat buyers for the gamma-gamma
+  spend model, whose likelihood does not compress (spend is continuous); every repeat buyer
+  when there are fewer, so a base like CDNOW gets the exact fit;
+* the **valuation units**: one row per distinct ``(x, t_x, T)`` with its customers and their
+  mean repeat spend. Gamma-gamma's expected spend is linear in a customer's mean repeat spend
+  (Fader, Hardie & Lee 2005, "RFM and CLV", eq. 5), so a unit's expected spend times its count
+  is the sum over its customers, and DERT depends on the summary alone: the sensitivities and
+  the revenue forecast over units equal those over customers;
+* the first purchases by date and the acquisition history per period;
+* the tracking table (purchase days by date, counted from the validated log);
+* the scored customers (:func:`cbcv.clv.scoring.score_customers`), written with their ids to
+  ``customers.parquet`` in the work folder (derived data, never in a report folder); the
+  scored base is kept beside it (``scored.npz``, :mod:`cbcv.clv.scored_store`) and reused while
+  the summaries, posteriors, margin and rate draws are the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cbcv.clv.scored_store import load_scored, save_scored
+from cbcv.clv.scoring import ScoredBase, score_customers
+from cbcv.config import CompanyConfig, EngineSettings
+from cbcv.core import cache
+from cbcv.core.errors import CbcvError
+from cbcv.data.load import Reconciliation, ValidatedLog
+from cbcv.data.summary import summary_frame
+from cbcv.data.summary_files import RFT, sample_rows, summary_counts, write_summaries
+from cbcv.models.base import CLVModel
+from cbcv.valuation.acquisition import acquisitions_from_first_purchases
+
+#: Repeat buyers sampled (seeded) for the gamma-gamma fit; all of them when there are fewer.
+SPEND_SAMPLE = 100_000
+#: Columns of the counted summary with a holdout period.
+HOLDOUT_KEY = (*RFT, "x_holdout", "T_holdout")
+
+
+@dataclass(frozen=True)
+class SummarySettings:
+    """What the summaries depend on besides the log: the calibration end, the optional holdout
+    end, the time unit and the cohort period (:mod:`cbcv.data.summary`)."""
+
+    calibration_end: dt.date
+    holdout_end: dt.date | None = None
+    time_unit: str = "week"
+    cohort_period: str = "quarter"
+
+    @classmethod
+    def of(cls, cfg: CompanyConfig) -> SummarySettings:
+        """A company config's summary settings."""
+        return cls(cfg.calibration_end, cfg.holdout_end, cfg.time_unit, cfg.cohort_period)
+
+
+class CompanyData:
+    """A company's validated log and everything the report reads from it (module docstring).
+
+    ``log``: the validated log (:class:`cbcv.data.load.ValidatedLog`); its folder is the work
+    folder for the derived files. ``settings``: the summary settings. ``engine``: the config's
+    engine section (DuckDB caps, or Spark for the summaries). ``seed``: the spend sample's."""
+
+    def __init__(self, log: ValidatedLog, settings: SummarySettings,
+                 engine: EngineSettings | None = None, seed: int = 0) -> None:
+        self.log = log
+        self.settings = settings
+        self.engine = engine if engine is not None else EngineSettings()
+        self.seed = seed
+
+    # --- the validated log ----------------------------------------------------------------
+
+    @property
+    def accepted(self) -> Path:
+        """The validated Parquet log (``accepted.parquet``), which the audit reads."""
+        return Path(self.log.accepted)
+
+    @property
+    def reconciliation(self) -> Reconciliation:
+        return self.log.reconciliation
+
+    @property
+    def rejections(self) -> pd.DataFrame:
+        return self.log.rejections
+
+    @property
+    def zero_amount_purchases(self) -> bool:
+        """The log's purchase rule (:func:`cbcv.data.transactions.daily_sql`)."""
+        return bool(self.log.reconciliation.zero_amount_purchases)
+
+    @property
+    def folder(self) -> Path:
+        """The work folder: the validated log's folder, where the derived files go."""
+        return self.accepted.parent
+
+    def _caps(self) -> dict[str, Any]:
+        return {"memory_limit": self.engine.memory_limit}
+
+    # --- summaries --------------------------------------------------------------------------
+
+    @cached_property
+    def summary_file(self) -> Path:
+        """The per-customer summaries, written to ``summary.parquet`` in the work folder, or
+        reused when ``summary.json`` records the same log, summary settings and engine."""
+        s, folder = self.settings, self.folder
+        path, manifest = folder / "summary.parquet", folder / "summary.json"
+        stat = self.accepted.stat()
+        key = cache.content_key({
+            "accepted": {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+            "reconciliation": self.reconciliation.to_dict(),
+            "calibration_end": s.calibration_end.isoformat(),
+            "holdout_end": s.holdout_end.isoformat() if s.holdout_end else None,
+            "time_unit": s.time_unit, "cohort_period": s.cohort_period, "engine": self.engine.name,
+        })
+        with cache.FolderLock(folder):
+            saved = cache.read_json(manifest)
+            if (path.is_file() and isinstance(saved, dict) and saved.get("key") == key
+                    and saved.get("files") == cache.file_stamps(path)):
+                return path
+            manifest.unlink(missing_ok=True)  # invalidated first, written last
+            with cache.temporary_path(path) as tmp:
+                write_summaries(
+                    self.accepted, tmp, calibration_end=s.calibration_end, holdout_end=s.holdout_end,
+                    time_unit=s.time_unit, cohort_period=s.cohort_period,
+                    memory_limit=self.engine.memory_limit, threads=self.engine.threads,
+                    zero_amount_purchases=self.zero_amount_purchases, engine=self.engine.name,
+                    spark_master=self.engine.spark.master, spark_conf=self.engine.spark.conf,
+                )
+            cache.atomic_write_json(manifest, {"key": key, "files": cache.file_stamps(path)})
+        return path
+
+    def summaries(self) -> pd.DataFrame:
+        """The per-customer summaries as a pandas frame (one row per customer: for per-customer
+        predictions and analysts; the report's steps use the counted forms)."""
+        return summary_frame(pd.read_parquet(self.summary_file), self.summary_file.name,
+                             self.settings.calibration_end, holdout=self.settings.holdout_end is not None)
+
+    @cached_property
+    def counted(self) -> pd.DataFrame:
+        """The counted summary: one row per distinct ``(x, t_x, T)`` (with the holdout columns
+        when there is a holdout period) and its ``count`` of customers."""
+        key = HOLDOUT_KEY if self.settings.holdout_end is not None else RFT
+        return summary_counts(self.summary_file, key, **self._caps())
+
+    @property
+    def n_customers(self) -> int:
+        return int(self.counted["count"].sum())
+
+    def spend_sample(self, n: int = SPEND_SAMPLE) -> pd.DataFrame:
+        """A seeded random sample of at most ``n`` repeat buyers (``x``, ``mean_repeat_spend``)
+        for the gamma-gamma fit; ``attrs["repeat_buyers"]`` holds how many there are."""
+        rows = sample_rows(self.summary_file, n, columns=("x", "mean_repeat_spend"), where="x > 0",
+                           seed=self.seed, **self._caps())
+        buyers = summary_counts(self.summary_file, ("x",), where="x > 0", **self._caps())["count"].sum()
+        rows.attrs["repeat_buyers"] = int(buyers)
+        return rows
+
+    def valuation_units(self) -> pd.DataFrame:
+        """One row per distinct ``(x, t_x, T)``: its ``count`` of customers and
+        ``mean_repeat_spend``, the mean over them (missing as 0, as
+        :func:`cbcv.predict.expected_spend` reads it); see the module docstring."""
+        units = summary_counts(self.summary_file, RFT, sums=("mean_repeat_spend",), **self._caps())
+        units["mean_repeat_spend"] = units.pop("mean_repeat_spend_sum") / units["count"]
+        return units
+
+    def first_purchases(self) -> pd.Series:
+        """Customers by the date of their first purchase (index: dates, sorted)."""
+        counts = summary_counts(self.summary_file, ("first_purchase",), **self._caps())
+        index = pd.DatetimeIndex(pd.to_datetime(counts["first_purchase"]).dt.normalize())
+        return pd.Series(counts["count"].to_numpy(dtype=np.int64), index=index, name="new_customers")
+
+    def acquisition_history(self, period: str) -> pd.DataFrame:
+        """New customers per ``period`` up to the calibration end, from the first purchases
+        (:func:`cbcv.valuation.acquisition.acquisitions_from_first_purchases`)."""
+        return acquisitions_from_first_purchases(
+            self.first_purchases(), freq=period, end=self.settings.calibration_end,  # type: ignore[arg-type]
+        )
+
+    def tracking(self, model: CLVModel) -> pd.DataFrame:
+        """The cumulative tracking table of a frequency model over the calibration and holdout
+        periods (:func:`cbcv.valuation.holdout.tracking`, counted from the validated log)."""
+        from cbcv.valuation import holdout as V
+
+        s = self.settings
+        if s.holdout_end is None:
+            raise CbcvError("tracking needs a holdout period (holdout_end)")
+        return V.tracking(model, self.accepted, calibration_end=s.calibration_end, holdout_end=s.holdout_end,
+                          time_unit=s.time_unit, zero_amount_purchases=self.zero_amount_purchases,
+                          **self._caps())
+
+    # --- scoring ----------------------------------------------------------------------------
+
+    def score(self, freq: CLVModel, spend: CLVModel, *, margin: Any, rate: Any, n: int,
+              progress: Any = None) -> ScoredBase:
+        """Residual CLV of every customer over ``n`` paired draws
+        (:func:`cbcv.clv.scoring.score_customers`), per customer in ``customers.parquet`` in the
+        work folder; reused from ``scored.npz`` while nothing it depends on has changed."""
+        path = self.summary_file
+        out, store = self.folder / "customers.parquet", self.folder / "scored.npz"
+        key = self._scoring_key(freq, spend, margin, rate, n)
+        if out.is_file() and (saved := load_scored(store, key)) is not None:  # notebook 04 reuses 03's
+            return saved
+        store.unlink(missing_ok=True)  # invalid while customers.parquet is rewritten
+        scored = score_customers(
+            freq, spend, path, out, margin=margin, annual_discount_rate=rate,
+            time_unit=self.settings.time_unit, max_draws=n, memory_limit=self.engine.memory_limit,
+            threads=self.engine.threads, progress=progress,
+        )
+        save_scored(store, key, scored)
+        return scored
+
+    def _scoring_key(self, freq: CLVModel, spend: CLVModel, margin: Any, rate: Any, n: int) -> str:
+        """SHA-256 of everything a scoring depends on: the summaries (their manifest), both
+        posteriors, the margin and discount-rate draws, the draws and time unit."""
+        h = hashlib.sha256()
+        h.update((self.folder / "summary.json").read_bytes())
+        for model in (freq, spend):
+            h.update(model.name.encode())
+            for name, values in sorted(model.draws().items()):
+                h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        for values in (margin, rate):
+            h.update(np.ascontiguousarray(np.atleast_1d(values), dtype=np.float64).tobytes())
+        h.update(f"{n}|{self.settings.time_unit}".encode())
+        return h.hexdigest()
