@@ -15,7 +15,7 @@ import pytest
 
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
 from cbcv.audit.sql import (
-    customer_base_audit as audit_parquet,  # the one audit, over a Parquet path
+    customer_base_audit as audit_file,  # the one audit, here over a Parquet path
 )
 from cbcv.core.errors import ConfigError, DataError
 
@@ -112,7 +112,7 @@ def test_simulated_log_has_the_awkward_cases(simulated):
 @pytest.mark.parametrize("period", ["quarter", "month"])
 def test_cdnow_whole_log(cdnow, period):
     tx, path = cdnow
-    assert_same_audit(customer_base_audit(tx, period=period), audit_parquet(path, period=period))
+    assert_same_audit(customer_base_audit(tx, period=period), audit_file(path, period=period))
 
 
 @pytest.mark.parametrize("period", ["quarter", "month"])
@@ -120,7 +120,7 @@ def test_cdnow_calibration_window_and_migration(cdnow, period):
     tx, path = cdnow
     window, migration = _windows(tx, CDNOW_CALIBRATION_END, CDNOW_HOLDOUT_END)
     kwargs = {"period": period, "window": window, "migration": migration}
-    got = audit_parquet(path, **kwargs)
+    got = audit_file(path, **kwargs)
     assert_same_audit(customer_base_audit(tx, **kwargs), got)
     assert got.migration.counts.to_numpy().sum() == got.concentration.customers
 
@@ -139,7 +139,7 @@ def test_cdnow_calibration_window_and_migration(cdnow, period):
 def test_simulated_log(simulated, kwargs):
     tx, path = simulated
     expected = customer_base_audit(tx, **kwargs)
-    got = audit_parquet(path, **kwargs)
+    got = audit_file(path, **kwargs)
     assert_same_audit(expected, got)
     # every purchase day nets above zero, so no buyer has a negative spend to clip
     assert got.concentration.negative_customers == 0
@@ -150,13 +150,13 @@ def test_simulated_calibration_and_holdout(simulated):
     window, migration = _windows(tx, dt.date(1997, 12, 31), dt.date(1998, 12, 31))
     for period in ("quarter", "month"):
         kwargs = {"period": period, "window": window, "migration": migration}
-        assert_same_audit(customer_base_audit(tx, **kwargs), audit_parquet(path, **kwargs))
+        assert_same_audit(customer_base_audit(tx, **kwargs), audit_file(path, **kwargs))
 
 
 def test_as_of_matches_pandas(simulated):
     tx, path = simulated
     kwargs = {"period": "quarter", "as_of": "1998-06-15", "window": ("1998-01-01", "1998-06-15")}
-    assert_same_audit(customer_base_audit(tx, **kwargs), audit_parquet(path, **kwargs))
+    assert_same_audit(customer_base_audit(tx, **kwargs), audit_file(path, **kwargs))
 
 
 def test_glob_of_files_and_threads(simulated, tmp_path):
@@ -164,14 +164,14 @@ def test_glob_of_files_and_threads(simulated, tmp_path):
     half = tx["customer_id"] < "c0200"
     _write(tx[half], tmp_path / "part-0.parquet")
     _write(tx[~half], tmp_path / "part-1.parquet")
-    got = audit_parquet(tmp_path / "part-*.parquet", period="month", window="1998", threads=1)
+    got = audit_file(tmp_path / "part-*.parquet", period="month", window="1998", threads=1)
     assert_same_audit(customer_base_audit(tx, period="month", window="1998"), got)
 
 
 def test_whale_points_keep_exact_points_of_the_curve(cdnow):
     _, path = cdnow
-    full = audit_parquet(path, window="1997")
-    thin = audit_parquet(path, window="1997", whale_points=50)
+    full = audit_file(path, window="1997")
+    thin = audit_file(path, window="1997", whale_points=50)
     assert len(thin.whale) == 51
     assert thin.whale["customers"].iloc[[0, -1]].tolist() == [0, full.concentration.customers]
     merged = thin.whale.merge(full.whale, on="customers", suffixes=("", "_full"))
@@ -195,32 +195,32 @@ def test_memory_limit_is_honoured(cdnow, monkeypatch):
 
     monkeypatch.setattr(module, "scratch_connection", spy)
     tx, path = cdnow
-    got = audit_parquet(path, period="month", memory_limit="500MB", threads=1)
+    got = audit_file(path, period="month", memory_limit="500MB", threads=1)
     assert settings == [("476.8 MiB", 1)]  # 500 MB in DuckDB's units
     assert_same_audit(customer_base_audit(tx, period="month"), got)
     with pytest.raises(ConfigError, match="memory_limit"):
-        audit_parquet(path, memory_limit="lots")
+        audit_file(path, memory_limit="lots")
 
 
 @pytest.mark.parametrize("period", ["2Q", "fortnight"])
 def test_unsupported_period_is_a_config_error(cdnow, period):
     _, path = cdnow
     with pytest.raises(ConfigError, match="period"):
-        audit_parquet(path, period=period)
+        audit_file(path, period=period)
 
 
 def test_bad_sources_and_empty_windows(cdnow, tmp_path):
     tx, path = cdnow
     with pytest.raises(DataError, match="file not found"):
-        audit_parquet(tmp_path / "missing.parquet")
+        audit_file(tmp_path / "missing.parquet")
     bad = tmp_path / "bad.parquet"
     tx[["customer_id", "date"]].assign(value=1.0).to_parquet(bad, index=False)
     with pytest.raises(DataError, match="amount"):
-        audit_parquet(bad)
+        audit_file(bad)
     with pytest.raises(DataError, match="nothing to rank"):
-        audit_parquet(path, window="2005")
+        audit_file(path, window="2005")
     with pytest.raises(DataError, match="no purchase occasions"):
-        audit_parquet(path, as_of="1990-01-01")
+        audit_file(path, as_of="1990-01-01")
 
 
 def test_ties_equal_but_for_float_rounding_follow_the_documented_rule(tmp_path):
@@ -231,7 +231,7 @@ def test_ties_equal_but_for_float_rounding_follow_the_documented_rule(tmp_path):
     tx = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
     tx["date"] = pd.to_datetime(tx["date"])
     expected = customer_base_audit(tx, window="1997")
-    got = audit_parquet(_write(tx, tmp_path / "ties.parquet"), window="1997")
+    got = audit_file(_write(tx, tmp_path / "ties.parquet"), window="1997")
     assert got.deciles["transactions"].tolist()[:2] == [2, 1]  # x (two days) is decile 1
     assert_same_audit(expected, got)
 
@@ -240,9 +240,9 @@ def test_one_buyer_without_repeats_and_a_log_of_returns_only(tmp_path):
     one = pd.DataFrame(
         {"customer_id": ["a"], "date": pd.to_datetime(["2020-01-01"]), "amount": [3.0]}
     )
-    got = audit_parquet(_write(one, tmp_path / "one.parquet"))
+    got = audit_file(_write(one, tmp_path / "one.parquet"))
     assert got.interpurchase.empty and got.interpurchase_stats["repeat_purchases"].item() == 0
     assert_same_audit(customer_base_audit(one), got)
     returns = one.assign(amount=-3.0)
     with pytest.raises(DataError, match="no purchase occasions"):
-        audit_parquet(_write(returns, tmp_path / "returns.parquet"))
+        audit_file(_write(returns, tmp_path / "returns.parquet"))

@@ -1,6 +1,7 @@
-"""A company config with ``engine.out_of_core``: the log is validated to Parquet (cached across
-calls) and audited in SQL, with the same reconciliation and tables as the in-memory path, and
-the whole report runs on it (tests/test_out_of_core_models.py checks the model steps' figures)."""
+"""A company's log through the pipeline: validated to Parquet (cached across calls) and audited
+in SQL, with the same reconciliation and tables as the analyst's in-memory load
+(:func:`cbcv.data.load.load_transactions`), and the whole report runs on it
+(tests/test_company_data.py checks the model steps' figures)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from cbcv.pipeline.workflow import load_company, load_transactions_for, write_au
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path, out_of_core: bool, source: str = "cdnow-sample") -> Path:
+def _config(tmp_path: Path, name: str, source: str = "cdnow-sample") -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "cdnow.yaml").read_text())
     cfg["data"]["source"] = source
     cfg["engine"] = {"memory_limit": "1GB", "threads": 1}
-    path = tmp_path / f"cdnow-{'ooc' if out_of_core else 'mem'}.yaml"
+    path = tmp_path / f"cdnow-{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -30,8 +31,8 @@ def _config(tmp_path: Path, out_of_core: bool, source: str = "cdnow-sample") -> 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ooc")
-    mem = load_config(_config(tmp, False))
-    ooc = load_config(_config(tmp, True))
+    mem = load_config(_config(tmp, "mem"))
+    ooc = load_config(_config(tmp, "ooc"))
     return mem, load_transactions_for(mem.resolve_source(), mem), ooc, load_company(ooc, tmp / "work"), tmp
 
 
@@ -63,7 +64,7 @@ def test_a_changed_source_is_validated_again(tmp_path):
                        "amount": [10.0, 5.0, 7.0]})
     src = tmp_path / "orders.csv"
     tx.to_csv(src, index=False)
-    loaded = load_config(_config(tmp_path, True, source=str(src)))
+    loaded = load_config(_config(tmp_path, "src", source=str(src)))
     first = load_company(loaded, tmp_path / "work")
     assert first.reconciliation.rows_accepted == 3
     tx.iloc[:2].to_csv(src, index=False)

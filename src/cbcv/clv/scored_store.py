@@ -1,6 +1,6 @@
 """The scored customer base kept between notebooks, without pickle.
 
-:func:`cbcv.pipeline.valuation.existing_clv` keeps the :class:`~cbcv.clv.scoring.ScoredBase` of a
+:meth:`cbcv.pipeline.company_data.CompanyData.score` keeps the :class:`~cbcv.clv.scoring.ScoredBase` of a
 scoring so that notebook 04 does not score the base again after notebook 03. It used to be a
 pickle (``scored.pkl``), which runs code when loaded. Here it is one ``.npz`` file of plain
 arrays, read with ``allow_pickle=False``, and a JSON header (inside it) with the key that the

@@ -10,8 +10,8 @@ A model family subclasses :class:`CLVModel` and writes three things once:
 
 The base class turns ``logp`` into a PyMC model (weighted sum in a ``Potential``), samples it,
 and reuses the same ``logp`` for the pointwise log-likelihood used by LOO (expanded back to one
-entry per customer). Predictions are plain vectorised functions of parameter draws in
-:mod:`cbcv.models.forecast`; each class exposes the ones that apply to it.
+entry per customer). Sampling (NUTS or MAP) is one step, :func:`sample_model`, shared with the
+acquisition model. Predictions over the parameter draws are :mod:`cbcv.predict`'s.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ class CLVModel(ABC):
                 "settings": dumps_strict(asdict(settings), indent=None),
                 "priors": dumps_strict({k: v.to_dict() for k, v in self.priors.items()}, indent=None),
                 "n_customers": _n_customers(data),
-                # summaries rounded before counting (cbcv.data.streaming.summary_counts)
+                # summaries rounded before counting (cbcv.data.summary_files.summary_counts)
                 **({"resolution": float(data.attrs["resolution"]),
                     "n_distinct_exact": int(data.attrs.get("n_distinct_exact", 0))}
                    if data.attrs.get("resolution") is not None else {}),

@@ -98,7 +98,7 @@ def prepare_rft(data: pd.DataFrame, model: str) -> tuple[dict[str, np.ndarray], 
     """Validate (x, t_x, T) and compress exactly to distinct rows with a ``weight``.
 
     An optional ``count`` column gives the customers each row stands for (as counted out of
-    core by :func:`cbcv.data.streaming.summary_counts`), so a fit on ten million customers needs
+    core by :func:`cbcv.data.summary_files.summary_counts`), so a fit on ten million customers needs
     only their distinct summaries in memory; the inverse index then has one entry per customer.
 
     Returns the arrays ``x``, ``t_x``, ``T``, ``weight`` (float64, one entry per distinct row)

@@ -340,7 +340,7 @@ def dert(
     n_nodes: int = DERT_NODES,
 ) -> np.ndarray:
     """Discounted expected residual transactions at continuous rate ``delta`` per time unit
-    (see :func:`continuous_rate`), per draw and customer. ``method``: "closed" (Pareto/NBD's
+    (see :func:`cbcv.core.discount.continuous_rate`), per draw and customer. ``method``: "closed" (Pareto/NBD's
     closed form), "rate" (BG/NBD, MBG/NBD: the integral over the purchase rate,
     :mod:`cbcv.predict.dert_rate`), "quadrature" (any model: ``n_nodes`` trapezoidal nodes in log time of
     the conditional expectation; slower, kept as a cross-check), or "auto" (closed for

@@ -74,7 +74,7 @@ def acquisitions_from_first_purchases(
 ) -> pd.DataFrame:
     """New customers per period from first-purchase dates: ``first`` maps each date (its index)
     to the customers who first bought that day, as counted out of core from a summary file
-    (:func:`cbcv.data.streaming.summary_counts` on ``first_purchase``). Periods run from the first
+    (:func:`cbcv.data.summary_files.summary_counts` on ``first_purchase``). Periods run from the first
     acquisition to ``end``, as :func:`acquisitions_from_transactions`."""
     if freq not in PERIOD_FREQ:
         raise ConfigError(f"acquisition: freq must be one of {list(PERIOD_FREQ)}, got {freq!r}")
