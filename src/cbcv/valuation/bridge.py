@@ -46,7 +46,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cbcv.clv.tables import CLVTables
 from cbcv.core.discount import TIMING_SHIFT, Timing, period_rate
 from cbcv.core.draws import draw_stats, per_draw, summarize_draws
 from cbcv.core.errors import ConfigError
@@ -233,16 +232,16 @@ class ValuationResult:
         }
 
 
-def _total(x: CLVTables | FutureEquity | Any, n_draws: int, name: str) -> np.ndarray:
+def _total(x: Any, n_draws: int, name: str) -> np.ndarray:
+    """The per-draw total of ``x``: its ``total`` draws (CLV tables, future equity) or ``x``
+    itself (a number or an array of draws); zeros for None."""
     if x is None:
         return np.zeros(n_draws)
-    if isinstance(x, CLVTables | FutureEquity):
-        x = x.total
-    return per_draw(x, n_draws, name)
+    return per_draw(getattr(x, "total", x), n_draws, name)
 
 
 def value_bridge(
-    existing: CLVTables | Any,
+    existing: Any,
     future: FutureEquity | Any | None,
     financials: FinancialDraws,
     *,
