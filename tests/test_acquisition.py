@@ -251,6 +251,10 @@ def test_map_fit_close_to_truth(price_case):
     assert list(fc.periods) == [21, 22, 23, 24]
     assert fc.new_customers.shape == (1, 4)
     assert (fc.summary["new_mean"].diff().iloc[1:] < 0).all()  # constant price: adds decline
+    # diagnosed by the same verdict as every customer model (cbcv.models.base.posterior_verdict)
+    verdict = model.verdict()
+    assert verdict.method == "map" and verdict.status == "warn", verdict.to_dict()
+    assert len(verdict.reasons) == 1 and "MAP fit" in verdict.reasons[0]  # a point never passes
 
 
 # ------------------------------------------------------------------------------------------

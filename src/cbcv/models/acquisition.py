@@ -111,7 +111,16 @@ from cbcv.models.acquisition_terms import (
     prepare_design,
     season_dummies,
 )
-from cbcv.models.base import Prior, SamplerSettings, sample_model
+from cbcv.models.base import (
+    FitVerdict,
+    Prior,
+    SamplerSettings,
+    count_divergences,
+    posterior_summary,
+    posterior_verdict,
+    sample_model,
+)
+from cbcv.models.verdict import record_checks
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +223,11 @@ class AcquisitionModel:
 
     # -- fitting --------------------------------------------------------------------------
     def build_model(self, design: Design) -> pm.Model:
-        """The PyMC model for a prepared history (see the module docstring)."""
+        """The PyMC model for a prepared history (see the module docstring): the finite-market
+        Weibull-gamma trial model with a never-acquirer spike (Fader, Hardie & Zeithammer 2003,
+        eqs. 4-6; covariates as in Fader, Hardie & Huang 2004, eq. 3); pinned by
+        tests/test_acquisition.py::test_weibull_period_probabilities_hand_worked and
+        tests/test_acquisition.py::test_closed_form_matches_individual_simulation."""
         n_periods = len(design.counts)
         coords: dict[str, Any] = {"period": np.arange(n_periods)}
         if self.covariates:
@@ -325,6 +338,10 @@ class AcquisitionModel:
                 "fit_seconds": float(self.fit_seconds),
             }
         )
+        # the history's own checks raise in prepare_design; the customer-data and log-scale
+        # boundary checks of the customer models do not apply (covariate effects and the
+        # never-acquirer share may rightly be near 0), so none are recorded for the verdict
+        record_checks(idata.attrs, [])
         idata.add_groups(constant_data=_history_dataset(periods, design, self.covariates))
         self.design = design
         self.idata = idata
@@ -373,14 +390,7 @@ class AcquisitionModel:
                 )
                 rows.update(dict(zip(labels, values, strict=True)))
             return pd.DataFrame({"mean": pd.Series(rows, dtype=float)})
-        s = az.summary(idata, var_names=list(self.param_names), hdi_prob=hdi_prob, kind="all")
-        pct = round(hdi_prob * 100)
-        return s.rename(
-            columns={
-                f"hdi_{(100 - pct) / 2:g}%": "hdi_low",
-                f"hdi_{100 - (100 - pct) / 2:g}%": "hdi_high",
-            }
-        )
+        return posterior_summary(idata, self.param_names, hdi_prob)
 
     def log_likelihood(self) -> az.InferenceData:
         """Add the pointwise (per period) log-likelihood to the posterior, for LOO/WAIC
@@ -392,10 +402,13 @@ class AcquisitionModel:
         return idata
 
     def divergences(self) -> int:
-        idata, _ = self._require_fit()
-        if "sample_stats" not in idata.groups() or "diverging" not in idata.sample_stats:
-            return 0
-        return int(idata.sample_stats["diverging"].sum())
+        """Divergent NUTS transitions of the fit (:func:`cbcv.models.base.count_divergences`)."""
+        return count_divergences(self._require_fit()[0])
+
+    def verdict(self) -> FitVerdict:
+        """The fit's diagnostics verdict, as every cbcv model's
+        (:func:`cbcv.models.base.posterior_verdict`): pass, warn or fail."""
+        return posterior_verdict(self.name, self._require_fit()[0], self.param_names)
 
     def _curves(
         self, d: Mapping[str, np.ndarray], x: np.ndarray, seasons: np.ndarray

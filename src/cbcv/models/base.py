@@ -11,7 +11,9 @@ A model family subclasses :class:`CLVModel` and writes three things once:
 The base class turns ``logp`` into a PyMC model (weighted sum in a ``Potential``), samples it,
 and reuses the same ``logp`` for the pointwise log-likelihood used by LOO (expanded back to one
 entry per customer). Sampling (NUTS or MAP) is one step, :func:`sample_model`, shared with the
-acquisition model. Predictions over the parameter draws are :mod:`cbcv.predict`'s.
+acquisition model. Predictions are functions of parameter draws run by the draws × rows engine
+of :mod:`cbcv.predict` (a layer above), which registers each family's kernels under its class
+(:func:`cbcv.predict.engine.registered`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ FitMethod = Literal["nuts", "map"]
 #: Diagnostic thresholds (RHAT_MAX, ESS_MIN) live in :mod:`cbcv.models.verdict`, re-exported here.
 __all__ = [
     "DEFAULT_TARGET_ACCEPT", "ESS_MIN", "LOGLIKE_CHUNK_ELEMENTS", "RHAT_MAX", "CLVModel", "FitVerdict", "Prior",
-    "SamplerSettings", "compress", "posterior_median",
+    "SamplerSettings", "compress", "count_divergences", "posterior_median", "posterior_summary", "posterior_verdict",
+    "sample_model",
 ]
 #: NUTS ``target_accept`` of a fit whose settings and model give none.
 DEFAULT_TARGET_ACCEPT = 0.9
@@ -223,14 +226,7 @@ class CLVModel(ABC):
 
     def verdict(self, idata: az.InferenceData | None = None) -> FitVerdict:
         """The fit's diagnostics verdict (:mod:`cbcv.models.verdict`): pass, warn or fail."""
-        idata = idata or self._require_fit()
-        method = str(idata.attrs.get("method", "nuts"))
-        params: dict[str, dict[str, float | None]] = {}
-        if method == "nuts":
-            table = self.summary(idata)
-            params = {str(k): {c: _finite(row.get(c)) for c in ("r_hat", "ess_bulk", "ess_tail")}
-                      for k, row in table.iterrows()}
-        return fit_verdict(self.name, method, params, self.divergences(idata), idata.attrs)
+        return posterior_verdict(self.name, idata or self._require_fit(), self.param_names)
 
     def draws(self, idata: az.InferenceData | None = None) -> dict[str, np.ndarray]:
         """Posterior draws of each parameter, flattened over chains: name → (n_draws,) array."""
@@ -274,17 +270,11 @@ class CLVModel(ABC):
 
     def summary(self, idata: az.InferenceData | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
         """Per parameter: mean, sd, hdi low/high, r_hat, ess_bulk, ess_tail."""
-        idata = idata or self._require_fit()
-        s = az.summary(idata, var_names=list(self.param_names), hdi_prob=hdi_prob, kind="all")
-        pct = round(hdi_prob * 100)
-        s = s.rename(columns={f"hdi_{(100 - pct) / 2:g}%": "hdi_low", f"hdi_{100 - (100 - pct) / 2:g}%": "hdi_high"})
-        return s
+        return posterior_summary(idata or self._require_fit(), self.param_names, hdi_prob)
 
     def divergences(self, idata: az.InferenceData | None = None) -> int:
-        idata = idata or self._require_fit()
-        if "sample_stats" not in idata.groups() or "diverging" not in idata.sample_stats:
-            return 0
-        return int(idata.sample_stats["diverging"].sum())
+        """Divergent NUTS transitions of the fit (:func:`count_divergences`)."""
+        return count_divergences(idata or self._require_fit())
 
     def save(self, path: str | Path) -> Path:
         """Save the posterior (and the fit's metadata in its attrs) as netCDF."""
@@ -297,6 +287,33 @@ class CLVModel(ABC):
         if self.idata is None:
             raise CbcvError(f"{self.name}: the model has not been fitted")
         return self.idata
+
+
+def posterior_summary(idata: az.InferenceData, names: Sequence[str], hdi_prob: float = 0.94) -> pd.DataFrame:
+    """ArviZ's summary of the variables ``names`` (mean, sd, ``hdi_low``/``hdi_high``, r_hat,
+    ess_bulk, ess_tail), shared by every cbcv model."""
+    s = az.summary(idata, var_names=list(names), hdi_prob=hdi_prob, kind="all")
+    pct = round(hdi_prob * 100)
+    return s.rename(columns={f"hdi_{(100 - pct) / 2:g}%": "hdi_low", f"hdi_{100 - (100 - pct) / 2:g}%": "hdi_high"})
+
+
+def count_divergences(idata: az.InferenceData) -> int:
+    """Divergent NUTS transitions recorded in ``idata`` (0 for a MAP fit)."""
+    if "sample_stats" not in idata.groups() or "diverging" not in idata.sample_stats:
+        return 0
+    return int(idata.sample_stats["diverging"].sum())
+
+
+def posterior_verdict(name: str, idata: az.InferenceData, names: Sequence[str]) -> FitVerdict:
+    """The verdict of a fit of model ``name`` (:func:`cbcv.models.verdict.fit_verdict`): the
+    sampling thresholds on the variables ``names`` for NUTS, and the checks kept in
+    ``idata.attrs`` — the one verdict of every cbcv model, the acquisition model's included."""
+    method = str(idata.attrs.get("method", "nuts"))
+    params: dict[str, dict[str, float | None]] = {}
+    if method == "nuts":
+        params = {str(k): {c: _finite(row.get(c)) for c in ("r_hat", "ess_bulk", "ess_tail")}
+                  for k, row in posterior_summary(idata, names).iterrows()}
+    return fit_verdict(name, method, params, count_divergences(idata), idata.attrs)
 
 
 def sample_model(

@@ -66,7 +66,10 @@ class BetaDiscreteWeibullModel(ContractualModel):
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Per distinct row: ``log(S(t-1) - S(t))`` if churned, else ``log S(t)``, computed as
-        ``log S(t-1) + log(1 - exp(log S(t) - log S(t-1)))`` to stay accurate in the tail."""
+        ``log S(t-1) + log(1 - exp(log S(t) - log S(t-1)))`` to stay accurate in the tail (Fader,
+        Hardie, Liu, Davin & Steenburgh 2018, the BdW survivor function and its first difference;
+        tests/test_models_bdw.py::test_long_tenures_against_high_precision and
+        tests/test_models_bdw.py::test_hand_worked_c_two)."""
         gamma, delta, c = params["gamma"], params["delta"], params["c"]
         t, churned = arrays["t"], arrays["churned"]
         log_s = log_survival(gamma, delta, c, t)

@@ -91,7 +91,10 @@ class BetaGeoBetaBinomModel(CLVModel):
         return bgbb_arrays(data, self.name)
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
-        """Per distinct row: log of the BG/BB likelihood of Fader, Hardie & Shang (2010).
+        """Per distinct row: log of the BG/BB likelihood of Fader, Hardie & Shang (2010), the
+        paper's likelihood function for one customer's (x, t_x, n) (module docstring); pinned by
+        tests/test_models_bgbb.py::test_published_estimates_donation_cohort (the paper's
+        estimates) and tests/test_models_bgbb.py::test_probabilities_of_all_purchase_strings_sum_to_one.
 
         The sum's terms run over ``i = 0 .. max(n - t_x) - 1`` on a trailing axis, masked to
         ``i < n - t_x`` per row, next to the "alive throughout" term; a log-sum-exp over that

@@ -125,7 +125,9 @@ def bgnbd_logp(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.Tenso
     On the log scale: the first (alive-at-T) term plus ``softplus(d)``, where ``d`` is the log
     ratio of the second term to the first, log(a/(b+x−1)) + (r+x)·log1p((T−t_x)/(α+t_x)); this
     never overflows and is exact for x = 0 (the second term is masked, with a finite stand-in
-    so that its gradient is finite too).
+    so that its gradient is finite too). Pinned by
+    tests/test_models_bgnbd.py::test_mle_reproduces_fader_hardie_lee_2005 (the paper's CDNOW
+    estimates) and tests/test_models_bgnbd.py::test_extreme_inputs_match_mpmath_with_finite_exact_gradients.
     """
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = arrays["x"], arrays["t_x"], arrays["T"]
@@ -145,7 +147,9 @@ def mbgnbd_logp(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.Tens
         + B(a+1, b+x)/B(a, b) · Γ(r+x)α^r / (Γ(r)(α+t_x)^(r+x)),
 
     the second term for every x (for x = 0 it is a/(a+b), dropping out at time 0). The log ratio
-    of the second term to the first is log(a/(b+x)) + (r+x)·log1p((T−t_x)/(α+t_x)).
+    of the second term to the first is log(a/(b+x)) + (r+x)·log1p((T−t_x)/(α+t_x)). Pinned by
+    tests/test_models_bgnbd.py::test_likelihood_matches_the_model_story_integrated_numerically
+    (the model's story integrated numerically, BG/NBD and MBG/NBD).
     """
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = arrays["x"], arrays["t_x"], arrays["T"]
@@ -198,7 +202,8 @@ class BetaGeoModel(CLVModel):
         return prepare_rft(data, self.name)
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
-        """Pointwise log-likelihood, :func:`bgnbd_logp`."""
+        """Pointwise log-likelihood, :func:`bgnbd_logp` (Fader, Hardie & Lee 2005, eq. 6;
+        tests/test_models_bgnbd.py::test_mle_reproduces_fader_hardie_lee_2005)."""
         return bgnbd_logp(params, arrays)
 
     def total_logp(self, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pt.TensorVariable:
@@ -221,5 +226,6 @@ class ModifiedBetaGeoModel(BetaGeoModel):
     name: ClassVar[str] = "mbgnbd"
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
-        """Pointwise log-likelihood, :func:`mbgnbd_logp`."""
+        """Pointwise log-likelihood, :func:`mbgnbd_logp` (Batislam, Denizel & Filiztekin 2007;
+        tests/test_models_bgnbd.py::test_likelihood_matches_the_model_story_integrated_numerically)."""
         return mbgnbd_logp(params, arrays)

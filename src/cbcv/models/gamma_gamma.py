@@ -124,7 +124,9 @@ class GammaGammaModel(CLVModel):
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Per distinct row: log f(zbar | p, q, gamma; x), the marginal density of the mean in
-        Fader & Hardie (2013)."""
+        Fader & Hardie (2013) (the model of Colombo & Jiang 1999, as used in Fader, Hardie & Lee
+        2005, "RFM and CLV"; tests/test_models_gamma_gamma.py::test_published_estimates_cdnow and
+        tests/test_models_gamma_gamma.py::test_density_is_the_gamma_mixture)."""
         p, q, gamma = params["p"], params["q"], params["gamma"]
         x, z = arrays["x"], arrays["mean_repeat_spend"]
         px = p * x

@@ -44,7 +44,9 @@ def pareto_nbd_logp(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.
     :func:`cbcv.models.special.log_power_integral_pt` (log-concave integrand, windowed
     Gauss-Legendre in log time; see that module for the method and its accuracy against
     mpmath). On the log scale: the alive term plus ``softplus`` of the log ratio of the death
-    term to it, which is exact when t_x = T (the integral is empty, the softplus 0).
+    term to it, which is exact when t_x = T (the integral is empty, the softplus 0). Pinned by
+    tests/test_models_pareto_nbd.py::test_mle_reproduces_published_cdnow_estimates (the
+    published CDNOW estimates) and tests/test_models_pareto_nbd.py::test_loglike_matches_mpmath_on_extreme_grid.
     """
     r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
     x, t_x, T = arrays["x"], arrays["t_x"], arrays["T"]
@@ -138,7 +140,9 @@ class ParetoNBDModel(CLVModel):
         return prepare_rft(data, self.name)
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
-        """Pointwise log-likelihood, :func:`pareto_nbd_logp`."""
+        """Pointwise log-likelihood, :func:`pareto_nbd_logp` (Schmittlein, Morrison & Colombo
+        1987; Fader & Hardie 2005 note, its likelihood section;
+        tests/test_models_pareto_nbd.py::test_mle_reproduces_published_cdnow_estimates)."""
         return pareto_nbd_logp(params, arrays)
 
     def total_logp(self, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pt.TensorVariable:

@@ -215,7 +215,9 @@ class ShiftedBetaGeoModel(ContractualModel):
 
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Per distinct row: ``log P(T = t)`` if churned, else ``log S(t)`` (Fader & Hardie
-        2007: the sBG's P(T = t), S(t) and log-likelihood)."""
+        2007: the sBG's P(T = t), S(t) and log-likelihood;
+        tests/test_models_sbg.py::test_published_estimates_first_seven_years, the paper's
+        estimates for the two segments)."""
         alpha, beta = params["alpha"], params["beta"]
         t, churned = arrays["t"], arrays["churned"]
         base = betaln(alpha, beta)

@@ -101,27 +101,21 @@ def _pt_logsumexp_last(v: Any) -> Any:
     return pt.log(pt.sum(pt.exp(v - shift), axis=-1)) + shift[..., 0]
 
 
+#: Functions both libraries spell alike.
+_SHARED = ("exp", "log", "log1p", "maximum", "minimum")
+
 _PT = _Backend(
+    **{name: getattr(pt, name) for name in _SHARED},
     where=pt.switch,
-    exp=pt.exp,
-    log=pt.log,
-    log1p=pt.log1p,
-    maximum=pt.maximum,
-    minimum=pt.minimum,
     gammaln=pt.gammaln,
     stop=disconnected_grad,
     padright=pt.shape_padright,
     logsumexp_last=_pt_logsumexp_last,
     const=pt.as_tensor_variable,
 )
-
 _NP = _Backend(
+    **{name: getattr(np, name) for name in _SHARED},
     where=np.where,
-    exp=np.exp,
-    log=np.log,
-    log1p=np.log1p,
-    maximum=np.maximum,
-    minimum=np.minimum,
     gammaln=_np_gammaln,
     stop=lambda v: v,
     padright=lambda v: np.asarray(v)[..., None],

@@ -38,18 +38,33 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from cbcv.core.chunks import Params
 from cbcv.core.errors import CbcvError
-from cbcv.models.base import CLVModel
+from cbcv.models import BetaGeoBetaBinomModel, CLVModel
 from cbcv.models.bgbb import BGBB_COLUMNS
-from cbcv.predict import MAX_BYTES, Params, chunked, distinct_rows, posterior_draws
 from cbcv.predict.contractual import DERL_TOL, derl_sbg
-
-Rows = dict[str, np.ndarray]
+from cbcv.predict.engine import (
+    MAX_BYTES,
+    Kernel,
+    Rows,
+    distinct_rows,
+    model_class,
+    posterior_draws,
+    run,
+)
 
 
 def _bgbb(model: CLVModel) -> None:
-    if model.name != "bgbb":
-        raise CbcvError(f"model {model.name!r} is not the BG/BB model")
+    cls = model_class(model)
+    if cls is None or not issubclass(cls, BetaGeoBetaBinomModel):
+        raise CbcvError(f"model {getattr(model, 'name', model)!r} is not the BG/BB model")
+
+
+def _run(fn: Kernel, model: CLVModel, data: pd.DataFrame, max_draws: int | None, max_bytes: int) -> np.ndarray:
+    """``fn`` over the model's draws and the distinct checked rows of ``data``."""
+    _bgbb(model)
+    rows, inverse = _check_rows(data)
+    return run(fn, model, rows, inverse, max_draws=max_draws, max_bytes=max_bytes)
 
 
 def _check_rows(data: pd.DataFrame) -> tuple[Rows, np.ndarray]:
@@ -85,15 +100,15 @@ def _log_alive_part(p: Params, d: Rows) -> np.ndarray:
 
 
 def p_alive_rows(p: Params, d: Rows) -> np.ndarray:
+    """P(alive at opportunity ``n + 1``) per draw and distinct row (Fader, Hardie & Shang 2010,
+    eq. 11; tests/test_predict_bgbb.py::test_published_p_alive_table_6)."""
     return np.exp(_log_alive_part(p, d) - _log_lik(p, d))
 
 
 def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """P(alive at opportunity ``n + 1`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11) per
-    draw and row."""
-    _bgbb(model)
-    rows, inverse = _check_rows(data)
-    return chunked(p_alive_rows, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    draw and row (tests/test_predict_bgbb.py::test_published_p_alive_table_6)."""
+    return _run(p_alive_rows, model, data, max_draws, max_bytes)
 
 
 #: Below this |gamma - 1| the dropout sum uses its Taylor series in gamma - 1 (the closed form
@@ -134,23 +149,23 @@ def expected_transactions(
     model: CLVModel, n_star: int, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES
 ) -> np.ndarray:
     """E[transactions in opportunities ``n + 1 .. n + n_star`` | x, t_x, n] (Fader, Hardie &
-    Shang 2010, eq. 13) per draw and row."""
-    _bgbb(model)
+    Shang 2010, eq. 13) per draw and row
+    (tests/test_predict_bgbb.py::test_hardie_sheet_conditional_expectation_total)."""
     if n_star < 0 or n_star != int(n_star):
         raise CbcvError(f"n_star must be a whole number >= 0, got {n_star}")
 
     def fn(p: Params, d: Rows) -> np.ndarray:
         return np.exp(_log_buy_part(p, d)) * _dropout_sum(p["gamma"], p["delta"], d["n"], float(n_star))
 
-    rows, inverse = _check_rows(data)
-    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    return _run(fn, model, data, max_draws, max_bytes)
 
 
 def expected_transactions_population(
     model: CLVModel, n: np.ndarray | list[float], *, max_draws: int | None = None
 ) -> np.ndarray:
     """E[X(n)], the expected repeat transactions of a new customer in their first ``n``
-    opportunities, per draw: shape ``(draws, len(n))``."""
+    opportunities, per draw: shape ``(draws, len(n))`` (Fader, Hardie & Shang 2010, section on
+    the model's aggregate expectations; tests/test_predict_bgbb.py::test_population_expectation_and_dert_against_sums)."""
     _bgbb(model)
     n = np.atleast_1d(np.asarray(n, dtype=float))[None, :]
     if np.any(n < 0) or np.any(n != np.round(n)):
@@ -160,17 +175,13 @@ def expected_transactions_population(
 
 
 def dert(
-    model: CLVModel,
-    data: pd.DataFrame,
-    *,
-    discount_rate: float,
-    max_draws: int | None = None,
-    max_bytes: int = MAX_BYTES,
-    tol: float = DERL_TOL,
+    model: CLVModel, data: pd.DataFrame, *, discount_rate: float, max_draws: int | None = None,
+    max_bytes: int = MAX_BYTES, tol: float = DERL_TOL,
 ) -> np.ndarray:
     """Discounted expected residual transactions at ``discount_rate`` per opportunity (the
-    transaction at ``n + 1`` discounted once) per draw and row; see the module docstring."""
-    _bgbb(model)
+    transaction at ``n + 1`` discounted once) per draw and row; see the module docstring
+    (Fader, Hardie & Shang 2010, their DERT expression;
+    tests/test_predict_bgbb.py::test_population_expectation_and_dert_against_sums)."""
     if not np.isfinite(discount_rate) or discount_rate <= 0:
         raise CbcvError(f"DERT needs a positive discount rate per opportunity, got {discount_rate}")
     z = 1.0 / (1.0 + discount_rate)
@@ -181,5 +192,4 @@ def dert(
         derl = derl_sbg(g, dl, n, discount_rate, tol, 1_000_000)
         return np.exp(_log_buy_part(p, d) + log_surv) * z * derl
 
-    rows, inverse = _check_rows(data)
-    return chunked(fn, posterior_draws(model, max_draws), rows, inverse, max_bytes)
+    return _run(fn, model, data, max_draws, max_bytes)

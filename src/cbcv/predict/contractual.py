@@ -40,16 +40,18 @@ Formulas (``B`` the beta function, ``z = 1 / (1 + d)``):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
+from cbcv.core.chunks import Params
 from cbcv.core.errors import CbcvError
-from cbcv.models.base import CLVModel
-from cbcv.predict import MAX_BYTES, Params, chunked, distinct_rows, posterior_draws
+from cbcv.models import BetaDiscreteWeibullModel, CLVModel, ShiftedBetaGeoModel
+from cbcv.predict.engine import MAX_BYTES, distinct_rows, posterior_draws, registered, run
 
-CONTRACTUAL = ("sbg", "bdw")
 #: Default relative tolerance of the truncated DERL sum (rigorous bound on the neglected tail).
 DERL_TOL = 1e-10
 #: Default relative tolerance of the undiscounted BdW sum's tail estimate.
@@ -66,15 +68,20 @@ def per_period_rate(annual_rate: float, periods_per_year: float) -> float:
     return float(np.expm1(np.log1p(annual_rate) / periods_per_year))
 
 
+def contractual_family(model: Any) -> BetaDiscreteWeibull:
+    """The contractual family of ``model`` (a model, a class, a stand-in with a ``name``, or a
+    name); CbcvError for any other model."""
+    try:
+        return registered(FAMILIES, model, "contract durations")
+    except CbcvError:
+        name = model if isinstance(model, str) else getattr(model, "name", model)
+        raise CbcvError(f"model {name!r} is not a contractual model ({', '.join(CONTRACTUAL)})") from None
+
+
 def contractual_draws(model: CLVModel, max_draws: int | None = None) -> Params:
     """Posterior draws as the BdW's ``gamma``, ``delta``, ``c`` (shape ``(draws, 1)``): the sBG's
     ``alpha``, ``beta`` become ``gamma``, ``delta`` with ``c = 1``."""
-    if model.name not in CONTRACTUAL:
-        raise CbcvError(f"model {model.name!r} is not a contractual model ({', '.join(CONTRACTUAL)})")
-    p = posterior_draws(model, max_draws)
-    if model.name == "sbg":
-        return {"gamma": p["alpha"], "delta": p["beta"], "c": np.ones_like(p["alpha"])}
-    return p
+    return contractual_family(model).as_bdw(posterior_draws(model, max_draws))
 
 
 def _whole(values: np.ndarray | float | list[float], name: str, minimum: int = 0) -> np.ndarray:
@@ -99,7 +106,8 @@ def _log_survival(p: Params, t: np.ndarray | float) -> np.ndarray:
 # -- survival and retention -----------------------------------------------------------------------
 def survival(model: CLVModel, t: np.ndarray | list[float], *, max_draws: int | None = None) -> np.ndarray:
     """``S(t)``, the share of a new cohort still active after ``t`` periods, per draw:
-    shape ``(draws, len(t))``."""
+    shape ``(draws, len(t))`` (sBG: Fader & Hardie 2007; BdW: Fader et al. 2018;
+    tests/test_predict_contractual.py::test_survival_and_retention_closed_forms)."""
     p = contractual_draws(model, max_draws)
     return np.exp(_log_survival(p, _whole(t, "t")[None, :]))
 
@@ -107,12 +115,11 @@ def survival(model: CLVModel, t: np.ndarray | list[float], *, max_draws: int | N
 def retention_rate(model: CLVModel, t: np.ndarray | list[float], *, max_draws: int | None = None) -> np.ndarray:
     """``r(t) = S(t) / S(t - 1)`` for ``t >= 1``, the share of those active after ``t - 1``
     periods who renew once more, per draw: shape ``(draws, len(t))``. sBG:
-    ``(beta + t - 1) / (alpha + beta + t - 1)`` (Fader & Hardie 2007)."""
+    ``(beta + t - 1) / (alpha + beta + t - 1)`` (Fader & Hardie 2007)
+    (tests/test_predict_contractual.py::test_survival_and_retention_closed_forms)."""
+    family = contractual_family(model)
     p = contractual_draws(model, max_draws)
-    t = _whole(t, "t", minimum=1)[None, :]
-    if model.name == "sbg":
-        return (p["delta"] + t - 1.0) / (p["gamma"] + p["delta"] + t - 1.0)
-    return np.exp(_log_survival(p, t) - _log_survival(p, t - 1.0))
+    return family.retention(p, _whole(t, "t", minimum=1)[None, :])
 
 
 # -- residual sums ------------------------------------------------------------------------------
@@ -182,7 +189,8 @@ def _derl_sum(p: Params, n: np.ndarray, d: float, tol: float, max_terms: int) ->
 
 def derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol: float, max_terms: int) -> np.ndarray:
     """sBG DERL in closed form (Fader & Hardie 2010, eq. 6), with the truncated sum where SciPy's
-    ``hyp2f1`` fails. ``alpha``, ``beta`` of shape ``(draws, 1)``, ``n`` of shape ``(1, r)``."""
+    ``hyp2f1`` fails. ``alpha``, ``beta`` of shape ``(draws, 1)``, ``n`` of shape ``(1, r)``
+    (tests/test_predict_contractual.py::test_sbg_derl_reference_values_and_del_identity)."""
     z = 1.0 / (1.0 + d)
     with np.errstate(all="ignore"):
         out = (beta + n) / (alpha + beta + n) * special.hyp2f1(1.0, beta + n + 1.0, alpha + beta + n + 1.0, z)
@@ -195,17 +203,74 @@ def derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol: 
     return out
 
 
-def _derl(name: str, p: Params, n: np.ndarray, d: float, method: str, tol: float, max_terms: int) -> np.ndarray:
-    if name == "sbg" and method in ("auto", "closed"):
+@dataclass(frozen=True)
+class BetaDiscreteWeibull:
+    """The BdW's predictions (Fader, Hardie, Liu, Davin & Steenburgh 2018): every quantity from
+    ``S(t)`` by sums (module docstring); parameter draws as ``gamma``, ``delta``, ``c``."""
+
+    name: str
+    #: Whether DERL has a closed form (``method="closed"``).
+    closed_derl: bool = False
+
+    def as_bdw(self, p: Params) -> Params:
+        """The family's parameter draws as the BdW's ``gamma``, ``delta``, ``c``."""
+        return p
+
+    def retention(self, p: Params, t: np.ndarray) -> np.ndarray:
+        """``r(t) = S(t) / S(t - 1)``."""
+        return np.exp(_log_survival(p, t) - _log_survival(p, t - 1.0))
+
+    def derl(self, p: Params, n: np.ndarray, d: float, method: str, tol: float, max_terms: int) -> np.ndarray:
+        """DERL by the truncated sum (tests/test_predict_contractual.py::test_bdw_derl_against_high_precision_sum)."""
+        return _derl_sum(p, n, d, tol, max_terms)
+
+    def lifetime(self, p: Params, n: np.ndarray, tol: float, max_terms: int) -> np.ndarray:
+        """Undiscounted expected residual lifetime: the sum with its asymptotic tail
+        (:func:`_lifetime_bdw`; tests/test_predict_contractual.py::test_expected_residual_lifetime)."""
+        return _lifetime_bdw(p, n, tol, max_terms)
+
+
+@dataclass(frozen=True)
+class ShiftedBeta(BetaDiscreteWeibull):
+    """The sBG (Fader & Hardie 2007), the BdW with ``c = 1``, and its closed forms."""
+
+    closed_derl: bool = True
+
+    def as_bdw(self, p: Params) -> Params:
+        return {"gamma": p["alpha"], "delta": p["beta"], "c": np.ones_like(p["alpha"])}
+
+    def retention(self, p: Params, t: np.ndarray) -> np.ndarray:
+        """``r(t) = (beta + t - 1) / (alpha + beta + t - 1)`` (Fader & Hardie 2007)."""
+        return (p["delta"] + t - 1.0) / (p["gamma"] + p["delta"] + t - 1.0)
+
+    def derl(self, p: Params, n: np.ndarray, d: float, method: str, tol: float, max_terms: int) -> np.ndarray:
+        """Closed form (:func:`derl_sbg`) unless ``method="sum"``
+        (tests/test_predict_contractual.py::test_sbg_derl_reference_values_and_del_identity)."""
+        if method == "sum":
+            return _derl_sum(p, n, d, tol, max_terms)
         return derl_sbg(p["gamma"], p["delta"], n, d, tol, max_terms)
-    return _derl_sum(p, n, d, tol, max_terms)
+
+    def lifetime(self, p: Params, n: np.ndarray, tol: float, max_terms: int) -> np.ndarray:
+        """``(beta + n) / (alpha - 1)``, infinite where ``alpha <= 1`` (module docstring)."""
+        alpha, beta = p["gamma"], p["delta"]
+        with np.errstate(divide="ignore"):
+            return np.where(alpha > 1.0, (beta + n) / (alpha - 1.0), np.inf)
 
 
-def _method(name: str, method: str) -> str:
+#: The contractual families by model class.
+FAMILIES: dict[type[CLVModel], BetaDiscreteWeibull] = {
+    ShiftedBetaGeoModel: ShiftedBeta(ShiftedBetaGeoModel.name),
+    BetaDiscreteWeibullModel: BetaDiscreteWeibull(BetaDiscreteWeibullModel.name),
+}
+#: Names of the contractual models.
+CONTRACTUAL = tuple(family.name for family in FAMILIES.values())
+
+
+def _method(family: BetaDiscreteWeibull, method: str) -> str:
     if method not in ("auto", "closed", "sum"):
         raise CbcvError(f"method must be 'auto', 'closed' or 'sum', got {method!r}")
-    if method == "closed" and name != "sbg":
-        raise CbcvError(f"{name}: no closed-form DERL; use method='sum'")
+    if method == "closed" and not family.closed_derl:
+        raise CbcvError(f"{family.name}: no closed-form DERL; use method='sum'")
     return method
 
 
@@ -224,11 +289,13 @@ def derl(
     ``(draws, len(renewals))``. Multiply by the margin per period for the residual CLV.
 
     ``method``: "closed" (sBG only), "sum" (truncated sum, relative error below ``tol``) or
-    "auto" (closed form where there is one)."""
-    method = _method(model.name, method)
+    "auto" (closed form where there is one)
+    (tests/test_predict_contractual.py::test_sbg_derl_reference_values_and_del_identity)."""
+    family = contractual_family(model)
+    method = _method(family, method)
     d = _check_rate(discount_rate)
     n = _whole(renewals, "renewals")[None, :]
-    return _derl(model.name, contractual_draws(model, max_draws), n, d, method, tol, max_terms)
+    return family.derl(contractual_draws(model, max_draws), n, d, method, tol, max_terms)
 
 
 def customer_derl(
@@ -247,8 +314,10 @@ def customer_derl(
     ``data[column]`` holds each active customer's renewals so far (periods survived; the
     individual-durations form's ``t``). Rows with a true ``churned`` column, if there is one,
     get 0. Customers sharing a value share the computation; chunks of distinct values keep the
-    working memory near ``max_bytes``."""
-    method = _method(model.name, method)
+    working memory near ``max_bytes``
+    (tests/test_predict_contractual.py::test_customer_derl_chunks_and_churned)."""
+    family = contractual_family(model)
+    method = _method(family, method)
     d = _check_rate(discount_rate)
     if column not in data:
         raise CbcvError(f"customer DERL needs column {column!r} (renewals so far)")
@@ -256,10 +325,11 @@ def customer_derl(
     frame = data[[column]].reset_index(drop=True)
 
     def fn(p: Params, rows: dict[str, np.ndarray]) -> np.ndarray:
-        return _derl(model.name, p, rows[column], d, method, tol, 1_000_000)
+        return family.derl(p, rows[column], d, method, tol, 1_000_000)
 
     rows, inverse = distinct_rows(frame, (column,))
-    out = chunked(fn, contractual_draws(model, max_draws), rows, inverse, max_bytes)
+    params = contractual_draws(model, max_draws)
+    out = run(fn, model, rows, inverse, max_draws=max_draws, max_bytes=max_bytes, params=params)
     if "churned" in data:
         out[:, data["churned"].to_numpy(dtype=bool)] = 0.0
     return out
@@ -324,13 +394,10 @@ def expected_residual_lifetime(
     (the mean of ``(1 - theta) / theta`` under ``Beta(alpha, beta + n)`` diverges); BdW: ``inf`` where
     ``c gamma <= 1``, else the sum with an asymptotic tail estimate (see
     :func:`_lifetime_bdw`). With ``horizon``: the expected renewals within the next ``horizon``
-    periods, always finite."""
+    periods, always finite (tests/test_predict_contractual.py::test_expected_residual_lifetime)."""
+    family = contractual_family(model)
     p = contractual_draws(model, max_draws)
     n = _whole(renewals, "renewals")[None, :]
     if horizon is not None:
         return _lifetime_horizon(p, n, int(_whole(horizon, "horizon", minimum=1)[0]))
-    if model.name == "sbg":
-        alpha, beta = p["gamma"], p["delta"]
-        with np.errstate(divide="ignore"):
-            return np.where(alpha > 1.0, (beta + n) / (alpha - 1.0), np.inf)
-    return _lifetime_bdw(p, n, tol, max_terms)
+    return family.lifetime(p, n, tol, max_terms)
