@@ -16,7 +16,6 @@ from cbcv.audit import (
     customer_deciles,
     decile_migration,
     decile_table,
-    gini,
     interpurchase_histogram,
     interpurchase_summary,
     interpurchase_times,
@@ -240,14 +239,21 @@ def test_gini_and_top_shares_of_spends_1_to_10(spends_1_to_10):
     np.testing.assert_allclose(curve["customer_share"], np.arange(11) / 10)
 
 
+def _gini(spends: list[float]) -> float:
+    """The Gini coefficient the SQL audit computes for buyers spending ``spends`` (one purchase
+    day each; zero-priced days count as purchases so that a buyer may spend nothing)."""
+    log = _log([(f"c{i:02d}", "1997-01-01", x) for i, x in enumerate(spends)])
+    return concentration(log, zero_amount_purchases=True).gini
+
+
 def test_gini_limits():
-    assert gini(np.array([4.0, 4.0, 4.0])) == pytest.approx(0.0)
-    assert gini(np.array([0.0, 0.0, 0.0, 10.0])) == pytest.approx(0.75)  # (n - 1) / n
-    assert np.isnan(gini(np.array([0.0, 0.0])))
+    assert _gini([4.0, 4.0, 4.0]) == pytest.approx(0.0)
+    assert _gini([0.0, 0.0, 0.0, 10.0]) == pytest.approx(0.75)  # (n - 1) / n
+    assert np.isnan(_gini([0.0, 0.0]))
     # mean-absolute-difference form: sum_ij |xi - xj| / (2 n^2 mean)
     x = np.array([3.0, 1.0, 7.5, 2.0, 0.0, 11.0])
     mad = np.abs(x[:, None] - x[None, :]).sum() / (2 * x.size**2 * x.mean())
-    assert gini(x) == pytest.approx(mad)
+    assert _gini(list(x)) == pytest.approx(mad)
 
 
 def test_a_day_netting_below_zero_is_not_a_buyer():
@@ -300,6 +306,13 @@ def test_interpurchase_times_by_hand(three_customers):
         "1997Q1": 2,
         "1997Q2": 1,
     }
+    # every group has the same bins, the open one included where only 1997Q1 reaches it
+    capped_by = interpurchase_histogram(t, bin_days=30, max_days=90, by="cohort")
+    counts = capped_by.groupby(capped_by["cohort"].astype(str))["count"].apply(list).to_dict()
+    assert counts == {"1997Q1": [0, 0, 1, 1], "1997Q2": [1, 0, 0, 0]}
+    per_cohort = interpurchase_summary(t, by="cohort")
+    assert per_cohort["cohort"].astype(str).tolist() == ["1997Q1", "1997Q2"]
+    assert per_cohort["median"].tolist() == [124.5, 10.0]  # (85 + 164) / 2 and C's 10
 
 
 def test_interpurchase_without_repeat_buyers(spends_1_to_10):

@@ -1,6 +1,7 @@
-"""The out-of-core audit (DuckDB over Parquet) against the pandas audit, table by table: on the
-bundled CDNOW sample and on a simulated log with returns, same-day rows, return-only days,
-net-negative days, spend ties and several cohorts."""
+"""The audit is one query whatever the source: over a Parquet file (or glob), with a memory cap
+and one thread, it gives table for table what it gives over the DataFrame; on the bundled
+CDNOW sample and on a simulated log with returns, same-day rows, return-only days, net-negative
+days, spend ties and several cohorts."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import pandas as pd
 import pytest
 
 from cbcv.audit import CustomerBaseAudit, customer_base_audit
-from cbcv.audit.sql import (
-    customer_base_audit as audit_file,  # the one audit, here over a Parquet path
-)
+from cbcv.audit import customer_base_audit as audit_file  # the same audit, over a Parquet path
 from cbcv.core.errors import ConfigError, DataError
 
 CDNOW_CALIBRATION_END = dt.date(1997, 9, 30)
@@ -181,7 +180,7 @@ def test_whale_points_keep_exact_points_of_the_curve(cdnow):
 
 
 def test_memory_limit_is_honoured(cdnow, monkeypatch):
-    import cbcv.audit.sql as module
+    import cbcv.audit.engine as module
 
     settings = []
     opened = module.scratch_connection

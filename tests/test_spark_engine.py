@@ -238,6 +238,30 @@ def test_date_format_matches_duckdb(spark, tmp_path: Path) -> None:
     result.unpersist()
 
 
+def test_default_date_rule_is_one_rule_in_both_engines(spark, tmp_path: Path) -> None:
+    """ISO dates and timestamps (the date as written), YYYYMMDD and blanks around either are
+    read alike; a trailing line separator (which Java's ``$`` would let through), an impossible
+    day and a nine-digit number are not dates in either engine."""
+    path = tmp_path / "dates.csv"
+    rows = [
+        "A,1997-01-03,1",
+        "A, 19970104 ,2",
+        "A,1997-01-05T23:30:00-08:00,3",
+        "B,19970106\u2028,4",
+        "B,1997-01-07\u2028,5",
+        "B,19970230,6",
+        "B,199701080,7",
+    ]
+    path.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    duck = load_transactions(path)
+    result = load_transactions_spark(spark, path)
+    assert_same_load(duck, result)
+    assert duck.reconciliation.rejected_by_reason["unparseable_date"] == 4
+    days = duck.transactions["date"].dt.strftime("%Y-%m-%d").tolist()
+    assert days == ["1997-01-03", "1997-01-04", "1997-01-05"]
+    result.unpersist()
+
+
 # ----------------------------------------------------------------------------- simulated log
 
 

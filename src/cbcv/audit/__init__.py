@@ -4,44 +4,31 @@ decile analysis and migration, revenue concentration (whale curve, Gini) and int
 times.
 
 Every function takes a transaction log in the contract of :mod:`cbcv.data.transactions`
-(``customer_id``, ``date``, ``amount``; returns negative) and works on customer-days: one
-transaction per customer per day, returns netted (:func:`cbcv.data.transactions.to_daily`).
+(``customer_id``, ``date``, ``amount``; returns negative) as a pandas DataFrame, an Arrow table
+or a Parquet file or glob, and works on customer-days: one transaction per customer per day,
+returns netted (:data:`cbcv.data.transactions.DAILY_SQL`).
 Periods are ``"month"``/``"quarter"``/``"year"`` or pandas period aliases; windows are pandas
 period strings (``"1997"``, ``"1997Q1"``) or inclusive ``(start, end)`` date pairs. Outputs for
 the report never contain customer ids; :func:`customer_deciles` and
 :func:`interpurchase_times` are explicitly per customer.
 
-The tables are computed once, in SQL (:func:`cbcv.audit.sql.customer_base_audit`, over a
-DataFrame, Arrow table or Parquet log of any size).
+Each table is written once, in SQL run by DuckDB over the log's numbered customer-days
+(:mod:`cbcv.audit.engine`); :func:`customer_base_audit` computes them all in one pass over a log
+of any size, and each single-table function computes one.
 
 May import: data and core; never models or any layer above.
 """
 
 from cbcv.audit.cohorts import c3_table, c3_wide, cohort_table
-from cbcv.audit.concentration import (
-    Concentration,
-    concentration,
-    concentration_from_spend,
-    gini,
-    top_share,
-    whale_curve,
-    whale_curve_from_spend,
-)
-from cbcv.audit.deciles import (
-    DecileMigration,
-    customer_deciles,
-    decile_migration,
-    decile_summary,
-    decile_table,
-)
+from cbcv.audit.concentration import Concentration, concentration, top_share, whale_curve
+from cbcv.audit.deciles import DecileMigration, customer_deciles, decile_migration, decile_table
 from cbcv.audit.interpurchase import (
     interpurchase_histogram,
     interpurchase_summary,
     interpurchase_times,
 )
 from cbcv.audit.repeat import repeat_rates
-from cbcv.audit.sql import customer_base_audit
-from cbcv.audit.suite import CustomerBaseAudit
+from cbcv.audit.suite import CustomerBaseAudit, customer_base_audit
 
 __all__ = [
     "Concentration",
@@ -51,18 +38,14 @@ __all__ = [
     "c3_wide",
     "cohort_table",
     "concentration",
-    "concentration_from_spend",
     "customer_base_audit",
     "customer_deciles",
     "decile_migration",
-    "decile_summary",
     "decile_table",
-    "gini",
     "interpurchase_histogram",
     "interpurchase_summary",
     "interpurchase_times",
     "repeat_rates",
     "top_share",
     "whale_curve",
-    "whale_curve_from_spend",
 ]

@@ -1,20 +1,14 @@
-"""Helpers shared by the audit modules: the customer-day view, period frequencies and windows.
-
-Every audit table is computed on customer-days (:func:`cbcv.data.transactions.to_daily`): all rows
-of one customer on one day are one transaction whose spend is their net amount, and a day with
-only returns is dropped. That rule lives in one place; the audit only calls it.
-"""
+"""Periods and windows of the audit: the pandas frequency of a period name, a day, and the
+inclusive bounds and label of a window."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TypeAlias
 
-import numpy as np
 import pandas as pd
 
-from cbcv.core.errors import ConfigError, DataError
-from cbcv.data.transactions import TRANSACTION_COLUMNS, to_daily
+from cbcv.core.errors import ConfigError
 
 DateLike: TypeAlias = str | dt.date | pd.Timestamp
 #: A calendar window: a pandas period (``"1997"``, ``"1997Q3"``, ``"1997-03"``, a ``pd.Period``)
@@ -86,50 +80,6 @@ def resolve_window(
     if end < start:
         raise ConfigError(f"{name}: end {end.date()} is before start {start.date()}")
     return start, end
-
-
-def customer_days(
-    transactions: pd.DataFrame, *, as_of: DateLike | None = None, zero_amount_purchases: bool = False
-) -> pd.DataFrame:
-    """Customer-days of a transaction log (:func:`cbcv.data.transactions.to_daily`), up to and
-    including ``as_of`` when given; ``zero_amount_purchases`` as in
-    :func:`cbcv.data.transactions.daily_sql`. Raises :class:`DataError` for a missing column or a log
-    without any purchase occasion."""
-    missing = [c for c in TRANSACTION_COLUMNS if c not in transactions.columns]
-    if missing:
-        raise DataError(
-            f"transactions lack column(s) {', '.join(missing)}; expected {', '.join(TRANSACTION_COLUMNS)}"
-        )
-    days = to_daily(transactions, zero_amount_purchases)
-    if as_of is not None:
-        days = days[days["date"] <= as_day(as_of, "as_of")].reset_index(drop=True)
-    if days.empty:
-        raise DataError("the transaction log has no purchase occasions (customer-days) to audit")
-    return days
-
-
-def in_window(days: pd.DataFrame, window: Window, name: str = "window") -> pd.DataFrame:
-    """The customer-days that fall inside ``window`` (all of them for ``None``)."""
-    bounds = resolve_window(window, name)
-    if bounds is None:
-        return days
-    start, end = bounds
-    return days[(days["date"] >= start) & (days["date"] <= end)].reset_index(drop=True)
-
-
-def period_ordinals(periods: pd.Series) -> np.ndarray:
-    """Integer ordinals of a period Series (consecutive periods differ by one)."""
-    return np.asarray(periods.array.asi8, dtype="int64")
-
-
-def with_cohorts(days: pd.DataFrame, freq: str, cohort_freq: str | None = None) -> pd.DataFrame:
-    """``days`` plus ``period`` (of the purchase, at ``freq``) and ``cohort`` (period of the
-    customer's first purchase in ``days``, at ``cohort_freq``, default ``freq``)."""
-    out = days.copy()
-    first = out.groupby("customer_id", sort=False)["date"].transform("min")
-    out["period"] = out["date"].dt.to_period(freq)
-    out["cohort"] = first.dt.to_period(cohort_freq or freq)
-    return out
 
 
 def window_label(window: Window) -> str:

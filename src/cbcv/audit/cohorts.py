@@ -6,7 +6,8 @@ or transactions) coming from each cohort, oldest at the bottom, so that the cont
 versus existing customers to each period's total can be read off (Fader, Hardie & Ross 2022,
 *The Customer-Base Audit*, ch. 6-7).
 
-All counts are over customer-days (one transaction per customer per day, returns netted).
+All counts are over customer-days (one transaction per customer per day, returns netted); both
+tables are group-bys of the audit's :class:`~cbcv.audit.engine.Sequence`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbcv.audit._common import DateLike, customer_days, period_ordinals, resolve_freq, with_cohorts
+from cbcv.audit._common import DateLike
+from cbcv.audit.engine import Sequence, Source, as_int64, ladder, open_sequence, periods
 
 COHORT_TABLE_COLUMNS: tuple[str, ...] = (
     "cohort",
@@ -39,9 +41,29 @@ C3_COLUMNS: tuple[str, ...] = (
 
 C3_VALUES: tuple[str, ...] = ("revenue", "active_customers", "transactions")
 
+#: Per cohort: customers, revenue of their first days, all revenue, repeat customers, days.
+COHORTS_SQL = """
+SELECT cohort,
+       count(*) FILTER (WHERE k = 1) AS customers,
+       fsum(amount) FILTER (WHERE k = 1) AS first_purchase_revenue,
+       fsum(amount) AS revenue,
+       count(*) FILTER (WHERE k = 2) AS repeat_customers,
+       count(*) AS transactions
+FROM seq GROUP BY cohort ORDER BY cohort
+"""
+
+#: Observed cells of the C3: revenue, active customers and customer-days per period and cohort.
+C3_SQL = """
+SELECT period, cohort,
+       fsum(amount) AS revenue,
+       count(*) FILTER (WHERE new_period) AS active_customers,
+       count(*) AS transactions
+FROM seq GROUP BY period, cohort
+"""
+
 
 def cohort_table(
-    transactions: pd.DataFrame,
+    transactions: Source,
     cohort_period: str = "quarter",
     *,
     as_of: DateLike | None = None,
@@ -52,11 +74,14 @@ def cohort_table(
     Parameters
     ----------
     transactions
-        A transaction log (``customer_id``, ``date``, ``amount``).
+        A transaction log (``customer_id``, ``date``, ``amount``): a DataFrame, an Arrow table
+        or a Parquet file or glob.
     cohort_period
         ``"month"``, ``"quarter"``, ``"year"`` or a pandas period alias (``"M"``, ``"Q-JUN"``...).
     as_of
         Last day counted ("to date"); default: the whole log.
+    zero_amount_purchases
+        The purchase rule of :func:`cbcv.data.transactions.daily_sql`.
 
     Returns
     -------
@@ -67,31 +92,20 @@ def cohort_table(
     at least two purchase days), ``repeat_share`` (their share of the cohort, 0-1),
     ``transactions`` (customer-days) and ``transactions_per_customer``.
     """
-    freq = resolve_freq(cohort_period)
-    days = customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases)
-    days = days.sort_values(["customer_id", "date"], kind="stable")
-    per_customer = days.groupby("customer_id", sort=False).agg(
-        first=("date", "first"),
-        first_purchase_revenue=("amount", "first"),
-        revenue=("amount", "sum"),
-        transactions=("date", "size"),
-    )
-    per_customer["cohort"] = per_customer["first"].dt.to_period(freq)
-    per_customer["repeat"] = per_customer["transactions"] >= 2
-    out = (
-        per_customer.groupby("cohort", sort=True)
-        .agg(
-            customers=("transactions", "size"),
-            first_purchase_revenue=("first_purchase_revenue", "sum"),
-            revenue=("revenue", "sum"),
-            repeat_customers=("repeat", "sum"),
-            transactions=("transactions", "sum"),
-        )
-        .reset_index()
-    )
-    out["customers"] = out["customers"].astype("int64")
-    out["repeat_customers"] = out["repeat_customers"].astype("int64")
-    out["transactions"] = out["transactions"].astype("int64")
+    with open_sequence(
+        transactions,
+        period=cohort_period,
+        as_of=as_of,
+        zero_amount_purchases=zero_amount_purchases,
+    ) as seq:
+        return cohorts_of(seq)
+
+
+def cohorts_of(seq: Sequence) -> pd.DataFrame:
+    """:func:`cohort_table` of an open :class:`Sequence` (cohorts at its ``cohort_period``)."""
+    out = seq.df(COHORTS_SQL)
+    out["cohort"] = periods(out["cohort"], seq.cfreq)
+    as_int64(out, "customers", "repeat_customers", "transactions")
     out["revenue_per_customer"] = out["revenue"] / out["customers"]
     out["repeat_share"] = out["repeat_customers"] / out["customers"]
     out["transactions_per_customer"] = out["transactions"] / out["customers"]
@@ -99,7 +113,7 @@ def cohort_table(
 
 
 def c3_table(
-    transactions: pd.DataFrame,
+    transactions: Source,
     period: str = "quarter",
     *,
     cohort_period: str | None = None,
@@ -111,15 +125,15 @@ def c3_table(
     Parameters
     ----------
     transactions
-        A transaction log.
+        A transaction log (as in :func:`cohort_table`).
     period
         Calendar period of the rows (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias).
     cohort_period
         Period that defines cohorts; default ``period``. It may be coarser than ``period``
         (e.g. yearly cohorts on a quarterly chart).
-    as_of
-        Last day counted; default: the last day of the log. The last period is partial when
-        ``as_of`` (or the log) ends inside it.
+    as_of, zero_amount_purchases
+        As in :func:`cohort_table`. The last period is partial when ``as_of`` (or the log) ends
+        inside it.
 
     Returns
     -------
@@ -130,37 +144,34 @@ def c3_table(
     containing the cohort's first day to the last period of the log, with zeros where the cohort
     bought nothing; a cohort has no rows before it exists. Sorted by period then cohort.
     """
-    freq = resolve_freq(period)
-    cfreq = resolve_freq(cohort_period) if cohort_period is not None else freq
-    days = customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases)
-    days = with_cohorts(days, freq, cfreq)
-    observed = (
-        days.groupby(["period", "cohort"], sort=True)
-        .agg(
-            revenue=("amount", "sum"),
-            active_customers=("customer_id", "nunique"),
-            transactions=("date", "size"),
-        )
-        .reset_index()
+    with open_sequence(
+        transactions,
+        period=period,
+        cohort_period=cohort_period,
+        as_of=as_of,
+        zero_amount_purchases=zero_amount_purchases,
+    ) as seq:
+        return c3_of(seq)
+
+
+def c3_of(seq: Sequence) -> pd.DataFrame:
+    """:func:`c3_table` of an open :class:`Sequence`: every cohort × every period from the one
+    holding the cohort's first day to the log's last, zeros where the cohort bought nothing."""
+    freq, cfreq = seq.freq, seq.cfreq
+    observed = seq.df(C3_SQL)
+    cohorts = np.unique(observed["cohort"].to_numpy(dtype="int64"))
+    starts = pd.PeriodIndex.from_ordinals(cohorts, freq=cfreq).start_time.to_period(freq).asi8
+    owner, ordinals = ladder(starts, int(observed["period"].max()))
+    grid = pd.DataFrame(
+        {"period": ordinals, "cohort": cohorts[owner], "age": ordinals - starts[owner]}
     )
-    last = days["period"].max()
-    grid = []
-    for cohort in sorted(days["cohort"].unique()):
-        first_period = cohort.start_time.to_period(freq)
-        periods = pd.period_range(first_period, last, freq=freq)
-        grid.append(pd.DataFrame({"period": periods, "cohort": cohort}))
-    full = pd.concat(grid, ignore_index=True)
-    full["period"] = full["period"].astype(days["period"].dtype)
-    full["cohort"] = full["cohort"].astype(days["cohort"].dtype)
-    out = full.merge(observed, on=["period", "cohort"], how="left")
+    out = grid.merge(observed, on=["period", "cohort"], how="left")
     out["revenue"] = out["revenue"].fillna(0.0).astype(float)
-    for col in ("active_customers", "transactions"):
-        out[col] = out[col].fillna(0).astype("int64")
-    start_ord = np.array(
-        [c.start_time.to_period(freq).ordinal for c in out["cohort"]], dtype="int64"
-    )
-    out["age"] = period_ordinals(out["period"]) - start_ord
+    out[["active_customers", "transactions"]] = out[["active_customers", "transactions"]].fillna(0)
+    as_int64(out, "age", "active_customers", "transactions")
     out = out.sort_values(["period", "cohort"], kind="stable").reset_index(drop=True)
+    out["period"] = periods(out["period"], freq)
+    out["cohort"] = periods(out["cohort"], cfreq)
     return out[list(C3_COLUMNS)]
 
 

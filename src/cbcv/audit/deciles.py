@@ -11,8 +11,8 @@ Ranking and ties
     customers can fall on both sides of a decile boundary. Spends are compared rounded to
     :data:`SPEND_RESOLUTION` (a millionth of the currency unit), so that spends that are equal
     but for floating-point rounding (which depends on the order of summation: pandas version,
-    DuckDB's plan) tie, and the ranking is the same in every engine
-    (:mod:`cbcv.audit.sql` ranks with the same key).
+    DuckDB's plan) tie, and the ranking is reproducible. The ranking is made once per window,
+    in SQL (:meth:`cbcv.audit.engine.Sequence.ranked`).
 
 Equal-count groups
     With n buyers and 0-based rank r, the decile is ``floor(10 r / n) + 1``. Group sizes are
@@ -27,13 +27,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cbcv.audit._common import Window, customer_days, in_window, window_label
-from cbcv.core.errors import DataError
+from cbcv.audit._common import Window, window_label
+from cbcv.audit.engine import (
+    N_DECILES,
+    SPEND_RESOLUTION,
+    Sequence,
+    Source,
+    as_int64,
+    open_sequence,
+)
 
-N_DECILES = 10
-#: Spends are compared in units of ``1 / SPEND_RESOLUTION`` when ranking (key
-#: ``floor(spend * SPEND_RESOLUTION + 0.5)``, the same float arithmetic in pandas and SQL).
-SPEND_RESOLUTION = 1e6
+__all__ = [
+    "DECILE_COLUMNS",
+    "INACTIVE",
+    "N_DECILES",
+    "SPEND_RESOLUTION",
+    "DecileMigration",
+    "customer_deciles",
+    "decile_migration",
+    "decile_shares",
+    "decile_table",
+    "deciles_of",
+    "migration_of",
+]
+
 INACTIVE = "inactive"
 
 DECILE_COLUMNS: tuple[str, ...] = (
@@ -50,39 +67,48 @@ DECILE_COLUMNS: tuple[str, ...] = (
     "max_spend",
 )
 
+#: One row per buyer of a ranked table, best first.
+CUSTOMERS_SQL = """
+SELECT customer_id, spend, transactions, r + 1 AS rank, decile FROM {table} ORDER BY r
+"""
+
+#: Per decile of a ranked table: buyers, revenue, purchase days, smallest and largest spend.
+DECILES_SQL = """
+SELECT decile, count(*) AS customers, fsum(spend) AS revenue,
+       CAST(sum(transactions) AS BIGINT) AS transactions,
+       min(spend) AS min_spend, max(spend) AS max_spend
+FROM {table} GROUP BY decile
+"""
+
+#: Buyers of window 1 by their decile there and their decile (or inactivity) in window 2.
+MIGRATION_SQL = """
+SELECT a.decile AS decile_1, coalesce(CAST(b.decile AS VARCHAR), '{inactive}') AS decile_2,
+       count(*) AS n
+FROM {first} AS a LEFT JOIN {second} AS b USING (customer_id)
+GROUP BY ALL
+"""
+
 
 def customer_deciles(
-    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+    transactions: Source, window: Window = None, *, zero_amount_purchases: bool = False
 ) -> pd.DataFrame:
-    """Per-customer spend, transactions, rank and decile among the buyers of ``window``.
+    """Per-customer spend, transactions, rank and decile among the buyers of ``window``
+    (explicitly per customer: not for the report).
 
-    ``window`` is a pandas period string (``"1997"``, ``"1997Q1"``), a ``pd.Period``, an
-    inclusive ``(start, end)`` pair of dates, or ``None`` for the whole log. Returns
-    ``customer_id``, ``spend`` (net), ``transactions`` (purchase days), ``rank`` (1 = top) and
-    ``decile`` (1 = top), sorted by rank. Raises :class:`DataError` if nobody bought in the window.
+    ``transactions`` is a DataFrame, an Arrow table or a Parquet file or glob; ``window`` a
+    pandas period string (``"1997"``, ``"1997Q1"``), a ``pd.Period``, an inclusive
+    ``(start, end)`` pair of dates, or ``None`` for the whole log. Returns ``customer_id``
+    (text), ``spend`` (net), ``transactions`` (purchase days), ``rank`` (1 = top) and ``decile``
+    (1 = top), sorted by rank. Raises :class:`DataError` if nobody bought in the window.
     """
-    days = in_window(customer_days(transactions, zero_amount_purchases=zero_amount_purchases), window)
-    if days.empty:
-        raise DataError(f"no purchases in {window_label(window)}: nothing to rank into deciles")
-    per = (
-        days.groupby("customer_id", sort=False)
-        .agg(spend=("amount", "sum"), transactions=("date", "size"))
-        .reset_index()
-    )
-    per["key"] = np.floor(per["spend"].to_numpy(dtype=float) * SPEND_RESOLUTION + 0.5)
-    per = per.sort_values(
-        ["key", "transactions", "customer_id"], ascending=[False, False, True], kind="stable"
-    ).reset_index(drop=True)
-    n = len(per)
-    rank = np.arange(n, dtype="int64")
-    per["rank"] = rank + 1
-    per["decile"] = (N_DECILES * rank) // n + 1
-    per["transactions"] = per["transactions"].astype("int64")
-    return per[["customer_id", "spend", "transactions", "rank", "decile"]]
+    with open_sequence(transactions, zero_amount_purchases=zero_amount_purchases) as seq:
+        out = seq.df(CUSTOMERS_SQL.format(table=seq.ranked(window)))
+    as_int64(out, "transactions", "rank", "decile")
+    return out
 
 
 def decile_table(
-    transactions: pd.DataFrame, window: Window = None, *, zero_amount_purchases: bool = False
+    transactions: Source, window: Window = None, *, zero_amount_purchases: bool = False
 ) -> pd.DataFrame:
     """Ten rows, decile 1 (top spenders) to 10, for the buyers of ``window``.
 
@@ -91,25 +117,20 @@ def decile_table(
     and ``mean_transactions`` (per customer of the decile), ``min_spend`` and ``max_spend``.
     Shares are fractions (0-1) of the window's totals and sum to 1 over the deciles.
     """
-    return decile_summary(customer_deciles(transactions, window, zero_amount_purchases=zero_amount_purchases))
+    with open_sequence(transactions, zero_amount_purchases=zero_amount_purchases) as seq:
+        return deciles_of(seq, window)
 
 
-def decile_summary(per_customer: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate :func:`customer_deciles` output into the ten-row decile table."""
-    grouped = per_customer.groupby("decile").agg(
-        customers=("spend", "size"),
-        revenue=("spend", "sum"),
-        transactions=("transactions", "sum"),
-        min_spend=("spend", "min"),
-        max_spend=("spend", "max"),
-    )
-    return decile_shares(grouped)
+def deciles_of(seq: Sequence, window: Window = None) -> pd.DataFrame:
+    """:func:`decile_table` of the buyers of ``window`` in an open :class:`Sequence`."""
+    table = seq.ranked(window)
+    return decile_shares(seq.df(DECILES_SQL.format(table=table)).set_index("decile"))
 
 
 def decile_shares(grouped: pd.DataFrame) -> pd.DataFrame:
     """The ten-row decile table from per-decile ``customers``, ``revenue``, ``transactions``,
     ``min_spend`` and ``max_spend`` (indexed by decile; missing deciles become empty rows):
-    shares of the totals and means per customer added (used by the pandas and the SQL audit)."""
+    shares of the totals and means per customer added."""
     deciles = pd.Index(np.arange(1, N_DECILES + 1), name="decile")
     out = grouped.reindex(deciles)
     for col in ("customers", "transactions"):
@@ -141,35 +162,39 @@ class DecileMigration:
 
 
 def decile_migration(
-    transactions: pd.DataFrame, period_1: Window, period_2: Window, *, zero_amount_purchases: bool = False
+    transactions: Source,
+    period_1: Window,
+    period_2: Window,
+    *,
+    zero_amount_purchases: bool = False,
 ) -> DecileMigration:
     """Cross-tabulate period-1 deciles (rows) against period-2 deciles or inactivity (columns).
 
     Each window is a pandas period string, a ``pd.Period`` or an inclusive ``(start, end)`` pair;
-    deciles in each are those of :func:`customer_deciles` (top = 1).
+    deciles in each are those of :func:`customer_deciles` (top = 1). :class:`DataError` when
+    nobody bought in ``period_1``; nobody in ``period_2`` makes every buyer inactive.
     """
-    first = customer_deciles(transactions, period_1, zero_amount_purchases=zero_amount_purchases)[["customer_id", "decile"]]
-    try:
-        second = customer_deciles(transactions, period_2, zero_amount_purchases=zero_amount_purchases)[["customer_id", "decile"]]
-    except DataError:
-        second = pd.DataFrame(
-            {"customer_id": pd.Series(dtype=str), "decile": pd.Series(dtype="int64")}
-        )
-    merged = first.merge(second, on="customer_id", how="left", suffixes=("_1", "_2"))
-    columns = [str(d) for d in range(1, N_DECILES + 1)] + [INACTIVE]
-    merged["decile_2"] = [
-        INACTIVE if pd.isna(d) else str(int(d)) for d in merged["decile_2"].to_numpy()
-    ]
-    counts = pd.crosstab(merged["decile_1"], merged["decile_2"])
-    counts = counts.reindex(
-        index=pd.Index(np.arange(1, N_DECILES + 1), name="decile_1"), columns=columns, fill_value=0
-    ).astype("int64")
-    counts.columns.name = "decile_2"
+    with open_sequence(transactions, zero_amount_purchases=zero_amount_purchases) as seq:
+        return migration_of(seq, period_1, period_2)
+
+
+def migration_of(seq: Sequence, period_1: Window, period_2: Window) -> DecileMigration:
+    """:func:`decile_migration` in an open :class:`Sequence`."""
+    first = seq.ranked(period_1)
+    second = seq.ranked(period_2, required=False)
+    cells = seq.df(MIGRATION_SQL.format(first=first, second=second, inactive=INACTIVE))
+    index = pd.Index(np.arange(1, N_DECILES + 1), name="decile_1")
+    columns = pd.Index([str(d) for d in range(1, N_DECILES + 1)] + [INACTIVE], name="decile_2")
+    counts = (
+        cells.pivot(index="decile_1", columns="decile_2", values="n")
+        .reindex(index=index, columns=columns)
+        .fillna(0)
+        .astype("int64")
+    )
     totals = counts.sum(axis=1).replace(0, np.nan)
-    row_shares = counts.div(totals, axis=0)
     return DecileMigration(
         counts=counts,
-        row_shares=row_shares,
+        row_shares=counts.div(totals, axis=0),
         period_1=window_label(period_1),
         period_2=window_label(period_2),
     )

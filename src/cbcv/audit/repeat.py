@@ -9,15 +9,16 @@ develops (Fader, Hardie & Ross 2022, *The Customer-Base Audit*, ch. 5-6):
 * ``active_share``: the share of the cohort that bought at least once in the period at age a
   (1 at age 0 by definition).
 
-Purchases are customer-days (same-day purchases are one, returns netted).
+Purchases are customer-days (same-day purchases are one, returns netted); the table is a
+group-by of the audit's :class:`~cbcv.audit.engine.Sequence`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from cbcv.audit._common import DateLike, customer_days, period_ordinals, resolve_freq, with_cohorts
+from cbcv.audit._common import DateLike
+from cbcv.audit.engine import Sequence, Source, as_int64, ladder, open_sequence, periods
 
 REPEAT_COLUMNS: tuple[str, ...] = (
     "cohort",
@@ -30,9 +31,18 @@ REPEAT_COLUMNS: tuple[str, ...] = (
     "active_share",
 )
 
+#: Per cohort and cohort period: first purchases, second purchases, active customers.
+REPEAT_SQL = """
+SELECT cohort, cperiod,
+       count(*) FILTER (WHERE k = 1) AS customers,
+       count(*) FILTER (WHERE k = 2) AS repeat_customers,
+       count(*) FILTER (WHERE new_cperiod) AS active_customers
+FROM seq GROUP BY cohort, cperiod
+"""
+
 
 def repeat_rates(
-    transactions: pd.DataFrame,
+    transactions: Source,
     period: str = "quarter",
     *,
     as_of: DateLike | None = None,
@@ -43,12 +53,12 @@ def repeat_rates(
     Parameters
     ----------
     transactions
-        A transaction log.
+        A transaction log (a DataFrame, an Arrow table or a Parquet file or glob).
     period
         Period of both cohorts and ages (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias).
-    as_of
-        Last day counted; default: the whole log. The last period is partial when the log ends
-        inside it.
+    as_of, zero_amount_purchases
+        Last day counted (default: the whole log; the last period is partial when the log ends
+        inside it) and the purchase rule of :func:`cbcv.data.transactions.daily_sql`.
 
     Returns
     -------
@@ -58,38 +68,28 @@ def repeat_rates(
     purchase day in ``period``) and ``active_share``. One row per cohort and age from 0 to the
     last period of the log, sorted by cohort then age.
     """
-    freq = resolve_freq(period)
-    days = with_cohorts(customer_days(transactions, as_of=as_of, zero_amount_purchases=zero_amount_purchases), freq)
-    days["age"] = period_ordinals(days["period"]) - period_ordinals(days["cohort"])
-    last_ordinal = int(period_ordinals(days["period"]).max())
+    with open_sequence(
+        transactions, period=period, as_of=as_of, zero_amount_purchases=zero_amount_purchases
+    ) as seq:
+        return repeat_of(seq)
 
-    days = days.sort_values(["customer_id", "date"], kind="stable")
-    order = days.groupby("customer_id", sort=False).cumcount()
-    second = days.loc[order == 1, ["cohort", "age"]]
-    sizes = days.loc[order == 0].groupby("cohort").size()
-    repeat_at = second.groupby(["cohort", "age"]).size()
-    active = days.groupby(["cohort", "age"])["customer_id"].nunique()
 
-    frames = []
-    for cohort, size in sizes.items():
-        n_ages = last_ordinal - cohort.ordinal + 1
-        ages = np.arange(n_ages, dtype="int64")
-        firsts = repeat_at.get(cohort, pd.Series(dtype="int64")).reindex(ages, fill_value=0)
-        act = active.get(cohort, pd.Series(dtype="int64")).reindex(ages, fill_value=0)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "cohort": cohort,
-                    "age": ages,
-                    "period": pd.period_range(cohort, periods=n_ages, freq=freq),
-                    "customers": int(size),
-                    "repeat_customers": np.cumsum(firsts.to_numpy()).astype("int64"),
-                    "active_customers": act.to_numpy().astype("int64"),
-                }
-            )
-        )
-    out = pd.concat(frames, ignore_index=True)
-    out["cohort"] = out["cohort"].astype(days["cohort"].dtype)
+def repeat_of(seq: Sequence) -> pd.DataFrame:
+    """:func:`repeat_rates` of an open :class:`Sequence`, cohorts and ages at its
+    ``cohort_period``: every cohort × age 0 to the log's last period."""
+    observed = seq.df(REPEAT_SQL)
+    sizes = observed.groupby("cohort")["customers"].sum()
+    cohorts = sizes.index.to_numpy(dtype="int64")
+    owner, ordinals = ladder(cohorts, int(observed["cperiod"].max()))
+    grid = pd.DataFrame({"cohort": cohorts[owner], "cperiod": ordinals})
+    out = grid.merge(observed.drop(columns="customers"), on=["cohort", "cperiod"], how="left")
+    out = out.fillna(0).sort_values(["cohort", "cperiod"], kind="stable").reset_index(drop=True)
+    out["age"] = out["cperiod"] - out["cohort"]
+    out["customers"] = sizes.to_numpy()[owner]
+    out["repeat_customers"] = out.groupby("cohort")["repeat_customers"].cumsum()
+    as_int64(out, "age", "customers", "repeat_customers", "active_customers")
     out["repeat_share"] = out["repeat_customers"] / out["customers"]
     out["active_share"] = out["active_customers"] / out["customers"]
+    out["period"] = periods(out["cperiod"], seq.cfreq)
+    out["cohort"] = periods(out["cohort"], seq.cfreq)
     return out[list(REPEAT_COLUMNS)]

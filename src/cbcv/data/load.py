@@ -94,7 +94,9 @@ from cbcv.data.reconciliation import Reconciliation, RowCounts, reconciliation_o
 from cbcv.data.rules import (
     RowRules,
     amount_sql,
+    date_sql,
     id_sql,
+    rejection_details,
     row_checks,
 )
 from cbcv.data.staged import ROW, Staged, file_sha256
@@ -128,13 +130,6 @@ REJECTION_COLUMNS: tuple[str, ...] = (
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 DUCKDB_SUFFIXES: tuple[str, ...] = (".duckdb", ".db")
-
-_WS = "' ' || chr(9) || chr(10) || chr(13)"
-ISO_DATE = (
-    r"\d{4}-\d{2}-\d{2}"
-    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?( ?(Z|[+-]\d{2}(:?\d{2})?))?)?"
-)
-
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -450,18 +445,6 @@ def file_kind(path: Path) -> str | None:
 # --------------------------------------------------------------------------- validation
 
 
-def _date_expr(column: str, date_format: str | None, typed: bool) -> str:
-    value = f"trim({ident(column)}, {_WS})"
-    if date_format is not None and not typed:
-        return f"CAST(try_strptime({value}, {literal(date_format)}) AS DATE)"
-    return (
-        f"CASE WHEN regexp_full_match({value}, '\\d{{8}}') "
-        f"THEN CAST(try_strptime({value}, '%Y%m%d') AS DATE) "
-        f"WHEN regexp_full_match({value}, {literal(ISO_DATE)}) "
-        f"THEN try_cast(left({value}, 10) AS DATE) END"
-    )
-
-
 def _validate(
     con: duckdb.DuckDBPyConnection,
     staged: Staged,
@@ -496,7 +479,7 @@ def _validate(
                        {ident(date_col)} AS date_raw,
                        {ident(amount_col)} AS amount_raw,
                        {id_sql(ident(id_col), rules)} AS customer_id,
-                       {_date_expr(date_col, date_format, typed)} AS date,
+                       {date_sql(ident(date_col), None if typed else date_format)} AS date,
                        {amount_sql(ident(amount_col))} AS amount,
                        {dup_rank} AS dup_rank,
                        {first_row} AS first_row
@@ -527,11 +510,7 @@ def _validate(
         by_reason[str(reason)] = int(count)
     counts = RowCounts.tally(rows_read, int(n_accepted), by_reason)
 
-    details = dict(REJECTION_DETAILS)
-    details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
-    if as_of is not None:
-        details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
-    rejections = _rejections_frame(con, staged, checks, details)
+    rejections = _rejections_frame(con, staged, checks, rejection_details(rules, as_of))
     if int(rejections["primary"].sum()) != counts.rejected:  # pragma: no cover - invariant
         raise RuntimeError("rejections table does not match the reconciliation")
     cursor = con.execute(reconciliation_sql("accepted", rules.zero_amount_purchases))
@@ -600,13 +579,6 @@ def _rejections_frame(
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     combined = combined.sort_values(["source_row", "ord"], na_position="last", kind="stable")
     return rejections_table(combined)
-
-
-#: The detail written beside a rejection reason in the rejections table.
-REJECTION_DETAILS: dict[str, str] = {
-    "date_out_of_range": "outside 1677-09-22 .. 2262-04-11",
-    "amount_out_of_range": "magnitude above 1e12",
-}
 
 
 def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from cbcv.core.errors import ConfigError
 from cbcv.data._sql import DIALECTS
 
 #: Changes whenever a rule changes, so that caches of validated logs are not reused across it.
@@ -59,6 +60,19 @@ UNICODE_BLANKS: tuple[int, ...] = (
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 #: Control characters (C0 and DEL) that no id may contain.
 CONTROL_PATTERN = r"[\x00-\x1f\x7f]"
+#: An ISO date or timestamp, as written (its calendar date is its first ten characters).
+ISO_DATE = (
+    r"\d{4}-\d{2}-\d{2}"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?( ?(Z|[+-]\d{2}(:?\d{2})?))?)?"
+)
+#: ASCII blanks trimmed around a text date.
+DATE_BLANKS = " \t\n\r"
+#: The detail written beside a rejection reason in the rejections table (the reasons whose
+#: detail depends on the settings are added by :func:`rejection_details`).
+REJECTION_DETAILS: dict[str, str] = {
+    "date_out_of_range": "outside 1677-09-22 .. 2262-04-11",
+    "amount_out_of_range": "magnitude above 1e12",
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,34 @@ def amount_sql(raw: str, engine: str = "duckdb") -> str:
     )
 
 
+def _full_match(value: str, pattern: str, engine: str) -> str:
+    """SQL: ``value`` matches the regular expression ``pattern`` as a whole (on Spark anchored
+    with ``\\z``: Java's ``$`` also matches before a final line terminator)."""
+    if engine == "spark":
+        anchored = "^(?:" + pattern + r")\z"
+        return f"{value} RLIKE {_quote(anchored, engine)}"
+    return f"regexp_full_match({value}, {_quote(pattern)})"
+
+
+def date_sql(raw: str, date_format: str | None = None, engine: str = "duckdb") -> str:
+    """SQL: the calendar day of the text expression ``raw`` (blanks around it trimmed): an ISO
+    date or timestamp (:data:`ISO_DATE`; the date as written, whatever the time or offset) or
+    ``YYYYMMDD``; with ``date_format`` (a strptime format, on Spark its pattern by
+    :func:`spark_date_pattern`) only that format. NULL when unparseable or not a real day."""
+    blanks = _quote(DATE_BLANKS, engine)
+    value = f"btrim({raw}, {blanks})" if engine == "spark" else f"trim({raw}, {blanks})"
+    if date_format is not None:
+        if engine == "spark":
+            pattern = _quote(spark_date_pattern(date_format), engine)
+            return f"CAST(try_to_timestamp({value}, {pattern}) AS DATE)"
+        return f"CAST(try_strptime({value}, {_quote(date_format)}) AS DATE)"
+    compact = f"concat_ws('-', substr({value}, 1, 4), substr({value}, 5, 2), substr({value}, 7, 2))"
+    return (
+        f"CASE WHEN {_full_match(value, '[0-9]{8}', engine)} THEN try_cast({compact} AS DATE) "
+        f"WHEN {_full_match(value, ISO_DATE, engine)} THEN try_cast(left({value}, 10) AS DATE) END"
+    )
+
+
 def day_checks(day: str, rules: RowRules, as_of: date | None) -> list[tuple[str, str]]:
     """(reason, SQL condition) pairs for a parsed day, in the order they are checked."""
     def d(value: date) -> str:
@@ -193,3 +235,92 @@ def row_checks(
         *((reason, "amount", cond) for reason, cond in amount_checks("amount", engine)),
         ("duplicate_row", "*", "dup_rank > 1"),
     ]
+
+
+def rejection_details(rules: RowRules, as_of: date | None) -> dict[str, str]:
+    """The ``detail`` of each rejection reason that has one, under ``rules`` and ``as_of``."""
+    details = dict(REJECTION_DETAILS)
+    details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
+    if as_of is not None:
+        details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
+    return details
+
+
+# --------------------------------------------------------------------------- strptime on Spark
+
+
+_STRPTIME: dict[str, tuple[str, str] | str] = {
+    # directive -> Spark pattern, or (unpadded, padded) for variable-width numbers: unpadded
+    # (1 or 2 digits, as strptime reads them) unless it touches another directive (%Y%m%d).
+    "Y": "yyyy",
+    "y": "yy",
+    "m": ("M", "MM"),
+    "d": ("d", "dd"),
+    "H": ("H", "HH"),
+    "I": ("h", "hh"),
+    "M": ("m", "mm"),
+    "S": ("s", "ss"),
+    "j": ("D", "DDD"),
+    "f": "SSSSSS",
+    "p": "a",
+    "b": "MMM",
+    "B": "MMMM",
+    "a": "EEE",
+    "A": "EEEE",
+}
+
+
+def _strptime_tokens(date_format: str) -> list[tuple[str, str]]:
+    """("d", directive) | ("t", literal text) tokens of a strptime format."""
+    tokens: list[tuple[str, str]] = []
+    i = 0
+    while i < len(date_format):
+        ch = date_format[i]
+        if ch != "%":
+            tokens.append(("t", ch))
+            i += 1
+            continue
+        if i + 1 >= len(date_format):
+            raise ConfigError(f"date_format {date_format!r} ends with a lone '%'")
+        code = date_format[i + 1]
+        if code == "%":
+            tokens.append(("t", "%"))
+        elif code in _STRPTIME:
+            tokens.append(("d", code))
+        else:
+            raise ConfigError(
+                f"date_format {date_format!r}: directive %{code} is not supported on Spark "
+                f"(supported: {' '.join('%' + c for c in _STRPTIME)} %%)"
+            )
+        i += 2
+    return tokens
+
+
+def spark_date_pattern(date_format: str) -> str:
+    """The Spark datetime pattern for a strptime ``date_format`` (``%d/%m/%Y`` -> ``d'/'M'/'yyyy``).
+
+    ConfigError naming the directive when it has no Spark equivalent here.
+    """
+    if not isinstance(date_format, str) or not date_format:
+        raise ConfigError(f"date_format must be a strptime format, got {date_format!r}")
+    tokens = _strptime_tokens(date_format)
+    out: list[str] = []
+    text = ""
+    for k, (kind, value) in enumerate(tokens):
+        if kind == "t":
+            text += value
+            continue
+        if text:
+            out.append("'" + text.replace("'", "''") + "'")
+            text = ""
+        spec = _STRPTIME[value]
+        if isinstance(spec, tuple):
+            adjacent = (k + 1 < len(tokens) and tokens[k + 1][0] == "d") or (
+                k > 0 and tokens[k - 1][0] == "d"
+            )
+            out.append(spec[1] if adjacent else spec[0])
+        else:
+            out.append(spec)
+    if text:
+        out.append("'" + text.replace("'", "''") + "'")
+    return "".join(out)

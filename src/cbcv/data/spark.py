@@ -73,12 +73,8 @@ from cbcv.data.load import (
     rejections_table,
 )
 from cbcv.data.reconciliation import RowCounts
-from cbcv.data.spark_rules import (
-    check_rows,
-    reconcile,
-    rejection_rows,
-    spark_date_pattern,
-)
+from cbcv.data.rules import spark_date_pattern
+from cbcv.data.spark_rules import check_rows, reconcile, rejection_rows
 from cbcv.data.spark_stage import (
     URI,
     is_temporal,
@@ -257,7 +253,8 @@ def load_transactions_spark(
     parsed = settings.parsed()
     date_format, reject_duplicates = settings.date_format, settings.reject_duplicates
     as_of_day, rules = parsed.as_of, parsed.rules
-    pattern = spark_date_pattern(date_format) if date_format is not None else None
+    if date_format is not None:
+        spark_date_pattern(date_format)  # a directive Spark cannot read fails before any work
     src = spark_source(source, settings.source_name)
     if src.kind == "csv":
         staged = stage_csv_spark(spark, src, parsed.columns, parsed.delimiter)
@@ -268,7 +265,7 @@ def load_transactions_spark(
         notes.append(
             f"date column {staged.columns['date']!r} is typed as a date: date_format was not needed"
         )
-    checked = check_rows(staged, as_of_day, pattern, reject_duplicates, rules).persist(
+    checked = check_rows(staged, as_of_day, date_format, reject_duplicates, rules).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     counts = _row_counts(checked, staged.name)

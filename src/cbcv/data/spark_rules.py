@@ -18,21 +18,20 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from cbcv.core.errors import ConfigError
 from cbcv.data._sql import SPARK
-from cbcv.data.load import (
-    ISO_DATE,
-    REJECTION_COLUMNS,
-    REJECTION_DETAILS,
-)
+from cbcv.data.load import REJECTION_COLUMNS
 from cbcv.data.reconciliation import Reconciliation, RowCounts, reconciliation_of
-from cbcv.data.rules import RowRules, amount_sql, id_sql, integral_text_sql, row_checks
+from cbcv.data.rules import (
+    RowRules,
+    amount_sql,
+    date_sql,
+    id_sql,
+    integral_text_sql,
+    rejection_details,
+    row_checks,
+)
 from cbcv.data.transactions import TRANSACTION_COLUMNS, reconciliation_sql
 
-#: ASCII blanks trimmed around a text date (DuckDB's ``trim(x, ' \t\n\r')``).
-_WS = " \t\n\r"
-_YYYYMMDD = r"^\d{8}\z"
-_ISO = "^(?:" + ISO_DATE + r")\z"
 _MICROS_PER_DAY = 86_400_000_000
 
 
@@ -85,106 +84,13 @@ def float_text(column: str) -> str:
     return integral_text_sql(column, "spark")
 
 
-# --------------------------------------------------------------------------- field rules
-
-
-_STRPTIME: dict[str, tuple[str, str] | str] = {
-    # directive -> Spark pattern, or (unpadded, padded) for variable-width numbers: unpadded
-    # (1 or 2 digits, as strptime reads them) unless it touches another directive (%Y%m%d).
-    "Y": "yyyy",
-    "y": "yy",
-    "m": ("M", "MM"),
-    "d": ("d", "dd"),
-    "H": ("H", "HH"),
-    "I": ("h", "hh"),
-    "M": ("m", "mm"),
-    "S": ("s", "ss"),
-    "j": ("D", "DDD"),
-    "f": "SSSSSS",
-    "p": "a",
-    "b": "MMM",
-    "B": "MMMM",
-    "a": "EEE",
-    "A": "EEEE",
-}
-
-
-def _strptime_tokens(date_format: str) -> list[tuple[str, str]]:
-    """("d", directive) | ("t", literal text) tokens of a strptime format."""
-    tokens: list[tuple[str, str]] = []
-    i = 0
-    while i < len(date_format):
-        ch = date_format[i]
-        if ch != "%":
-            tokens.append(("t", ch))
-            i += 1
-            continue
-        if i + 1 >= len(date_format):
-            raise ConfigError(f"date_format {date_format!r} ends with a lone '%'")
-        code = date_format[i + 1]
-        if code == "%":
-            tokens.append(("t", "%"))
-        elif code in _STRPTIME:
-            tokens.append(("d", code))
-        else:
-            raise ConfigError(
-                f"date_format {date_format!r}: directive %{code} is not supported on Spark "
-                f"(supported: {' '.join('%' + c for c in _STRPTIME)} %%)"
-            )
-        i += 2
-    return tokens
-
-
-def spark_date_pattern(date_format: str) -> str:
-    """The Spark datetime pattern for a strptime ``date_format`` (``%d/%m/%Y`` -> ``d'/'M'/'yyyy``).
-
-    ConfigError naming the directive when it has no Spark equivalent here.
-    """
-    if not isinstance(date_format, str) or not date_format:
-        raise ConfigError(f"date_format must be a strptime format, got {date_format!r}")
-    tokens = _strptime_tokens(date_format)
-    out: list[str] = []
-    text = ""
-    for k, (kind, value) in enumerate(tokens):
-        if kind == "t":
-            text += value
-            continue
-        if text:
-            out.append("'" + text.replace("'", "''") + "'")
-            text = ""
-        spec = _STRPTIME[value]
-        if isinstance(spec, tuple):
-            adjacent = (k + 1 < len(tokens) and tokens[k + 1][0] == "d") or (
-                k > 0 and tokens[k - 1][0] == "d"
-            )
-            out.append(spec[1] if adjacent else spec[0])
-        else:
-            out.append(spec)
-    if text:
-        out.append("'" + text.replace("'", "''") + "'")
-    return "".join(out)
-
-
-def date_sql(column: str, pattern: str | None) -> str:
-    """SQL: the calendar day of a text date: ISO date/timestamp (the date as written) or
-    YYYYMMDD; with a pattern, only that pattern. NULL when unparseable."""
-    v = f"btrim({column}, {SPARK.literal(_WS)})"
-    if pattern is not None:
-        return f"CAST(try_to_timestamp({v}, {SPARK.literal(pattern)}) AS DATE)"
-    compact = f"concat_ws('-', substr({v}, 1, 4), substr({v}, 5, 2), substr({v}, 7, 2))"
-    return (
-        f"CASE WHEN {v} RLIKE {SPARK.literal(_YYYYMMDD)} THEN try_cast({compact} AS DATE) "
-        f"WHEN {v} RLIKE {SPARK.literal(_ISO)} THEN try_cast(left({v}, 10) AS DATE) END"
-    )
-
-
 # --------------------------------------------------------------------------- checks
 
 
 def check_rows(
     staged: SparkStaged,
     as_of: date | None,
-    pattern: str | None,
+    date_format: str | None,
     reject_duplicates: bool,
     rules: RowRules,
 ) -> DataFrame:
@@ -204,7 +110,7 @@ def check_rows(
         F.col(date_name).alias("date_raw"),
         F.col(amount_name).alias("amount_raw"),
         F.expr(id_sql(id_name, rules, "spark")).alias("customer_id"),
-        F.expr(date_sql(date_name, None if staged.typed_date else pattern)).alias("date"),
+        F.expr(date_sql(date_name, None if staged.typed_date else date_format, "spark")).alias("date"),
         F.expr(amount_sql(amount_name, "spark")).alias("amount"),
         dup_rank.alias("dup_rank"),
         first_row.alias("first_row"),
@@ -229,15 +135,6 @@ def check_rows(
         F.lit("malformed_row").alias("reason"),
     )
     return checked.unionByName(malformed)
-
-
-def rejection_details(rules: RowRules, as_of: date | None) -> dict[str, str]:
-    """The ``detail`` of each reason that has one (as DuckDB writes them)."""
-    details = dict(REJECTION_DETAILS)
-    details["date_before_earliest"] = f"before {rules.earliest_date.isoformat()}, the earliest date"
-    if as_of is not None:
-        details["date_after_as_of"] = f"after as-of date {as_of.isoformat()}"
-    return details
 
 
 def _failing(checked: DataFrame, column: str, raw: Column, reason: str, detail: Column,
