@@ -92,12 +92,8 @@ def cohort_table(
     at least two purchase days), ``repeat_share`` (their share of the cohort, 0-1),
     ``transactions`` (customer-days) and ``transactions_per_customer``.
     """
-    with open_sequence(
-        transactions,
-        period=cohort_period,
-        as_of=as_of,
-        zero_amount_purchases=zero_amount_purchases,
-    ) as seq:
+    rule = {"as_of": as_of, "zero_amount_purchases": zero_amount_purchases}
+    with open_sequence(transactions, period=cohort_period, **rule) as seq:
         return cohorts_of(seq)
 
 
@@ -122,35 +118,21 @@ def c3_table(
 ) -> pd.DataFrame:
     """Customer cohort chart (C3) data: calendar period × acquisition cohort, long format.
 
-    Parameters
-    ----------
-    transactions
-        A transaction log (as in :func:`cohort_table`).
-    period
-        Calendar period of the rows (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias).
-    cohort_period
-        Period that defines cohorts; default ``period``. It may be coarser than ``period``
-        (e.g. yearly cohorts on a quarterly chart).
-    as_of, zero_amount_purchases
-        As in :func:`cohort_table`. The last period is partial when ``as_of`` (or the log) ends
-        inside it.
+    Rows are calendar ``period`` s (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias) of
+    the log ``transactions`` (as in :func:`cohort_table`); cohorts are defined by
+    ``cohort_period`` (default ``period``), which may be coarser (yearly cohorts on a quarterly
+    chart). ``as_of`` and ``zero_amount_purchases`` act as in :func:`cohort_table`; the last
+    period is partial when ``as_of`` (or the log) ends inside it.
 
-    Returns
-    -------
-    DataFrame with ``period``, ``cohort`` (both ``pd.Period``), ``age`` (whole ``period`` units
-    from the period holding the cohort's first day; 0 in the first), ``revenue`` (net spend),
+    Returns ``period``, ``cohort`` (both ``pd.Period``), ``age`` (whole ``period`` units from the
+    period holding the cohort's first day; 0 in the first), ``revenue`` (net spend),
     ``active_customers`` (customers of the cohort with at least one purchase day in the period)
     and ``transactions`` (customer-days). Every cohort has a row for every period from the one
     containing the cohort's first day to the last period of the log, with zeros where the cohort
-    bought nothing; a cohort has no rows before it exists. Sorted by period then cohort.
+    bought nothing, and none before it exists. Sorted by period then cohort.
     """
-    with open_sequence(
-        transactions,
-        period=period,
-        cohort_period=cohort_period,
-        as_of=as_of,
-        zero_amount_purchases=zero_amount_purchases,
-    ) as seq:
+    rule = {"as_of": as_of, "zero_amount_purchases": zero_amount_purchases}
+    with open_sequence(transactions, period=period, cohort_period=cohort_period, **rule) as seq:
         return c3_of(seq)
 
 

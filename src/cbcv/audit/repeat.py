@@ -50,22 +50,14 @@ def repeat_rates(
 ) -> pd.DataFrame:
     """Cumulative repeat-purchase share and period activity by cohort and age.
 
-    Parameters
-    ----------
-    transactions
-        A transaction log (a DataFrame, an Arrow table or a Parquet file or glob).
-    period
-        Period of both cohorts and ages (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias).
-    as_of, zero_amount_purchases
-        Last day counted (default: the whole log; the last period is partial when the log ends
-        inside it) and the purchase rule of :func:`cbcv.data.transactions.daily_sql`.
+    ``period`` (``"month"``, ``"quarter"``, ``"year"`` or a pandas alias) is the unit of both
+    cohorts and ages; ``transactions``, ``as_of`` and ``zero_amount_purchases`` are as in
+    :func:`cbcv.audit.cohort_table` (the last period is partial when the log ends inside it).
 
-    Returns
-    -------
-    DataFrame with ``cohort``, ``age`` (int), ``period`` (calendar period = cohort + age),
+    Returns ``cohort``, ``age`` (int), ``period`` (calendar period = cohort + age),
     ``customers`` (cohort size), ``repeat_customers`` (customers whose second purchase day falls
     in a period at age <= ``age``), ``repeat_share``, ``active_customers`` (customers with a
-    purchase day in ``period``) and ``active_share``. One row per cohort and age from 0 to the
+    purchase day in ``period``) and ``active_share``: one row per cohort and age from 0 to the
     last period of the log, sorted by cohort then age.
     """
     with open_sequence(
