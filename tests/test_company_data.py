@@ -41,7 +41,8 @@ def _config(tmp: Path) -> Path:
 
 def _posteriors(run: Path) -> None:
     """Posteriors of N_DRAWS draws scattered around the published estimates, saved where
-    notebook 02 puts them."""
+    notebook 02 puts them: the calibration fits (``models/``) and the refits to the valuation
+    date (``refit/``, the same draws here)."""
     import arviz as az
 
     rng = np.random.default_rng(11)
@@ -51,8 +52,9 @@ def _posteriors(run: Path) -> None:
             k: (v * np.exp(rng.normal(0, 0.05, N_DRAWS)))[None, :] for k, v in values.items()
         })
         model.idata.attrs.update({"cbcv_model": name, "method": "map"})
-        save_fit(model, pd.DataFrame({"x": [1.0], "t_x": [1.0], "T": [2.0], "count": [1]}),
-                 run / "models" / name, {"calibration_end": "1997-09-30", "time_unit": "week"})
+        for folder, end in (("models", "1997-09-30"), ("refit", "1998-06-30")):
+            save_fit(model, pd.DataFrame({"x": [1.0], "t_x": [1.0], "T": [2.0], "count": [1]}),
+                     run / folder / name, {"calibration_end": end, "time_unit": "week"})
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +118,10 @@ def test_every_customer_is_scored_to_the_work_folder(company) -> None:
 
     loaded, data, run = company
     clv, info = VC.company_clv(loaded, data, run)
-    assert isinstance(clv, ScoredBase) and clv.path == data.folder / "customers.parquet"
-    assert info["source"].startswith("posteriors loaded") and info["n_draws"] == N_DRAWS
+    valued = data.at(loaded.config.valuation_date)  # scored at the valuation date
+    assert isinstance(clv, ScoredBase) and clv.path == valued.folder / "customers.parquet"
+    assert valued.folder == data.folder / "to_1998-06-30"
+    assert "posteriors loaded" in info["source"] and info["n_draws"] == N_DRAWS
     assert clv.n_customers == 2357 and clv.total.shape == (N_DRAWS,) and (clv.total > 0).all()
     assert clv.by_decile()["customers"].sum() == 2357
     assert clv.by_cohort()["customers"].tolist() == [781, 857, 719]  # CDNOW's Jan-Mar 1997 cohorts
@@ -144,6 +148,44 @@ def test_valuation_through_the_seam(company) -> None:
     assert "1 quarter(s) with new customers" in v.future_note  # one acquisition cohort: zero
     assert v.to_json_dict()["existing_customers"]["customers"] == 2357
     assert v.revenue is not None and np.isfinite(v.revenue.mean_table().to_numpy()).all()
+
+
+def test_data_to_the_valuation_date_beside_the_calibration_data(company, per_customer) -> None:
+    """:meth:`CompanyData.at`: the summaries to another date, with no holdout, in their own
+    subfolder; the calibration summaries stay cached beside them."""
+    from cbcv.data.summary import customer_summary
+
+    loaded, data, _ = company
+    stamp = data.summary_file.stat().st_mtime_ns
+    valued = data.at(loaded.config.valuation_date)
+    assert valued.settings.calibration_end.isoformat() == "1998-06-30"
+    assert valued.settings.holdout_end is None and "x_holdout" not in valued.counted
+    assert valued.data_window == (data.reconciliation.first_date, loaded.config.valuation_date)
+    expected = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1998-06-30",
+                                time_unit="week", zero_amount_purchases=True)
+    got = valued.summaries().set_index("customer_id").loc[expected["customer_id"]]
+    np.testing.assert_allclose(got["x"], expected["x"])
+    np.testing.assert_allclose(got["T"], expected["T"])
+    assert int(valued.counted["count"].sum()) == 2357
+    assert (valued.counted["x"] * valued.counted["count"]).sum() == pytest.approx(
+        (per_customer["x"] + per_customer["x_holdout"]).sum())  # calibration + holdout purchases
+    assert data.summary_file.stat().st_mtime_ns == stamp  # the calibration summaries not evicted
+    assert valued.at(loaded.config.valuation_date) is valued
+
+
+def test_first_purchase_spend_from_the_first_purchase_days(company) -> None:
+    from cbcv.data.transactions import to_daily
+
+    loaded, data, _ = company
+    days = to_daily(load_dataset("cdnow-sample").transactions, zero_amount_purchases=True)
+    first = days.sort_values(["customer_id", "date"]).groupby("customer_id")["amount"].first()
+    est = data.at(loaded.config.valuation_date).first_purchase_spend()
+    assert est.n == len(first) == 2357
+    assert est.mean == pytest.approx(first.mean(), rel=1e-12)
+    assert est.sd == pytest.approx(first.std(ddof=1), rel=1e-9)
+    # first purchases are not repeat purchases: CDNOW's average first day is smaller
+    repeat = days.sort_values(["customer_id", "date"]).groupby("customer_id").nth(slice(1, None))["amount"]
+    assert est.mean < repeat.mean()
 
 
 def test_scores_are_reused_while_the_inputs_are_the_same(company) -> None:

@@ -99,7 +99,8 @@ def test_report_runs_every_notebook_out_of_core(tmp_path):
     work = work_folder(load_config(config))
     try:
         result = run_report(config, tmp_path / "reports", progress=lambda _m: None)
-        assert (work / "customers.parquet").is_file()  # per-customer scores stay in data/processed
+        # per-customer scores stay in data/processed, scored at the valuation date
+        assert (work / "to_1998-06-30" / "customers.parquet").is_file()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     prov = json.loads(result.provenance.read_text())

@@ -53,8 +53,13 @@ def test_report_model_section(sample_report: Path) -> None:
     text = body.get_text(" ")
     for section in ("Parameters", "Holdout validation", "Tracking cumulative repeat transactions",
                     "Conditional expectations", "Posterior predictive check", "P(alive) calibration",
-                    "Default purchase model"):
+                    "Default purchase model", "Refit to the valuation date", "mean_calibration", "mean_refit"):
         assert section in text, section
+    # validate, then refit: the calibration fits and the refits to the valuation date, side by side
+    for name in ("bgnbd", "pareto_nbd", "gamma_gamma"):
+        cal = json.loads((sample_report / "models" / name / "fit.json").read_text())
+        ref = json.loads((sample_report / "refit" / name / "fit.json").read_text())
+        assert (cal["meta"]["calibration_end"], ref["meta"]["calibration_end"]) == ("1997-09-30", "1998-06-30")
     assert not body.select(".jp-CodeCell .jp-InputArea, .highlight")
     assert "Traceback" not in text
     assert len(body.select('img[src^="data:image/png;base64,"]')) >= 4
@@ -148,6 +153,22 @@ def test_report_valuation_sections_and_valuation_json(sample_report: Path) -> No
     assert val["unit_economics"]["CLV / CAC"]["median"] > 0
     layers = val["revenue_forecast"]["mean_by_layer"]
     assert list(layers) == ["existing"] and len(layers["existing"]) == 40
+    # valued at the valuation date (as_of), the forecast starting in the quarter after it
+    assert val["valuation_date"] == "1998-06-30"
+    assert val["data_window"] == {"first_day": "1997-01-01", "last_day": "1998-06-30",
+                                  "calibration_end": "1997-09-30"}
+    assert val["revenue_forecast"]["periods"][0] == "1998Q3"
+
+
+@pytest.mark.slow
+def test_every_page_states_the_valuation_date(sample_report: Path) -> None:
+    pages = sorted(sample_report.glob("0*.html")) + [sample_report / "index.html"]
+    assert len(pages) == 5
+    for page in pages:
+        text = BeautifulSoup(page.read_text(), "html.parser").get_text(" ")
+        assert re.search(r"[Vv]aluation date:? 1998-06-30", text), page.name
+    index = BeautifulSoup((sample_report / "index.html").read_text(), "html.parser").get_text(" ")
+    assert "1997-01-01 to 1998-06-30" in index  # the data window
 
 
 @pytest.mark.slow

@@ -80,17 +80,58 @@ def test_value_company_cdnow_sample(tmp_path) -> None:
     ce = bridge["existing_customer_equity"]["mean"]
     assert record["value_per_share"]["mean"] == pytest.approx((ce - pv_fixed) / 1000, rel=1e-9)
     assert record["prob_value_above_price"] == float(record["value_per_share"]["mean"] > 20)
-    # the MAP fit is close to the published estimates: equity within 3% of theirs
+    assert record["existing_customers"]["customers"] == 2357
+    assert record["valuation_date"] == "1998-06-30"
+
+
+def test_validate_then_refit_then_value_at_the_valuation_date(tmp_path) -> None:
+    """The purchase model is chosen on the calibration fits; every model is then refitted on all
+    data to the valuation date (as_of), and the CLV, the acquisitions and the revenue forecast are
+    as of that date."""
+    from cbcv.config import load_config
     from cbcv.data.datasets import load_dataset
     from cbcv.data.summary import customer_summary
+    from cbcv.pipeline.workflow import load_company, load_fit
 
-    summary = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1997-09-30",
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(financials=FINANCIALS), encoding="utf-8")
+    loaded = load_config(cfg)
+    run = tmp_path / "run"
+    valuation = VC.value_loaded(loaded, result=load_company(loaded, tmp_path / "work"), run_dir=run)
+    record = valuation.to_json_dict()
+    assert record["valuation_date"] == "1998-06-30"
+    assert record["data_window"] == {"first_day": "1997-01-01", "last_day": "1998-06-30",
+                                     "calibration_end": "1997-09-30"}
+    assert record["revenue_forecast"]["periods"][:2] == ["1998Q3", "1998Q4"]
+    fits = {folder: {n: load_fit(run / folder / n) for n in ("bgnbd", "gamma_gamma")}
+            for folder in ("models", "refit")}
+    assert {m["calibration_end"] for _, m in fits["models"].values()} == {"1997-09-30"}
+    assert {m["calibration_end"] for _, m in fits["refit"].values()} == {"1998-06-30"}
+    # the refit is the fit of the 78-week summary, not the 39-week one
+    summary = customer_summary(load_dataset("cdnow-sample").transactions, calibration_end="1998-06-30",
                                zero_amount_purchases=True)
-    published = score_customers(_fixed(BetaGeoModel, **BG), _fixed(GammaGammaModel, **GG), summary,
-                                tmp_path / "published.parquet", margin=0.3, annual_discount_rate=0.10,
-                                time_unit="week")
-    assert ce == pytest.approx(published.total[0], rel=0.03)
-    assert record["existing_customers"]["customers"] == 2357
+    direct = BetaGeoModel()
+    direct.fit(summary, SamplerSettings(method="map", seed=7))
+    refit_bg, calibration_bg = fits["refit"]["bgnbd"][0].draws(), fits["models"]["bgnbd"][0].draws()
+    for name, value in direct.draws().items():
+        assert refit_bg[name][0] == pytest.approx(value[0], rel=1e-3), name
+    assert any(abs(refit_bg[k][0] / calibration_bg[k][0] - 1) > 0.02 for k in refit_bg)
+    # existing customer equity: the refits' CLV of every customer at the valuation date
+    scored = score_customers(fits["refit"]["bgnbd"][0], fits["refit"]["gamma_gamma"][0], summary,
+                             tmp_path / "scored.parquet", margin=0.3, annual_discount_rate=0.10,
+                             time_unit="week")
+    assert record["bridge"]["existing_customer_equity"]["mean"] == pytest.approx(scored.total[0], rel=1e-9)
+    # the model page's side-by-side table (notebook 02) holds both fits of every parameter
+    from cbcv.pipeline.workflow import CompanyFits, fit_comparison, fit_record
+
+    def as_fits(folder: str) -> CompanyFits:
+        models = {n: m for n, (m, _) in fits[folder].items()}
+        return CompanyFits(summary=summary, models=models, records={n: fit_record(m) for n, m in models.items()})
+
+    table = fit_comparison(as_fits("models"), as_fits("refit"))
+    row = table.set_index(["model", "parameter"]).loc[("bgnbd", "r")]
+    assert row["mean_calibration"] == pytest.approx(calibration_bg["r"][0])
+    assert row["mean_refit"] == pytest.approx(refit_bg["r"][0])
 
 
 def test_purchase_model_choice_uses_the_holdout(cdnow_weekly) -> None:
@@ -141,18 +182,21 @@ def test_company_clv_uses_saved_posteriors(tmp_path, cdnow_sample_load) -> None:
                    encoding="utf-8")
     loaded = load_config(cfg)
     models = {"pareto_nbd": _fixed(ParetoNBDModel, **PN), "gamma_gamma": _fixed(GammaGammaModel, **GG)}
-    for name, model in models.items():
-        model.idata.attrs.update({"cbcv_model": name, "method": "map"})
-        save_fit(model, pd.DataFrame({"customer_id": ["a"], "x": [1.0], "t_x": [1.0], "T": [2.0]}),
-                 tmp_path / "run" / "models" / name, {"calibration_end": "1997-09-30", "time_unit": "week"})
+    one = pd.DataFrame({"customer_id": ["a"], "x": [1.0], "t_x": [1.0], "T": [2.0]})
+    for folder, end in (("models", "1997-09-30"), ("refit", "1998-06-30")):  # calibration fit, refit
+        for name, model in models.items():
+            model.idata.attrs.update({"cbcv_model": name, "method": "map"})
+            save_fit(model, one, tmp_path / "run" / folder / name, {"calibration_end": end, "time_unit": "week"})
     clv, info = VC.company_clv(loaded, load_company(loaded, tmp_path / "work"), tmp_path / "run")
-    assert info["source"].startswith("posteriors loaded")
+    assert info["source"].startswith("calibration fits posteriors loaded")
+    assert "refits to 1998-06-30 posteriors loaded from this run's refit/ folder" in info["source"]
     assert info["purchase_model"] == "pareto_nbd" and info["n_draws"] == 1
-    from cbcv.data.summary import calibration_holdout
+    assert str(info["valuation_date"]) == "1998-06-30"
+    from cbcv.data.summary import customer_summary
 
-    summary = calibration_holdout(cdnow_sample_load.transactions, calibration_end="1997-09-30",
-                                  holdout_end="1998-06-30", time_unit="week",
-                                  zero_amount_purchases=True)
+    # valued at the valuation date: every customer's summary to 1998-06-30
+    summary = customer_summary(cdnow_sample_load.transactions, calibration_end="1998-06-30",
+                               time_unit="week", zero_amount_purchases=True)
     delta = np.log(1.1) * 7 / 365.25
     dert = P.dert(models["pareto_nbd"], summary, delta=delta)[0]
     x = summary["x"].to_numpy()

@@ -117,3 +117,35 @@ def test_existing_revenue_weights_count_each_unit_customers(cdnow_weekly) -> Non
                                             n_draws=2, weights=units["count"].to_numpy())
     assert len(units) < len(data)
     np.testing.assert_allclose(weighted, per_customer, rtol=1e-12)
+
+
+def test_a_new_customer_brings_its_first_purchase() -> None:
+    """CLV at acquisition = margin × (first spend + repeat spend × DERT); the first purchase is
+    revenue of the acquisition period and counts towards payback."""
+    freq, spend = _draws("pareto_nbd", PN, 2), _draws("gamma_gamma", GG, 2)
+    kwargs = dict(period="quarter", n_periods=8, time_unit="week", n_draws=2)
+    repeat = D.new_customer_revenue_by_age(freq, spend, **kwargs)
+    first = np.array([30.0, 40.0])
+    both = D.new_customer_revenue_by_age(freq, spend, first_spend=first, **kwargs)
+    np.testing.assert_allclose(both[:, 0] - repeat[:, 0], first)
+    np.testing.assert_array_equal(both[:, 1:], repeat[:, 1:])
+    ue_kwargs = dict(margin=np.full(2, 0.3), annual_discount_rate=np.full(2, 0.1), acquisition_cost=np.full(2, 10.0),
+                     period="quarter", horizon_periods=8, time_unit="week", n_draws=2)
+    without = D.unit_economics(freq, spend, **ue_kwargs)
+    with_first = D.unit_economics(freq, spend, first_spend=first, **ue_kwargs)
+    np.testing.assert_allclose(with_first.clv - without.clv, 0.3 * first, rtol=1e-12)
+    # a first purchase of 40 at a 30% margin covers a CAC of 10 at once: paid back in quarter 1
+    assert with_first.payback_periods.tolist() == [1.0, 1.0]
+
+
+def test_first_purchase_spend_posterior_is_the_students_t_of_the_mean() -> None:
+    est = D.FirstPurchaseSpend(n=50, mean=35.0, sd=12.0)
+    draws = est.draws(200_000, seed=3)
+    se = 12.0 / np.sqrt(50)
+    assert draws.mean() == pytest.approx(35.0, abs=4 * se * np.sqrt(49 / 47) / np.sqrt(200_000))
+    assert draws.std() == pytest.approx(se * np.sqrt(49 / 47), rel=0.01)  # t(49) variance 49/47
+    assert np.quantile(draws, 0.95) == pytest.approx(35.0 + se * stats.t.ppf(0.95, 49), rel=2e-3)
+    np.testing.assert_array_equal(est.draws(5, seed=3), est.draws(5, seed=3))
+    assert D.FirstPurchaseSpend(1, 20.0, float("nan")).draws(3).tolist() == [20.0, 20.0, 20.0]
+    with pytest.raises(ValueError, match="no first purchases"):
+        D.FirstPurchaseSpend(0, float("nan"), float("nan")).draws(3)

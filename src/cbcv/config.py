@@ -306,6 +306,13 @@ class CompanyConfig(_Strict):
     report: ReportSettings = ReportSettings()
     engine: EngineSettings = EngineSettings()
 
+    @property
+    def valuation_date(self) -> dt.date:
+        """The date the company is valued at: ``as_of``, else the end of the data the config
+        reads (``holdout_end``, else ``calibration_end``). The calibration fit validates the
+        models on the holdout; the valuation refits them on all data to this date."""
+        return self.as_of or self.holdout_end or self.calibration_end
+
     @model_validator(mode="after")
     def _dates_ordered(self) -> CompanyConfig:
         if self.holdout_end is not None and self.holdout_end <= self.calibration_end:

@@ -212,6 +212,31 @@ def summary_counts(
     return out
 
 
+def column_moments(
+    summaries: str | os.PathLike[str] | WrittenSummaries,
+    column: str,
+    *,
+    where: str | None = None,
+    memory_limit: str | None = None,
+) -> tuple[int, float, float]:
+    """The number of customers with a value of ``column`` in a summary Parquet file, its mean
+    and its sample standard deviation (NaN for fewer than two), optionally under the SQL filter
+    ``where`` (e.g. the first-purchase spend of the customers acquired since a date)."""
+    path, relation = _source(summaries)
+    col = ident(column)
+    filt = f"AND ({where})" if where else ""
+    with scratch_connection(memory_limit=memory_limit) as con:
+        try:
+            n, mean, sd = con.execute(
+                f"SELECT count({col}), avg({col}), stddev_samp({col}) FROM {relation} "
+                f"WHERE {col} IS NOT NULL {filt}"
+            ).fetchone()
+        except duckdb.Error as exc:
+            raise DataError(f"{path.name}: cannot summarise {column} ({first_line(exc)})") from exc
+    nan = float("nan")
+    return int(n), float(mean) if mean is not None else nan, float(sd) if sd is not None else nan
+
+
 def sample_rows(
     summaries: str | os.PathLike[str] | WrittenSummaries,
     n: int,

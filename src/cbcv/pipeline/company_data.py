@@ -24,16 +24,23 @@ to disk beyond them), so no step holds a pandas row per customer unless it asks 
   (Fader, Hardie & Lee 2005, "RFM and CLV", eq. 5), so a unit's expected spend times its count
   is the sum over its customers, and DERT depends on the summary alone: the sensitivities and
   the revenue forecast over units equal those over customers;
-* the first purchases by date and the acquisition history per period;
+* the first purchases by date, the acquisition history per period, and the mean and spread of
+  the first purchases' spend (what a future customer spends at acquisition);
 * the tracking table (purchase days by date, counted from the validated log);
 * the scored customers (:func:`cbcv.clv.scoring.score_customers`), written with their ids to
   ``customers.parquet`` in the work folder (derived data, never in a report folder); the
   scored base is kept beside it (``scored.npz``, :mod:`cbcv.clv.scored_store`) and reused while
   the summaries, posteriors, margin and rate draws are the same.
+
+The summaries end at the calibration end, for the fit that holdout validation judges;
+:meth:`CompanyData.at` gives the seam over the same log with the summaries ending at another
+date, the valuation date, for the refit on all data that the valuation uses. Its derived files
+go to a subfolder of the work folder named for that date, so neither set evicts the other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -51,9 +58,16 @@ from cbcv.core import cache
 from cbcv.core.errors import CbcvError
 from cbcv.data.load import Reconciliation, ValidatedLog
 from cbcv.data.summary import summary_frame
-from cbcv.data.summary_files import RFT, sample_rows, summary_counts, write_summaries
+from cbcv.data.summary_files import (
+    RFT,
+    column_moments,
+    sample_rows,
+    summary_counts,
+    write_summaries,
+)
 from cbcv.models.base import CLVModel
 from cbcv.valuation.acquisition import acquisitions_from_first_purchases
+from cbcv.valuation.drivers import FirstPurchaseSpend
 
 #: Repeat buyers sampled (seeded) for the gamma-gamma fit; all of them when there are fewer.
 SPEND_SAMPLE = 100_000
@@ -85,11 +99,27 @@ class CompanyData:
     engine section (DuckDB caps, or Spark for the summaries). ``seed``: the spend sample's."""
 
     def __init__(self, log: ValidatedLog, settings: SummarySettings,
-                 engine: EngineSettings | None = None, seed: int = 0) -> None:
+                 engine: EngineSettings | None = None, seed: int = 0, *, subfolder: str | None = None) -> None:
         self.log = log
         self.settings = settings
         self.engine = engine if engine is not None else EngineSettings()
         self.seed = seed
+        self.subfolder = subfolder
+
+    def at(self, end: dt.date) -> CompanyData:
+        """The seam over the same log with the summaries ending at ``end`` and no holdout
+        period: the data the valuation refits the models on (module docstring). ``self`` when
+        its summaries already end there without a holdout."""
+        s = self.settings
+        if s.calibration_end == end and s.holdout_end is None:
+            return self
+        settings = dataclasses.replace(s, calibration_end=end, holdout_end=None)
+        return CompanyData(self.log, settings, self.engine, self.seed, subfolder=f"to_{end.isoformat()}")
+
+    @property
+    def data_window(self) -> tuple[dt.date | None, dt.date]:
+        """First day of the validated log and the last day the summaries count."""
+        return self.reconciliation.first_date, self.settings.holdout_end or self.settings.calibration_end
 
     # --- the validated log ----------------------------------------------------------------
 
@@ -113,8 +143,13 @@ class CompanyData:
 
     @property
     def folder(self) -> Path:
-        """The work folder: the validated log's folder, where the derived files go."""
-        return self.accepted.parent
+        """Where the derived files go: the validated log's folder (the work folder), or its
+        subfolder for summaries ending at another date (:meth:`at`)."""
+        if self.subfolder is None:
+            return self.accepted.parent
+        folder = self.accepted.parent / self.subfolder
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def _caps(self) -> dict[str, Any]:
         return {"memory_limit": self.engine.memory_limit}
@@ -185,6 +220,13 @@ class CompanyData:
         units = summary_counts(self.summary_file, RFT, sums=("mean_repeat_spend",), **self._caps())
         units["mean_repeat_spend"] = units.pop("mean_repeat_spend_sum") / units["count"]
         return units
+
+    def first_purchase_spend(self) -> FirstPurchaseSpend:
+        """The spend of the customers' first purchases (their first purchase day), counted in
+        SQL over the summary file: what a future customer is expected to spend at acquisition
+        (:class:`cbcv.valuation.drivers.FirstPurchaseSpend`)."""
+        n, mean, sd = column_moments(self.summary_file, "first_spend", **self._caps())
+        return FirstPurchaseSpend(n, mean, sd)
 
     def first_purchases(self) -> pd.Series:
         """Customers by the date of their first purchase (index: dates, sorted)."""

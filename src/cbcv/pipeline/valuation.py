@@ -3,9 +3,14 @@
 Steps (every one reuses a tested piece; no statistics of its own):
 
 1. load the config (its ``financials`` are required) and the transaction log;
-2. fit the configured summary models (:func:`cbcv.pipeline.workflow.fit_company_models`);
+2. fit the configured summary models to the calibration period
+   (:func:`cbcv.pipeline.workflow.fit_company_models`);
 3. pick the purchase model: with a holdout period and several frequency models, the one that
    :func:`cbcv.valuation.holdout.choose_default` prefers; otherwise the first one configured;
+   then refit every model on all data to the valuation date
+   (:attr:`cbcv.config.CompanyConfig.valuation_date`, :func:`valuation_fits`): validate, then
+   refit, then value. Every later step (CLV, acquisitions, revenue forecast, unit economics)
+   is as of that date;
 4. draw the financial inputs, one per posterior draw (:func:`cbcv.valuation.inputs.draw_financials`);
 5. existing customer equity = total residual CLV per draw, every customer scored
    (:meth:`cbcv.pipeline.company_data.CompanyData.score`, margin and discount rate per draw);
@@ -22,13 +27,17 @@ Whatever the size, every data-side input comes from the one seam
 Parquet, acquisitions from the first purchases in the summary file, and the sensitivities and
 revenue forecast over the valuation units (distinct summaries weighted by their customers).
 
-CLV at acquisition of a future customer (step 6) is ``margin × p γ / (q − 1) × DERT(x=0, t_x=0,
-T=0)`` per draw: the population-mean spend times the discounted expected repeat transactions
-of a customer just acquired (the first purchase's own margin is not counted).
+CLV at acquisition of a future customer (step 6) is ``margin × (E[first spend] + p γ / (q − 1) ×
+DERT(x=0, t_x=0, T=0))`` per draw: its first purchase, whose mean is estimated from the first
+purchases in the data with its posterior uncertainty
+(:class:`cbcv.valuation.drivers.FirstPurchaseSpend`), plus the population-mean repeat spend
+times the discounted expected repeat transactions of a customer just acquired. The revenue
+forecast of future cohorts counts their first purchases in their acquisition period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +97,9 @@ class CompanyValuation:
     revenue: RevenueLayers | None = None
     unit_economics: UnitEconomics | None = None
     source: str = ""
+    valuation_date: dt.date | None = None
+    data_window: tuple[dt.date | None, dt.date] | None = None
+    calibration_end: dt.date | None = None
 
     def diagnostics(self) -> dict[str, Any]:
         """The verdict over every fit behind the valuation (:func:`cbcv.models.verdict.combined_diagnostics`):
@@ -99,7 +111,13 @@ class CompanyValuation:
         return list(self.diagnostics()["problems"])
 
     def to_json_dict(self) -> dict[str, Any]:
-        out = self.result.to_json_dict()
+        first, last = self.data_window or (None, None)
+        out: dict[str, Any] = {
+            "valuation_date": _iso(self.valuation_date),
+            "data_window": {"first_day": _iso(first), "last_day": _iso(last),
+                            "calibration_end": _iso(self.calibration_end)},
+        }
+        out.update(self.result.to_json_dict())
         out["models"] = {
             "purchase": self.purchase_model,
             "spend": "gamma_gamma",
@@ -139,6 +157,10 @@ class CompanyValuation:
             }
         out["assumptions_note"] = self.result.conventions.get("assumptions_note")
         return out
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def _records(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -183,10 +205,12 @@ def future_equity(
     settings: SamplerSettings,
     terminal: str = "none",
     terminal_growth: float = 0.0,
+    first_spend: Any = 0.0,
 ) -> tuple[FutureEquity | None, str, np.ndarray | None]:
     """Future customer equity, or ``None`` and the reason it is left out (step 6), and the
     ``(draws, periods)`` forecast acquisitions (``None`` without future customers). ``history``:
-    new customers per ``period`` (:func:`acquisition_history`)."""
+    new customers per ``period`` (:func:`acquisition_history`); ``first_spend``: the expected
+    spend of a new customer's first purchase (scalar or ``(draws,)``)."""
     active = int((history["new_customers"] > 0).sum())
     if active < MIN_ACQUISITION_PERIODS:
         return None, (
@@ -207,7 +231,8 @@ def future_equity(
     new = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
     delta = continuous_rate(fin.discount_rate, time_unit)
     clv_new = fin.contribution_margin * (
-        dert_draws(freq_model, new, np.broadcast_to(delta, (n,)), n)[:, 0]
+        np.broadcast_to(np.asarray(first_spend, dtype=float), (n,))
+        + dert_draws(freq_model, new, np.broadcast_to(delta, (n,)), n)[:, 0]
         * _to_draws(P.expected_spend(spend_model, new, max_draws=n), n)[:, 0]
     )
     fe = future_customer_equity(
@@ -264,21 +289,22 @@ def value_loaded(
     if "gamma_gamma" not in cfg.models:
         raise ConfigError(f"{loaded.path}: models: a valuation needs gamma_gamma for the spend per transaction")
     result = result if result is not None else load_company(loaded)
-    summary, models, source = company_models(loaded, result, run_dir, progress)
-    name, reason = choose_purchase_model({k: v for k, v in models.items() if k in P.FREQUENCY}, summary)
-    freq, spend = models[name], models["gamma_gamma"]
+    fits = valuation_fits(loaded, result, run_dir, progress)
+    freq, spend, data = fits.freq, fits.spend, fits.data
     n = min(n_model_draws(freq), n_model_draws(spend), max_draws or np.iinfo(np.int64).max)
     fin_cfg = cfg.financials
     fin = draw_financials(fin_cfg, n, seed=cfg.seed)
     unit, period = cfg.time_unit, fin_cfg.acquisition_period
     if progress:
         progress(f"customer lifetime value over {n} draws ...")
-    clv = result.score(freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
+    clv = data.score(freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
+    first = data.first_purchase_spend()
+    first_draws = first.draws(n, seed=cfg.seed)
     future, note, acquisitions = future_equity(
-        result.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
+        data.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
         market=market if market is not None else _market(fin_cfg),
         settings=sampler_settings(loaded), terminal=fin_cfg.terminal_value,
-        terminal_growth=fin_cfg.terminal_growth,
+        terminal_growth=fin_cfg.terminal_growth, first_spend=first_draws,
     )
     valuation = value_bridge(
         clv.total, future, fin, cost_growth=fin_cfg.cost_growth, capex_deductible=fin_cfg.capex_deductible,
@@ -288,7 +314,7 @@ def value_loaded(
     valuation.conventions["future_customers"] = note
     if progress:
         progress("sensitivities, scenarios, revenue forecast and unit economics ...")
-    units = result.valuation_units()
+    units = data.valuation_units()
     weights = customer_weights(units)
     n_s = min(n, SENSITIVITY_DRAWS, max(2, UNIT_ELEMENTS // len(units)))
     thin_s = np.linspace(0, n - 1, n_s).round().astype(int)
@@ -299,6 +325,7 @@ def value_loaded(
         acquisitions=acquisitions[thin_s] if acquisitions is not None else None,
         new_customer_dert=new_customer_dert_function(freq, unit, n_s) if acquisitions is not None else None,
         new_customer_spend=population_spend(spend, n_s),
+        new_customer_first_spend=first_draws[thin_s],
         acquisition_unit=period,
         terminal=fin_cfg.terminal_value,  # type: ignore[arg-type]
         terminal_growth=fin_cfg.terminal_growth,
@@ -311,25 +338,38 @@ def value_loaded(
     existing_rev = existing_revenue_by_period(
         freq, spend, units, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev, weights=weights
     )
-    new_rev = new_customer_revenue_by_age(freq, spend, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev)
+    new_rev = new_customer_revenue_by_age(freq, spend, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev,
+                                          first_spend=first_draws[thin])
     acq = acquisitions[thin] if acquisitions is not None else np.zeros((n_rev, 0))
-    labels = pd.period_range(pd.Period(cfg.calibration_end, freq=_PANDAS_FREQ[period]) + 1, periods=steps)
+    labels = forecast_periods(fits.valuation_date, period, steps)
     revenue = revenue_layers(existing_rev, new_rev, acq, periods=labels.astype(str),
                              cohort_labels=[f"acquired {p}" for p in labels.astype(str)])
     ue = unit_economics(
         freq, spend, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
         acquisition_cost=fin.acquisition_cost, period=period, horizon_periods=steps, time_unit=unit,
-        n_draws=n, currency=cfg.company.currency,
+        n_draws=n, currency=cfg.company.currency, first_spend=first_draws,
     )
     return CompanyValuation(
-        result=valuation, clv=clv, financials=fin, purchase_model=name, choice_reason=reason,
-        future=future, future_note=note, models={k: fit_record(m) for k, m in models.items()},
+        result=valuation, clv=clv, financials=fin, purchase_model=fits.purchase_model,
+        choice_reason=fits.choice_reason, future=future, future_note=note,
+        models={k: fit_record(m) for k, m in fits.models.items()},
         sensitivity=sens, tornado=tornado(sens, step=TORNADO_STEP), elasticities=elasticities(sens),
-        scenarios=scenarios(sens, fin_cfg.scenarios), revenue=revenue, unit_economics=ue, source=source,
+        scenarios=scenarios(sens, fin_cfg.scenarios), revenue=revenue, unit_economics=ue, source=fits.source,
+        valuation_date=fits.valuation_date, data_window=data.data_window,
+        calibration_end=fits.calibration_end,
     )
 
 
 _PANDAS_FREQ = {"month": "M", "quarter": "Q"}
+
+
+def forecast_periods(valuation_date: dt.date, period: str, steps: int) -> pd.PeriodIndex:
+    """The ``steps`` periods of the forecast: from the first ``period`` that starts after the
+    valuation date (the next one when the date ends a period, as 1998-06-30 ends 1998Q2; the one
+    after the date's own period otherwise, which the data cover in part)."""
+    freq = _PANDAS_FREQ[period]
+    current = pd.Period(valuation_date, freq=freq)
+    return pd.period_range(current + 1, periods=steps)
 
 
 def write_valuation(valuation: CompanyValuation, loaded: LoadedConfig, out_dir: str | Path) -> Path:
@@ -352,25 +392,28 @@ DEFAULT_CLV_INPUTS = {"contribution_margin": 1.0, "discount_rate": 0.10}
 
 
 def company_models(
-    loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, progress: Any = None
+    loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, progress: Any = None,
+    *, folder: str = "models",
 ) -> tuple[pd.DataFrame, dict[str, CLVModel], str]:
-    """The company's counted calibration summary and fitted models (``result``: the company's
-    data, :func:`cbcv.pipeline.workflow.load_company`): the posteriors saved under
-    ``run_dir/models/<name>/posterior.nc`` (by notebook 02 / ``fit_company_models``) when every
-    configured summary model has one fitted to the same calibration end, else fresh fits.
-    Returns the summary, the models by name and where they came from."""
+    """The company's counted summary and fitted models (``result``: the company's data,
+    :func:`cbcv.pipeline.workflow.load_company`, or its data to the valuation date): the
+    posteriors saved under ``run_dir/<folder>/<name>/posterior.nc`` (by notebook 02 /
+    ``fit_company_models``) when every configured summary model has one fitted to the same
+    summary end, else fresh fits, saved there. Returns the summary, the models by name and where
+    they came from."""
     from cbcv.models import SUMMARY_MODELS
     from cbcv.pipeline.workflow import fit_company_models, load_fit
 
     cfg = loaded.config
     names = [n for n in cfg.models if n in SUMMARY_MODELS]
+    end = result.settings.calibration_end.isoformat()
     if run_dir is not None:
-        folder = Path(run_dir) / "models"
-        if all((folder / n / "posterior.nc").is_file() for n in names):
+        saved = Path(run_dir) / folder
+        if all((saved / n / "posterior.nc").is_file() for n in names):
             models: dict[str, CLVModel] = {}
             for n in names:
-                model, meta = load_fit(folder / n)
-                if meta.get("calibration_end") != cfg.calibration_end.isoformat():
+                model, meta = load_fit(saved / n)
+                if meta.get("calibration_end") != end:
                     break
                 models[n] = model
             else:
@@ -378,11 +421,65 @@ def company_models(
                 for name, model in models.items():  # the data it was fitted on, for LOO
                     if name in P.FREQUENCY:
                         model.arrays, model.inverse = model.prepare(summary)
-                return summary, models, f"posteriors loaded from this run's {folder.name}/ folder (saved by an earlier notebook)"
+                return summary, models, f"posteriors loaded from this run's {folder}/ folder (saved by an earlier notebook)"
     # saved into the run (as notebook 02 does): the next notebook reuses them, and the run's
     # provenance and index see their diagnostics verdict
-    fits = fit_company_models(loaded, result, Path(run_dir) / "models" if run_dir else None, progress)
+    fits = fit_company_models(loaded, result, Path(run_dir) / folder if run_dir else None, progress)
     return fits.summary, fits.models, f"fitted now ({cfg.sampler.method})"
+
+
+@dataclass(frozen=True)
+class ValuationFits:
+    """Validate, then refit (module docstring, steps 2-3): the purchase model chosen on the
+    calibration fits (``calibration_models``, validated on the holdout), and the data and models
+    to the valuation date that everything valued uses."""
+
+    purchase_model: str
+    choice_reason: str
+    calibration_end: dt.date
+    calibration_models: dict[str, CLVModel]
+    data: CompanyData
+    models: dict[str, CLVModel]
+    source: str
+
+    @property
+    def freq(self) -> CLVModel:
+        return self.models[self.purchase_model]
+
+    @property
+    def spend(self) -> CLVModel:
+        return self.models["gamma_gamma"]
+
+    @property
+    def valuation_date(self) -> dt.date:
+        return self.data.settings.calibration_end
+
+
+def valuation_fits(
+    loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, progress: Any = None
+) -> ValuationFits:
+    """The calibration fits (:func:`company_models`), the purchase model they choose
+    (:func:`choose_purchase_model`), and every model refitted on all data to the valuation date
+    (saved under ``run_dir/refit/``); the calibration fits themselves when the calibration ends
+    at the valuation date without a holdout period."""
+    from cbcv.pipeline.workflow import REFIT_DIR
+
+    cfg = loaded.config
+    summary, models, source = company_models(loaded, result, run_dir, progress)
+    if "gamma_gamma" not in models:
+        raise ConfigError(f"{loaded.path}: models: CLV and valuation need gamma_gamma for the spend per transaction")
+    name, reason = choose_purchase_model({k: v for k, v in models.items() if k in P.FREQUENCY}, summary)
+    data = result.at(cfg.valuation_date)
+    refits = models
+    if data is not result:
+        if progress:
+            progress(f"refitting on all data to the valuation date {cfg.valuation_date} ...")
+        _, refits, refit_source = company_models(loaded, data, run_dir, progress, folder=REFIT_DIR)
+        source = f"calibration fits {source}; refits to {cfg.valuation_date} {refit_source}"
+    return ValuationFits(
+        purchase_model=name, choice_reason=reason, calibration_end=result.settings.calibration_end,
+        calibration_models=models, data=data, models=refits, source=source,
+    )
 
 
 def company_clv(
@@ -394,11 +491,8 @@ def company_clv(
     in the config, CLV is in revenue (margin 1) at a 10% discount rate, and ``info["note"]``
     says so. ``info`` also names the models, where they came from and why this purchase model."""
     cfg = loaded.config
-    summary, models, source = company_models(loaded, result, run_dir, progress)
-    if "gamma_gamma" not in models:
-        raise ConfigError(f"{loaded.path}: models: CLV needs gamma_gamma for the spend per transaction")
-    name, reason = choose_purchase_model({k: v for k, v in models.items() if k in P.FREQUENCY}, summary)
-    freq, spend = models[name], models["gamma_gamma"]
+    fits = valuation_fits(loaded, result, run_dir, progress)
+    freq, spend, data = fits.freq, fits.spend, fits.data
     n = min(n_model_draws(freq), n_model_draws(spend), max_draws or np.iinfo(np.int64).max)
     if cfg.financials is not None:
         fin = draw_financials(cfg.financials, n, seed=cfg.seed)
@@ -408,8 +502,10 @@ def company_clv(
         margin, rate = DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"]
         note = ("no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a "
                 "year, an illustrative assumption")
-    clv = result.score(freq, spend, margin=margin, rate=rate, n=n, progress=progress)
-    info = {"purchase_model": name, "choice_reason": reason, "spend_model": "gamma_gamma",
-            "source": source, "n_draws": n, "note": note,
-            "diagnostics": combined_diagnostics({k: m.verdict().to_dict() for k, m in models.items()})}
+    clv = data.score(freq, spend, margin=margin, rate=rate, n=n, progress=progress)
+    info = {"purchase_model": fits.purchase_model, "choice_reason": fits.choice_reason,
+            "spend_model": "gamma_gamma", "source": fits.source, "n_draws": n, "note": note,
+            "valuation_date": fits.valuation_date, "data_window": data.data_window,
+            "calibration_end": fits.calibration_end,
+            "diagnostics": combined_diagnostics({k: m.verdict().to_dict() for k, m in fits.models.items()})}
     return clv, info

@@ -420,7 +420,8 @@ def fit_company_models(
     records: dict[str, dict[str, Any]] = {}
     meta = {
         "source": cfg.data.source, "sha256": data.reconciliation.sha256,
-        "calibration_end": cfg.calibration_end.isoformat(), "time_unit": cfg.time_unit, "seed": cfg.seed,
+        "calibration_end": data.settings.calibration_end.isoformat(), "time_unit": cfg.time_unit,
+        "seed": cfg.seed,
     }
     for name in cfg.models:
         if name not in SUMMARY_MODELS:
@@ -437,6 +438,35 @@ def fit_company_models(
         if out is not None:
             save_fit(model, fitted, Path(out) / name, meta, customer_data=False)
     return CompanyFits(summary=summary, models=models, records=records)
+
+
+#: Run-folder subfolder of the refits on all data to the valuation date (``models/`` holds the
+#: calibration fits that holdout validation judges).
+REFIT_DIR = "refit"
+
+
+def refit_company_models(
+    loaded: LoadedConfig, data: CompanyData, fits: CompanyFits, out: str | Path | None = None,
+    progress: Any = None,
+) -> tuple[CompanyData, CompanyFits]:
+    """Validate, then refit: the company's data to its valuation date
+    (:attr:`cbcv.config.CompanyConfig.valuation_date`, :meth:`CompanyData.at`) and every model
+    refitted on it (:func:`fit_company_models`, saved under ``out`` when given), for the CLV and
+    the valuation. ``data`` and ``fits`` themselves when the calibration already ends at the
+    valuation date without a holdout period."""
+    target = data.at(loaded.config.valuation_date)
+    if target is data:
+        return data, fits
+    return target, fit_company_models(loaded, target, out, progress)
+
+
+def fit_comparison(calibration: CompanyFits, refit: CompanyFits) -> pd.DataFrame:
+    """The two fits side by side, one row per (model, parameter): posterior mean and 94% HDI of
+    the calibration fit and of the refit to the valuation date, and the refit's r̂."""
+    cols = ["model", "parameter", "mean", "hdi_low", "hdi_high"]
+    left = parameter_table(calibration.records).reindex(columns=cols)
+    right = parameter_table(refit.records).reindex(columns=[*cols, "r_hat"])
+    return left.merge(right, on=["model", "parameter"], how="outer", suffixes=("_calibration", "_refit"))
 
 
 def company_tracking(

@@ -29,16 +29,20 @@ def _exporter() -> HTMLExporter:
 
 
 def render_notebook_html(
-    notebook: str | Path, out: str | Path, title: str | None = None, log: str | Path | None = None
+    notebook: str | Path, out: str | Path, title: str | None = None, log: str | Path | None = None,
+    banner: str | None = None,
 ) -> Path:
     """Render an executed notebook to a self-contained HTML page with no code cells, no script
     and no external resource. The kernel's stdout/stderr and any traceback go to ``log``
-    (default ``logs/<page>.log`` beside the page), not onto the page."""
+    (default ``logs/<page>.log`` beside the page), not onto the page. ``banner`` (Markdown,
+    already escaped: :func:`cbcv.report.summary.valuation_banner`) opens the page."""
     nb = nbformat.read(str(notebook), as_version=4)
     out = Path(out)
     move_to_log(nb, Path(log) if log else out.parent / "logs" / f"{out.stem}.log")
     if title:
         nb.metadata["title"] = title
+    if banner:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner))
     body, _ = _exporter().from_notebook_node(nb)
     out.write_text(sanitize_page(body), encoding="utf-8")
     return out

@@ -25,7 +25,7 @@ from papermill.exceptions import PapermillExecutionError
 from cbcv.config import LoadedConfig, load_config
 from cbcv.core import interrupt
 from cbcv.core.cache import atomic_write_json
-from cbcv.core.errors import ReportError
+from cbcv.core.errors import CbcvError, ReportError
 from cbcv.core.paths import notebooks_dir, repo_root
 from cbcv.report.provenance import git_state, package_versions, sha256_file
 from cbcv.report.render import IndexEntry, render_notebook_html, write_index
@@ -36,6 +36,7 @@ from cbcv.report.summary import (
     executive_summary,
     methodology_appendix,
     run_diagnostics,
+    valuation_banner,
 )
 
 KERNEL_NAME = "cbcv-python3"
@@ -100,6 +101,18 @@ def input_fingerprint(loaded: LoadedConfig) -> dict[str, Any]:
     return info
 
 
+def data_first_day(loaded: LoadedConfig) -> dt.date | None:
+    """The first day of the company's validated log (validated now, and cached for the
+    notebooks: :func:`cbcv.pipeline.workflow.validate_company`); None when it cannot be read,
+    which the first notebook then reports."""
+    from cbcv.pipeline.workflow import validate_company
+
+    try:
+        return validate_company(loaded).reconciliation.first_date
+    except CbcvError:
+        return None
+
+
 def _one_line_error(exc: PapermillExecutionError, notebook: str) -> str:
     evalue = " ".join(str(exc.evalue).split())
     return f"notebook {notebook} failed in cell {exc.exec_count}: {exc.ename}: {evalue}"
@@ -132,6 +145,7 @@ def run_report(
     (run_dir / "config.yaml").write_text(loaded.path.read_text(encoding="utf-8"), encoding="utf-8")
     kernel = ensure_kernel()
     fingerprint = input_fingerprint(loaded)
+    first_day = data_first_day(loaded)
 
     parameters = {"config_path": str(loaded.path), "run_dir": str(run_dir.resolve())}
     parameters.update(extra_parameters or {})
@@ -159,7 +173,8 @@ def run_report(
         timings[name] = round(seconds, 2)
         title = SECTION_TITLES.get(name, name)
         html_name = f"{name}.html"
-        render_notebook_html(executed, run_dir / html_name, title=f"{cfg.company.name}: {title}")
+        render_notebook_html(executed, run_dir / html_name, title=f"{cfg.company.name}: {title}",
+                             banner=valuation_banner(cfg, first_day))
         entries.append(IndexEntry(title=title, href=html_name, status=status, seconds=seconds))
         progress(f"[{i}/{len(names)}] {name} {status} in {seconds:.1f} s")
         interrupt.check()  # a notebook stopped by the same Ctrl-C is not a failed report
@@ -189,6 +204,8 @@ def run_report(
     prov_path = run_dir / "provenance.json"
     atomic_write_json(prov_path, provenance)
     facts = [
+        ("valuation date", cfg.valuation_date.isoformat()),
+        ("data window", f"{first_day or 'start'} to {cfg.valuation_date}"),
         ("input", f"{fingerprint['file']} (sha256 {str(fingerprint['sha256'])[:16]}…)"),
         ("config", loaded.path.name),
         ("seed", str(cfg.seed)),

@@ -86,12 +86,30 @@ def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> 
     return path
 
 
+def valuation_banner(cfg: CompanyConfig, first_day: Any = None) -> str:
+    """The line that opens every page (Markdown, escaped): the valuation date, the data window
+    and the calibration the models were validated on."""
+    window = f"data from {first_day} to {cfg.valuation_date}" if first_day else f"data to {cfg.valuation_date}"
+    checked = f"models validated on a calibration period to {cfg.calibration_end}"
+    if cfg.holdout_end is not None:
+        checked += f" and a holdout period to {cfg.holdout_end}"
+    refit = ", then refitted on all data to the valuation date" if cfg.valuation_date != cfg.calibration_end else ""
+    return f"**Valuation date: {md(cfg.valuation_date)}** · {md(window)} · {md(checked + refit)}."
+
+
 # -- reading a run --------------------------------------------------------------------------------
+#: Run-folder subfolders holding fits: the calibration fits and the refits to the valuation date
+#: (:data:`cbcv.pipeline.workflow.REFIT_DIR`), with the label their verdicts carry.
+FIT_FOLDERS: tuple[tuple[str, str], ...] = (("models", ""), ("refit", " (refit to the valuation date)"))
+
+
 def fit_records(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``models/<name>/fit.json`` of a run, by model name."""
+    """``models/<name>/fit.json`` and ``refit/<name>/fit.json`` of a run, by model name (the
+    refits' names marked as such)."""
     out = {}
-    for fj in sorted(Path(run_dir).glob("models/*/fit.json")):
-        out[fj.parent.name] = json.loads(fj.read_text(encoding="utf-8"))
+    for folder, label in FIT_FOLDERS:
+        for fj in sorted(Path(run_dir).glob(f"{folder}/*/fit.json")):
+            out[fj.parent.name + label] = json.loads(fj.read_text(encoding="utf-8"))
     return out
 
 

@@ -13,10 +13,14 @@ for scenarios such as "retention +5%") scale the population's dropout process, d
 The shocked parameters then feed the same prediction code as the fitted ones (P(alive) and DERT
 given each customer's history), so a shock moves today's P(alive) as well as the future.
 
-A new customer's CLV at acquisition counts its repeat purchases only (the first purchase is the
-acquisition itself): ``margin × E[spend] × DERT(x = 0, t_x = 0, T = 0)`` with ``E[spend] =
-p γ / (q − 1)``, the gamma-gamma population mean (Fader, Hardie & Lee 2005, "RFM and CLV",
-eq. 5 with x = 0).
+A new customer's CLV at acquisition counts its first purchase and its repeat purchases:
+``margin × (E[first spend] + E[spend] × DERT(x = 0, t_x = 0, T = 0))``. ``E[spend] =
+p γ / (q − 1)`` is the gamma-gamma population mean of repeat spend (Fader, Hardie & Lee 2005,
+"RFM and CLV", eq. 5 with x = 0), and DERT counts repeat transactions only. The first purchase
+is made at acquisition, so it is not discounted within the customer's life; its expected spend
+is estimated from the first purchases in the data (:class:`FirstPurchaseSpend`), which differ
+from repeat purchases (gamma-gamma is fitted to repeat spend only) and are real revenue of
+every future cohort, in its acquisition period.
 """
 
 from __future__ import annotations
@@ -35,6 +39,31 @@ from cbcv.core.discount import continuous_rate
 from cbcv.core.draws import draw_stats
 from cbcv.core.units import periods_per_year, unit_days
 from cbcv.models.base import CLVModel
+
+
+@dataclass(frozen=True)
+class FirstPurchaseSpend:
+    """The mean spend of a customer's first purchase, estimated from ``n`` first purchases with
+    sample mean ``mean`` and standard deviation ``sd`` (:meth:`CompanyData.first_purchase_spend`).
+
+    Its uncertainty is the posterior of a population mean under the reference prior
+    p(μ, σ) ∝ 1/σ: ``μ | data ~ mean + sd / √n × t(n − 1)`` (Gelman et al., *Bayesian Data
+    Analysis*, 3rd ed., §3.2), exact for normal data and, by the central limit theorem, for any
+    spend distribution with finite variance when ``n`` is large, as it is for a customer base."""
+
+    n: int
+    mean: float
+    sd: float
+
+    def draws(self, n_draws: int, seed: int = 0) -> np.ndarray:
+        """``(n_draws,)`` posterior draws of the mean first-purchase spend (seeded)."""
+        if self.n < 1 or not np.isfinite(self.mean):
+            raise ValueError("first-purchase spend: no first purchases to estimate it from")
+        if self.n < 2 or not np.isfinite(self.sd):
+            return np.full(n_draws, self.mean)
+        t = np.random.default_rng(seed).standard_t(self.n - 1, size=n_draws)
+        return self.mean + self.sd / np.sqrt(self.n) * t
+
 
 #: A customer just acquired: no repeat purchase yet, age 0.
 NEW_CUSTOMER = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
@@ -149,21 +178,26 @@ def existing_revenue_by_period(
 
 
 def new_customer_revenue_by_age(
-    freq_model: CLVModel, spend_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int
+    freq_model: CLVModel, spend_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int,
+    first_spend: Any = 0.0,
 ) -> np.ndarray:
-    """``(draws, n_periods)`` expected repeat revenue of one new customer in the period of its
-    acquisition (age 0) and each later one: E[spend] × ΔE[X(t)] (population E[X(t)])."""
+    """``(draws, n_periods)`` expected revenue of one new customer in the period of its
+    acquisition (age 0) and each later one: its first purchase, ``first_spend`` (scalar or
+    ``(draws,)``), at age 0, and its repeat purchases E[spend] × ΔE[X(t)] (population E[X(t)])."""
     length = period_length(period, time_unit)
     t = np.arange(n_periods + 1) * length
     cumulative = P.expected_purchases_population(freq_model, t, max_draws=n_draws)
-    return population_spend(spend_model, n_draws)[:, None] * np.diff(cumulative, axis=1)
+    out = population_spend(spend_model, n_draws)[:, None] * np.diff(cumulative, axis=1)
+    out[:, 0] += np.broadcast_to(np.asarray(first_spend, dtype=float), (out.shape[0],))
+    return out
 
 
 @dataclass(frozen=True)
 class UnitEconomics:
-    """A new customer's economics per draw: CLV at acquisition (repeat purchases, discounted,
-    after the contribution margin), the acquisition cost, and the payback time (undiscounted
-    cumulative margin ≥ acquisition cost; ``inf`` when not reached within the horizon)."""
+    """A new customer's economics per draw: CLV at acquisition (its first purchase and its repeat
+    purchases, discounted, after the contribution margin), the acquisition cost, and the payback
+    time (undiscounted cumulative margin ≥ acquisition cost, counting from the first purchase;
+    ``inf`` when not reached within the horizon)."""
 
     clv: np.ndarray
     acquisition_cost: np.ndarray
@@ -213,13 +247,17 @@ def unit_economics(
     time_unit: str,
     n_draws: int,
     currency: str | None = None,
+    first_spend: Any = 0.0,
 ) -> UnitEconomics:
-    """Unit economics of a new customer per draw (see :class:`UnitEconomics`)."""
+    """Unit economics of a new customer per draw (see :class:`UnitEconomics`); ``first_spend``:
+    the expected spend of its first purchase (scalar or ``(draws,)``)."""
     dert_new = new_customer_dert_function(freq_model, time_unit, n_draws)(1.0, annual_discount_rate)
     spend = population_spend(spend_model, n_draws)
-    clv = margin * spend * dert_new
+    first = np.broadcast_to(np.asarray(first_spend, dtype=float), spend.shape)
+    clv = margin * (first + spend * dert_new)
     by_age = new_customer_revenue_by_age(
-        freq_model, spend_model, period=period, n_periods=horizon_periods, time_unit=time_unit, n_draws=n_draws
+        freq_model, spend_model, period=period, n_periods=horizon_periods, time_unit=time_unit, n_draws=n_draws,
+        first_spend=first,
     )
     cum_margin = np.cumsum(margin[:, None] * by_age, axis=1)
     reached = cum_margin >= acquisition_cost[:, None]

@@ -99,11 +99,11 @@ class ValuationModel:
     acquisitions
         ``(draws, periods)`` new customers per future period (``None``: no future customers).
         The first ``horizon_periods(financials.horizon_years, acquisition_unit)`` are used.
-    new_customer_dert, new_customer_spend
-        A new customer's discounted expected transactions from acquisition (``(draws,)``, or a
-        function / mapping; include the first purchase if it should count) and its expected
-        spend per transaction (scalar or ``(draws,)``). CLV at acquisition =
-        margin × spend × DERT.
+    new_customer_dert, new_customer_spend, new_customer_first_spend
+        A new customer's discounted expected repeat transactions from acquisition (``(draws,)``,
+        or a function / mapping), its expected spend per repeat transaction and the expected
+        spend of its first purchase (scalars or ``(draws,)``). CLV at acquisition =
+        margin × (first spend + spend × DERT) (:mod:`cbcv.valuation.drivers`).
     acquisition_unit, timing, terminal, terminal_growth
         Passed to :func:`cbcv.valuation.equity.future_customer_equity`.
     bridge_options
@@ -117,6 +117,7 @@ class ValuationModel:
     acquisitions: Any = None
     new_customer_dert: DertSource | None = None
     new_customer_spend: Any = 0.0
+    new_customer_first_spend: Any = 0.0
     acquisition_unit: str = "quarter"
     timing: Timing = "mid"
     terminal: Terminal = "none"
@@ -228,7 +229,8 @@ class ValuationModel:
                     f"{self.acquisition_unit}s of acquisitions; {acq.shape[1]} were forecast"
                 )
             spend_new = per_draw(self.new_customer_spend, self.n_draws, "new_customer_spend")
-            clv = margin * s["spend"] * spend_new * self._new_dert(m, d, shift, rate)
+            first = per_draw(self.new_customer_first_spend, self.n_draws, "new_customer_first_spend")
+            clv = margin * s["spend"] * (first + spend_new * self._new_dert(m, d, shift, rate))
             future = future_customer_equity(
                 acq[:, :n_per] * s["acquisition_volume"],
                 clv[:, None],
