@@ -109,6 +109,26 @@ class DataSource(_Strict):
         default=None,
         description="IANA zone in which zone-aware timestamps are read (default: their own)",
     )
+    layout: Literal["transactions", "panel_wide", "panel_long"] = Field(
+        default="transactions",
+        description="transactions: a purchase log; panel_wide / panel_long: a customer x period "
+        "revenue panel (cbcv.data.panel), one purchase occasion per active customer-period",
+    )
+    panel_period: Literal["quarter", "month", "year"] = Field(
+        default="quarter", description="the period of a revenue panel's columns or labels"
+    )
+    panel_columns: dict[str, str] | None = Field(
+        default=None,
+        description="a revenue panel's column names (customer_id, cohort; long: period, revenue)",
+    )
+    pre_start_labels: list[str] | None = Field(
+        default=None,
+        description="cohort labels of customers acquired before the panel starts (e.g. pre_y2016)",
+    )
+
+    @property
+    def is_panel(self) -> bool:
+        return self.layout != "transactions"
 
     @field_validator("timezone")
     @classmethod
@@ -253,6 +273,11 @@ class Financials(_Strict):
     market_price: float | None = Field(default=None, gt=0)
     horizon_years: float = Field(default=10.0, gt=0, le=MAX_HORIZON_YEARS)
     acquisition_period: Literal["month", "quarter"] = "quarter"
+    acquisition_seasonality: bool = Field(
+        default=False,
+        description="a hazard ratio per quarter (or month) of the year in the acquisition model, for "
+        "acquisitions with a seasonal pattern (e.g. a Q4 peak)",
+    )
     market_size: MarketSizeSpec | None = Field(
         default=None,
         description="addressable market (prospects) for the acquisition model of future customers; "

@@ -56,6 +56,7 @@ from cbcv.clv.scoring import ScoredBase, score_customers
 from cbcv.config import CompanyConfig, EngineSettings
 from cbcv.core import cache
 from cbcv.core.errors import CbcvError
+from cbcv.data._sql import literal
 from cbcv.data.load import Reconciliation, ValidatedLog
 from cbcv.data.summary import summary_frame
 from cbcv.data.summary_files import (
@@ -193,12 +194,31 @@ class CompanyData:
         return summary_frame(pd.read_parquet(self.summary_file), self.summary_file.name,
                              self.settings.calibration_end, holdout=self.settings.holdout_end is not None)
 
+    @property
+    def observed_birth(self) -> str | None:
+        """SQL filter on the summaries keeping the customers whose acquisition the data show:
+        ``None`` but for a revenue panel with customers acquired before it starts
+        (:data:`cbcv.pipeline.workflow.PRE_START_FILE`). Those customers' first observed purchase
+        is not their first, so they are left out of the fits, the acquisition history and the
+        first-purchase spend; they are scored (valued) with the model fitted on the others, their
+        observed history starting at their first purchase in the panel (an approximation: their
+        earlier purchases and age are unknown)."""
+        pre = self.accepted.parent / "pre_start.parquet"
+        if not pre.is_file():
+            return None
+        return f"customer_id NOT IN (SELECT customer_id FROM read_parquet({literal(str(pre))}))"
+
+    def _where(self, *conditions: str | None) -> str | None:
+        kept = [f"({c})" for c in conditions if c]
+        return " AND ".join(kept) if kept else None
+
     @cached_property
     def counted(self) -> pd.DataFrame:
         """The counted summary: one row per distinct ``(x, t_x, T)`` (with the holdout columns
-        when there is a holdout period) and its ``count`` of customers."""
+        when there is a holdout period) and its ``count`` of customers (those whose acquisition
+        the data show: :attr:`observed_birth`)."""
         key = HOLDOUT_KEY if self.settings.holdout_end is not None else RFT
-        return summary_counts(self.summary_file, key, **self._caps())
+        return summary_counts(self.summary_file, key, where=self.observed_birth, **self._caps())
 
     @property
     def n_customers(self) -> int:
@@ -207,9 +227,10 @@ class CompanyData:
     def spend_sample(self, n: int = SPEND_SAMPLE) -> pd.DataFrame:
         """A seeded random sample of at most ``n`` repeat buyers (``x``, ``mean_repeat_spend``)
         for the gamma-gamma fit; ``attrs["repeat_buyers"]`` holds how many there are."""
-        rows = sample_rows(self.summary_file, n, columns=("x", "mean_repeat_spend"), where="x > 0",
+        where = self._where("x > 0", self.observed_birth)
+        rows = sample_rows(self.summary_file, n, columns=("x", "mean_repeat_spend"), where=where,
                            seed=self.seed, **self._caps())
-        buyers = summary_counts(self.summary_file, ("x",), where="x > 0", **self._caps())["count"].sum()
+        buyers = summary_counts(self.summary_file, ("x",), where=where, **self._caps())["count"].sum()
         rows.attrs["repeat_buyers"] = int(buyers)
         return rows
 
@@ -225,12 +246,12 @@ class CompanyData:
         """The spend of the customers' first purchases (their first purchase day), counted in
         SQL over the summary file: what a future customer is expected to spend at acquisition
         (:class:`cbcv.valuation.drivers.FirstPurchaseSpend`)."""
-        n, mean, sd = column_moments(self.summary_file, "first_spend", **self._caps())
+        n, mean, sd = column_moments(self.summary_file, "first_spend", where=self.observed_birth, **self._caps())
         return FirstPurchaseSpend(n, mean, sd)
 
     def first_purchases(self) -> pd.Series:
         """Customers by the date of their first purchase (index: dates, sorted)."""
-        counts = summary_counts(self.summary_file, ("first_purchase",), **self._caps())
+        counts = summary_counts(self.summary_file, ("first_purchase",), where=self.observed_birth, **self._caps())
         index = pd.DatetimeIndex(pd.to_datetime(counts["first_purchase"]).dt.normalize())
         return pd.Series(counts["count"].to_numpy(dtype=np.int64), index=index, name="new_customers")
 

@@ -206,6 +206,7 @@ def future_equity(
     terminal: str = "none",
     terminal_growth: float = 0.0,
     first_spend: Any = 0.0,
+    seasonality: bool = False,
 ) -> tuple[FutureEquity | None, str, np.ndarray | None]:
     """Future customer equity, or ``None`` and the reason it is left out (step 6), and the
     ``(draws, periods)`` forecast acquisitions (``None`` without future customers). ``history``:
@@ -224,7 +225,7 @@ def future_equity(
             "acquisition model; the value is that of the existing customers only"
         ), None
     n = fin.n_draws
-    model = AcquisitionModel(market)
+    model = AcquisitionModel(market, seasonality=period if seasonality else None)  # type: ignore[arg-type]
     model.fit(history, settings)
     steps = horizon_periods(fin.horizon_years, period)
     expected = _to_draws(model.forecast(steps, seed=0).expected.to_numpy(), n)
@@ -305,6 +306,7 @@ def value_loaded(
         market=market if market is not None else _market(fin_cfg),
         settings=sampler_settings(loaded), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth, first_spend=first_draws,
+        seasonality=fin_cfg.acquisition_seasonality,
     )
     valuation = value_bridge(
         clv.total, future, fin, cost_growth=fin_cfg.cost_growth, capex_deductible=fin_cfg.capex_deductible,

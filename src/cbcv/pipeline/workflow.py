@@ -167,6 +167,8 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
 
     caps = {"memory_limit": engine.memory_limit if engine else None,
             "threads": engine.threads if engine else None}
+    if data is not None and data.is_panel:
+        return _validate_panel(source, accepted, data, caps, as_of, name, sha)
     if is_dataset(source):
         # as load_dataset: the bundled files have no order id, so no duplicate check
         rule = purchase_rule(source, data.zero_amount_purchases if data else None)
@@ -179,6 +181,41 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
                                date_format=data.date_format, delimiter=data.delimiter, table=data.table,
                                reject_duplicates=data.reject_duplicates, **row_rule_settings(data),
                                **caps)
+
+
+#: Beside a revenue panel's validated occasions: the customers acquired before the panel starts
+#: (ids, derived data: never in a report) and the panel's own reconciliation and rejections.
+PRE_START_FILE = "pre_start.parquet"
+PANEL_FILES = ("panel_reconciliation.json", "panel_rejections.parquet")
+
+
+def _validate_panel(source: str, accepted: Path, data: Any, caps: dict[str, Any], as_of: dt.date | None,
+                    name: str, sha: str | None) -> ValidatedLog:
+    """A revenue panel (:func:`cbcv.data.panel.load_revenue_panel`) validated cell by cell, then
+    one purchase occasion per active customer-period, dated at the period's first day
+    (:func:`cbcv.data.panel.panel_to_transactions`), validated as a transaction log. The
+    customers acquired before the panel starts go to :data:`PRE_START_FILE`."""
+    from cbcv.data.panel import DEFAULT_PRE_START_LABELS, load_revenue_panel, panel_to_transactions
+
+    labels = tuple(data.pre_start_labels) if data.pre_start_labels else DEFAULT_PRE_START_LABELS
+    panel = load_revenue_panel(source, layout=data.layout.removeprefix("panel_"), columns=data.panel_columns,
+                               period=data.panel_period, pre_start_labels=labels, source_name=name)
+    folder = accepted.parent
+    customers = panel.customers
+    before = customers.loc[customers["acquired_before_start"].fillna(False).astype(bool), ["customer_id"]]
+    before.astype(str).to_parquet(folder / PRE_START_FILE, index=False)
+    atomic_write_json(folder / PANEL_FILES[0], panel.reconciliation.to_dict())
+    panel.rejections.to_parquet(folder / PANEL_FILES[1], index=False)
+    log = validate_to_parquet(panel_to_transactions(panel, date_rule="start"), accepted, as_of=as_of,
+                              source_name=name, reject_duplicates=False, **caps)
+    rec = panel.reconciliation
+    note = (f"revenue panel ({data.layout}, {data.panel_period}ly): {rec.rows_read} customer rows read, "
+            f"{rec.rows_accepted} accepted, {rec.rows_rejected} rejected; each active customer-{data.panel_period} "
+            f"is one purchase occasion dated at the {data.panel_period}'s first day; {len(before)} customers "
+            "acquired before the panel starts are scored but left out of the model fits, the acquisition "
+            "history and the first-purchase spend")
+    return dataclasses.replace(log, reconciliation=dataclasses.replace(
+        log.reconciliation, source_type="panel", sha256=sha, notes=(*log.reconciliation.notes, note)))
 
 
 def write_load_outputs(result: LoadResult | ValidatedLog | CompanyData, out: str | Path) -> list[Path]:
