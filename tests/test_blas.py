@@ -64,3 +64,21 @@ def test_a_blas_the_user_configured_is_kept(tmp_path: Path) -> None:
     run = _probe(tmp_path, rc=f"[blas]\nldflags = {user_flags}\n")
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split("FLAGS ", 1)[1].strip() == user_flags
+
+
+def test_reading_the_flags_leaves_them_whole(tmp_path: Path) -> None:
+    """A caller (a test, a notebook) that asks ``openblas_ldflags`` for the flags
+    must not leave PyTensor linking OpenBLAS without the symbol renames (every later compile
+    would then fail with an undefined ``ddot_``)."""
+    probe = (
+        "import cbcv.models, pytensor\n"
+        "from cbcv.models.blas import openblas_ldflags\n"
+        "set_ = pytensor.config.blas__ldflags\n"
+        "assert openblas_ldflags() == set_\n"
+        "assert pytensor.config.blas__ldflags == set_ and '-Dddot_=scipy_ddot_' in set_\n"
+        "print('OK')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "PYTENSORRC")}
+    env["PYTENSOR_FLAGS"] = f"compiledir={tmp_path / 'cache'}"
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-2000:]

@@ -24,8 +24,10 @@ _FORTRAN_NAME = re.compile(r"\b([sdcz][a-z0-9]{2,6}_)\s*\(")
 def openblas_ldflags() -> str | None:
     """PyTensor ``blas__ldflags`` that link ``scipy-openblas32``, or None when it is absent.
 
-    Sets PyTensor's flags to the linking part first: its header text, which lists the routines
-    to rename, is only the plain declarations once a BLAS is configured.
+    Reads PyTensor's header text (which lists the routines to rename) with the linking part set,
+    as it is only the plain declarations once a BLAS is configured, and leaves PyTensor with the
+    whole flags (the link and the renames), never the link alone: a graph compiled with the link
+    alone fails to load (undefined ``ddot_``).
     """
     try:
         openblas = import_module("scipy_openblas32")
@@ -38,7 +40,10 @@ def openblas_ldflags() -> str | None:
     link = f"-L{lib_dir} -l{openblas.get_library()} -Wl,-rpath,{lib_dir}"
     pytensor.config.blas__ldflags = link
     names = sorted(set(_FORTRAN_NAME.findall(blas_headers.blas_header_text())))
-    return " ".join([link] + [f"-D{name}=scipy_{name}" for name in names])
+    flags = " ".join([link] + [f"-D{name}=scipy_{name}" for name in names])
+    # never leave the link without the renames: a compile in between would miss ``scipy_ddot_``
+    pytensor.config.blas__ldflags = flags
+    return flags
 
 
 def user_configured_blas() -> bool:

@@ -228,3 +228,42 @@ def log_power_integral_np(
             chunk = [a[i : i + step] for a in flat]
             out[i : i + step] = _log_power_integral(_NP, *chunk, n_nodes=n_nodes)
     return out.reshape(args[0].shape)
+
+
+#: Gauss-Laguerre nodes of :func:`discounted_power_integral` for large shapes.
+LAGUERRE_NODES = 48
+#: Shapes from which :func:`discounted_power_integral` integrates by Gauss-Laguerre (below it
+#: SciPy's Tricomi U is accurate to ~3e-10 and the Laguerre integrand's scale gets too small).
+LAGUERRE_MIN_SHAPE = 4.0
+
+
+def discounted_power_integral(s: Any, z: Any) -> np.ndarray:
+    """∫_0^∞ e^(−z t) (1 + t)^(−s) dt = U(1, 2 − s, z) = z^(s−1) U(s, s, z) (Tricomi's U; Kummer's
+    transformation), for s > 0 and z > 0, in NumPy: the factor of the Pareto/NBD's discounted
+    expected residual transactions (:mod:`cbcv.predict.transactional`).
+
+    For s < :data:`LAGUERRE_MIN_SHAPE` it is SciPy's ``hyperu(s, s, z)`` scaled in logs. For
+    larger s, where that underflows to 0 or NaN (a posterior with a long mean lifetime, s and β
+    both large: s = 178, z = 282 on Madrigal), substitute t = e^y − 1 and y = v / k with
+    k = z + s − 1: the integral is (1/k) ∫_0^∞ e^(−v) exp(−z (e^(v/k) − 1 − v/k)) dv, whose second
+    factor is in (0, 1] and smooth, integrated by :data:`LAGUERRE_NODES`-point Gauss-Laguerre.
+    Against mpmath (``hyperu`` or ``quad``, 40 digits) for s in [0.05, 1e6] and z in [1e-8, 1e7]
+    the largest relative error is 3.4e-10 (at s = 3, z = 30, on SciPy's side); with Laguerre
+    (s ≥ 4) below 1e-12 (tests/test_dert_accuracy.py::test_discounted_power_integral_against_mpmath)."""
+    from scipy.special import hyperu
+
+    s, z = np.broadcast_arrays(np.asarray(s, dtype=float), np.asarray(z, dtype=float))
+    large = s >= LAGUERRE_MIN_SHAPE
+    out = np.empty(s.shape)
+    small = ~large
+    if small.any():
+        ss, zz = s[small], z[small]
+        with np.errstate(divide="ignore"):
+            out[small] = np.exp(np.log(hyperu(ss, ss, zz)) + (ss - 1.0) * np.log(zz))
+    if large.any():
+        v, w = np.polynomial.laguerre.laggauss(LAGUERRE_NODES)
+        sl, zl = s[large][:, None], z[large][:, None]
+        k = zl + sl - 1.0
+        u = v / k
+        out[large] = (w * np.exp(-zl * (np.expm1(u) - u))).sum(axis=1) / k[:, 0]
+    return out

@@ -51,7 +51,7 @@ from scipy import special
 from cbcv.core.chunks import TEMPS, Params
 from cbcv.core.errors import CbcvError
 from cbcv.models import BetaGeoModel, CLVModel, ModifiedBetaGeoModel, ParetoNBDModel
-from cbcv.models.special import log_power_integral_np
+from cbcv.models.special import discounted_power_integral, log_power_integral_np
 from cbcv.predict.dert_rate import rate_dert_given_alive
 from cbcv.predict.engine import (
     MAX_BYTES,
@@ -160,12 +160,20 @@ class BetaGeo(Frequency):
         ₂F₁(C−A, C−B; C; z): the large parameters cancel against the power, leaving
         (1−z)^(a−1) ₂F₁(c−r−x, a−1; c; z), finite and accurate for hundreds of purchases
         (tests/test_predict.py::test_bgnbd_published_conditional_expectation — the paper's 1.226 —
-        and tests/test_predict.py::test_heavy_buyers_stay_finite_and_accurate, against mpmath)."""
+        and tests/test_predict.py::test_heavy_buyers_stay_finite_and_accurate, against mpmath).
+        For a customer without repeat purchases and a + b < 1 (a dropout probability that is
+        almost never or almost always drawn near 0: a posterior where hardly anyone leaves) c < 0
+        and ₂F₁ < 0, so the product is formed without its logarithm
+        (tests/test_predict.py::test_bgnbd_given_alive_with_a_plus_b_below_one, against the
+        defining integral over the dropout probability in mpmath)."""
         r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
         z = t / (alpha + T + t)
         c = a + b + x - (0.0 if self.mbg else 1.0)
         hyp = special.hyp2f1(c - r - x, a - 1.0, c, z)
-        return c / (a - 1.0) * -np.expm1((a - 1.0) * np.log1p(-z) + np.log(hyp))
+        power = (a - 1.0) * np.log1p(-z)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_log = c / (a - 1.0) * -np.expm1(power + np.log(hyp))
+        return np.where(hyp > 0, by_log, c / (a - 1.0) * (1.0 - np.exp(power) * hyp))
 
     def population(self, p: Params, t: np.ndarray) -> np.ndarray:
         """E[X(t)] = (a+b−1)/(a−1) [1 − (α/(α+t))^r ₂F₁(r, b; a+b−1; t/(α+t))] (Fader, Hardie &
@@ -218,14 +226,13 @@ class Pareto(Frequency):
 
     def dert_given_alive(self, p: Params, x: np.ndarray, T: np.ndarray, delta: Any) -> np.ndarray:
         """(r + x)/(α + T) · δ^(s−1) (β + T)^s U(s, s; δ(β + T)), with Tricomi's U (Fader, Hardie
-        & Lee 2005b, "RFM and CLV", eq. 2 divided by P(alive))
+        & Lee 2005b, "RFM and CLV", eq. 2 divided by P(alive)), written as (r + x)(β + T)/(α + T)
+        · z^(s−1) U(s, s; z) with z = δ(β + T), the last factor by
+        :func:`cbcv.models.special.discounted_power_integral`, finite for any s
         (tests/test_dert_accuracy.py::test_pareto_dert_over_the_grid, against mpmath)."""
         r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
         z = delta * (beta + T)
-        return np.exp(
-            np.log(r + x) - np.log(alpha + T) + (s - 1.0) * np.log(delta) + s * np.log(beta + T)
-            + np.log(special.hyperu(s, s, z))
-        )
+        return (r + x) * (beta + T) / (alpha + T) * discounted_power_integral(s, z)
 
 
 #: The purchase-frequency families by model class (a subclass without its own entry inherits its
