@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 LAB_STAMP := $(VENV)/.installed-lab
-CONFIG ?= configs/cdnow.yaml
+CONFIG ?= configs/madrigal.yaml
 OUT ?= reports
 
 .PHONY: report test lint lab bench bench-scale clean-venv
@@ -22,7 +22,7 @@ $(LAB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,analysis]"
 	@touch $@
 
-## make report: the full CDNOW valuation report (CONFIG=... for another company)
+## make report: the full Madrigal valuation report (CONFIG=configs/cdnow.yaml for CDNOW, or any company's config)
 report: $(STAMP)
 	$(BIN)/cbcv report $(CONFIG) --out $(OUT)
 

@@ -71,6 +71,21 @@ def sample_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def madrigal_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cbcv report`` on the shipped Madrigal config (the default report: a revenue panel, all
+    five notebooks, backtests included) with MAP fits (the CI budget)."""
+    out = tmp_path_factory.mktemp("madrigal-reports")
+    cfg = yaml.safe_load((ROOT / "configs" / "madrigal.yaml").read_text())
+    cfg["data"]["source"] = str(ROOT / "data" / "raw" / "cust_by_qtr_spend.csv")
+    cfg["sampler"] = {"method": "map"}
+    config = out / "madrigal.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = run_cbcv("report", str(config), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return Path(json.loads(res.stdout)["run_dir"])
+
+
 def assert_same_likelihood(fit_total, reference, sym, arrays, point, grad_atol):
     """A fit's compiled total log-likelihood against Σ weight × the pointwise ``reference``
     (a model's ``*_logp``) at ``point``: value to 1e-13 relative, gradients to 1e-8 relative

@@ -206,3 +206,25 @@ def test_engine_caps_reach_duckdb_and_summaries(tmp_path: Path) -> None:
                               memory_limit=engine.memory_limit, threads=engine.threads)
     pd.testing.assert_frame_equal(pd.read_parquet(written.path), customer_summary(tx, calibration_end="2020-06-30"),
                                   check_dtype=False)
+
+
+def test_target_accept_for_every_model_or_per_model(tmp_path) -> None:
+    import yaml
+
+    from cbcv.config import load_config
+    from cbcv.core.errors import ConfigError
+
+    base = yaml.safe_load((ROOT / "configs" / "madrigal.yaml").read_text())
+    base["data"]["source"] = str(ROOT / "data" / "raw" / "cust_by_qtr_spend.csv")
+    path = tmp_path / "c.yaml"
+    for value, expect in ((0.95, {"bgnbd": 0.95, "acquisition": 0.95}),
+                          ({"bgnbd": 0.98}, {"bgnbd": 0.98, "pareto_nbd": None, "acquisition": None})):
+        base["sampler"]["target_accept"] = value
+        path.write_text(yaml.safe_dump(base))
+        sampler = load_config(path).config.sampler
+        assert {m: sampler.target_accept_for(m) for m in expect} == expect
+    for bad in ({"bgnbd": 1.2}, {"bogus": 0.9}, 0.0):
+        base["sampler"]["target_accept"] = bad
+        path.write_text(yaml.safe_dump(base))
+        with pytest.raises(ConfigError, match="target_accept"):
+            load_config(path)

@@ -72,3 +72,16 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     assert commands == ["make report", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_make_report_builds_the_multi_cohort_company_with_its_backtests() -> None:
+    """The default report is Madrigal's (existing and future customers, backtests); CDNOW is one
+    ``CONFIG=`` away, as the README says."""
+    import yaml
+
+    default = re.search(r"^CONFIG \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert default and default.group(1) == "configs/madrigal.yaml"
+    cfg = yaml.safe_load((ROOT / default.group(1)).read_text())
+    assert "05_backtests" in cfg["report"]["notebooks"] and cfg["financials"]["market_size"]
+    readme = (ROOT / "README.md").read_text()
+    assert "make report CONFIG=configs/cdnow.yaml" in readme and (ROOT / "configs" / "cdnow.yaml").is_file()

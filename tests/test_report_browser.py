@@ -193,6 +193,31 @@ def test_report_renders_in_headless_chromium(
     _assert_investor_pages(seen, pages, sample_report, urls)
 
 
+@pytest.mark.slow
+def test_default_madrigal_report_in_headless_chromium(chromium: str, madrigal_report: Path, tmp_path: Path) -> None:
+    """The default report (``make report``): six pages, the backtests among them, each stating
+    the valuation date; the backtests' figures beside them in strict JSON."""
+    with _serve(madrigal_report, tmp_path) as (url, pages):
+        seen, urls = _check_in_chromium(chromium, url, tmp_path)
+    assert len(pages) == 6 and "05_backtests.html" in pages
+    for page, info in seen.items():
+        assert info["broken"] == [] and info["code"] == 0, page
+        assert re.search(r"[Vv]aluation date:?\s+2019-12-31", info["text"]), page
+    text = seen["05_backtests.html"]["text"]
+    assert "2019Q4" in text and "MAPE" in text and "trailing 4-period average" in text
+    assert seen["05_backtests.html"]["images"] == 2
+    _assert_investor_pages(seen, pages, madrigal_report, urls)
+    record = json.loads((madrigal_report / "backtests.json").read_text(), parse_constant=_no_constant)
+    assert record["rolling_origin"]["origins"] == ["2018Q4", "2019Q1", "2019Q2", "2019Q3"]
+    assert [p["period"] for p in record["acquisition"]["periods"]] == ["2019Q1", "2019Q2", "2019Q3", "2019Q4"]
+    valuation = json.loads((madrigal_report / "valuation.json").read_text(), parse_constant=_no_constant)
+    assert valuation["valuation_date"] == "2019-12-31" and valuation["future_customers"]["included"] is True
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"not strict JSON: {name}")
+
+
 # -- a hostile config: every string an investor page shows from a config or a data file -----------
 
 NAME = "Acme <Retail> Holdings <script>window.__pwned='name'</script>"

@@ -272,3 +272,23 @@ def test_cdnow_sample_against_independent_pandas(
     # Weeks 40-78: repeat transactions (customer-days) in the holdout, every one by a customer
     # acquired in the calibration period.
     assert cdnow_weekly["x_holdout"].sum() == len(hold)
+
+
+def test_period_summary_counts_active_periods_by_hand() -> None:
+    """Discrete-time summaries (BG/BB's x, t_x, n) of a small log, counted by hand: a's two
+    purchases in 2020Q1 are one active quarter; d, acquired in the holdout, is left out."""
+    from cbcv.data.summary import period_summary
+
+    tx = pd.DataFrame({
+        "customer_id": ["a", "a", "a", "b", "b", "c", "d"],
+        "date": pd.to_datetime(["2020-01-05", "2020-02-01", "2020-08-01", "2020-02-01", "2021-02-01",
+                                "2020-09-30", "2021-01-15"]),
+        "amount": [10.0, 20, 5, 5, 7, 3, 4],
+    })
+    out = period_summary(tx, period="quarter", calibration_end="2020-12-31", holdout_end="2021-06-30")
+    rows = {tuple(r) for r in out[["x", "t_x", "n", "x_holdout", "count"]].itertuples(index=False)}
+    assert rows == {(1, 2, 3, 0, 1), (0, 0, 3, 1, 1), (0, 0, 1, 0, 1)}
+    assert (out["n_holdout"] == 2).all()
+    monthly = period_summary(tx, period="month", calibration_end="2020-12-31", births="customer_id <> 'c'")
+    assert {tuple(r) for r in monthly[["x", "t_x", "n"]].itertuples(index=False)} == {(2, 7, 11), (0, 0, 10)}
+    assert "x_holdout" not in monthly

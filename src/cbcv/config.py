@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,6 +36,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "02_model_fit_and_validation",
     "03_customer_lifetime_value",
     "04_company_valuation",
+    "05_backtests",
 )
 
 
@@ -130,6 +131,12 @@ class DataSource(_Strict):
     def is_panel(self) -> bool:
         return self.layout != "transactions"
 
+    @property
+    def display_name(self) -> str:
+        """The source as an investor page names it: its file name (or the bundled data set's
+        name), never the folders it sits in on this machine."""
+        return PurePath(self.source).name or self.source
+
     @field_validator("timezone")
     @classmethod
     def _zone_ok(cls, v: str | None) -> str | None:
@@ -205,9 +212,28 @@ class Sampler(_Strict):
     tune: int = Field(default=1000, ge=0, le=MAX_DRAWS)
     chains: int = Field(default=4, ge=1, le=MAX_CHAINS)
     cores: int | None = Field(default=None, ge=1, le=1024)
-    #: None: each model's default (0.9; 0.95 for the Pareto/NBD, see its docstring)
-    target_accept: float | None = Field(default=None, gt=0, lt=1)
+    #: None: each model's default (0.9; 0.95 for the Pareto/NBD, see its docstring); a number
+    #: for every model, or one per model by name (``{bgnbd: 0.98}``; ``acquisition``, ``bgbb``
+    #: for the acquisition model and the discrete-time check), the others at their default
+    target_accept: float | dict[str, float] | None = None
     nuts_sampler: Literal["pymc", "nutpie"] = "pymc"
+
+    @field_validator("target_accept")
+    @classmethod
+    def _target_accept(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(not 0 < float(x) < 1 for x in values):
+            raise ValueError(f"target_accept must be between 0 and 1 (exclusive), got {v!r}")
+        known = {*get_args(ModelName), "acquisition"}
+        if isinstance(v, dict) and (unknown := sorted(set(v) - known)):
+            raise ValueError(f"target_accept: unknown model(s) {unknown}; choose from {sorted(known)}")
+        return v
+
+    def target_accept_for(self, model: str | None) -> float | None:
+        """The step-size target of ``model`` (None: the model's own default)."""
+        if isinstance(self.target_accept, dict):
+            return self.target_accept.get(model) if model is not None else None
+        return self.target_accept
 
 
 class Distribution(_Strict):

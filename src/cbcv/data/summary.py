@@ -253,6 +253,17 @@ def summary_sql(
 _dialect = dialect
 
 
+def _query(transactions: Transactions, sql: str, what: str, memory_limit: str | None) -> tuple[str, pd.DataFrame]:
+    """Run ``sql`` over the view ``tx`` of ``transactions`` (:func:`register_transactions`) on a
+    scratch connection: the source's name and the result; a DataError saying what failed."""
+    with scratch_connection(memory_limit=memory_limit) as con:
+        name = register_transactions(con, transactions)
+        try:
+            return name, con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise DataError(f"{name}: cannot {what} ({first_line(exc)})") from exc
+
+
 def register_transactions(con: duckdb.DuckDBPyConnection, transactions: Transactions) -> str:
     """Expose validated ``transactions`` (a DataFrame or a Parquet path) on ``con`` as the view
     ``tx`` (``customer_id`` VARCHAR, ``date`` DATE, ``amount`` DOUBLE), which every summary query
@@ -367,21 +378,126 @@ def purchase_days(
     ``new_customers`` (first purchases that day) and ``repeat_days`` (their later customer-days),
     one row per date with either, sorted by date. The daily series behind the tracking plot."""
     end = required_day(calibration_end, "calibration_end")
-    with scratch_connection(memory_limit=memory_limit) as con:
-        name = register_transactions(con, transactions)
-        try:
-            out = con.execute(
-                f"WITH d AS ({daily_sql('tx', zero_amount_purchases)}), "
-                "f AS (SELECT customer_id, min(date) AS first FROM d GROUP BY customer_id) "
-                "SELECT d.date, sum(CAST(d.date = f.first AS BIGINT)) AS new_customers, "
-                "sum(CAST(d.date > f.first AS BIGINT)) AS repeat_days "
-                f"FROM d JOIN f USING (customer_id) WHERE f.first <= DATE {literal(end.isoformat())} "
-                "GROUP BY d.date ORDER BY d.date"
-            ).df()
-        except duckdb.Error as exc:
-            raise DataError(f"{name}: cannot count purchase days ({first_line(exc)})") from exc
+    name, out = _query(
+        transactions,
+        f"WITH d AS ({daily_sql('tx', zero_amount_purchases)}), "
+        "f AS (SELECT customer_id, min(date) AS first FROM d GROUP BY customer_id) "
+        "SELECT d.date, sum(CAST(d.date = f.first AS BIGINT)) AS new_customers, "
+        "sum(CAST(d.date > f.first AS BIGINT)) AS repeat_days "
+        f"FROM d JOIN f USING (customer_id) WHERE f.first <= DATE {literal(end.isoformat())} "
+        "GROUP BY d.date ORDER BY d.date",
+        "count purchase days", memory_limit,
+    )
     if out.empty:
         raise DataError(f"{name}: no customer made a purchase on or before calibration_end {end.isoformat()}")
     out["date"] = pd.to_datetime(out["date"]).astype("datetime64[ns]")
     out[["new_customers", "repeat_days"]] = out[["new_customers", "repeat_days"]].astype("int64")
     return out
+
+
+#: DuckDB ``date_trunc`` part of each period a backtest counts in.
+PERIOD_PARTS = {"month": "month", "quarter": "quarter", "year": "year"}
+
+
+def period_activity(
+    transactions: Transactions,
+    *,
+    period: str,
+    end: Any,
+    births: str | None = None,
+    memory_limit: str | None = None,
+    zero_amount_purchases: bool = False,
+) -> pd.DataFrame:
+    """The company's activity per calendar ``period`` up to ``end`` (a DataFrame or a validated
+    Parquet log, counted in DuckDB, out of core): ``period`` (its first day), ``new_customers``
+    (customers whose first purchase falls in it, among those passing the SQL filter ``births``
+    on ``customer_id``: the customers whose acquisition the data show), ``active_customers``
+    (customers with a purchase in it), ``transactions`` (purchase occasions: customer-days) and
+    ``revenue`` (their net amount). Every period from the first purchase to ``end``'s period is
+    a row, zeros included. The actual series of the backtests (:mod:`cbcv.valuation.backtest`)."""
+    if period not in PERIOD_PARTS:
+        raise ConfigError(f"period must be one of {', '.join(PERIOD_PARTS)}, got {period!r}")
+    last = required_day(end, "end")
+    part = literal(PERIOD_PARTS[period])
+    step = {"month": "1 month", "quarter": "3 months", "year": "1 year"}[period]
+    born = f"WHERE {births}" if births else ""
+    name, out = _query(
+        transactions,
+        f"WITH d AS ({daily_sql('tx', zero_amount_purchases)}), "
+        f"k AS (SELECT * FROM d WHERE date <= DATE {literal(last.isoformat())}), "
+        "f AS (SELECT customer_id, min(date) AS first FROM k GROUP BY customer_id), "
+        f"n AS (SELECT date_trunc({part}, first) AS period, count(*) AS new_customers FROM f {born} "
+        "GROUP BY 1), "
+        f"a AS (SELECT date_trunc({part}, date) AS period, count(DISTINCT customer_id) AS active_customers, "
+        "count(*) AS transactions, fsum(amount) AS revenue FROM k GROUP BY 1), "
+        f"g AS (SELECT unnest(generate_series(min(period), date_trunc({part}, DATE "
+        f"{literal(last.isoformat())}), INTERVAL '{step}')) AS period FROM a) "
+        "SELECT CAST(g.period AS DATE) AS period, coalesce(n.new_customers, 0) AS new_customers, "
+        "coalesce(a.active_customers, 0) AS active_customers, coalesce(a.transactions, 0) AS "
+        "transactions, coalesce(a.revenue, 0) AS revenue FROM g LEFT JOIN n USING (period) "
+        "LEFT JOIN a USING (period) ORDER BY g.period",
+        f"count activity by {period}", memory_limit,
+    )
+    if out.empty or out["period"].isna().all():
+        raise DataError(f"{name}: no purchase on or before {last.isoformat()}")
+    out["period"] = pd.PeriodIndex(pd.to_datetime(out["period"]), freq={"month": "M", "quarter": "Q", "year": "Y"}[period])
+    out[["new_customers", "active_customers", "transactions"]] = out[
+        ["new_customers", "active_customers", "transactions"]].astype("int64")
+    out["revenue"] = out["revenue"].astype("float64")
+    return out
+
+
+#: SQL of a period's index since year 0 (consecutive periods differ by 1) for a DATE ``d``.
+_PERIOD_INDEX = {"month": "year({d}) * 12 + month({d})", "quarter": "year({d}) * 4 + quarter({d})",
+                 "year": "year({d})"}
+
+
+def period_summary(
+    transactions: Transactions,
+    *,
+    period: str,
+    calibration_end: Any,
+    holdout_end: Any = None,
+    births: str | None = None,
+    memory_limit: str | None = None,
+    zero_amount_purchases: bool = False,
+) -> pd.DataFrame:
+    """The discrete-time summary of the customers acquired by ``calibration_end``, counted (the
+    input of :class:`cbcv.models.bgbb.BetaGeoBetaBinomModel`; Fader, Hardie & Shang 2010): each
+    ``period`` after a customer's first is a purchase opportunity; ``x`` the periods with a
+    purchase among the ``n`` from the first to the calibration end's, ``t_x`` the last of them
+    (0 when ``x = 0``); with ``holdout_end``, ``x_holdout`` (active periods after the calibration
+    end's, to the holdout end's) and ``n_holdout`` (how many periods that is). One row per
+    distinct summary with its ``count``; ``births`` filters the customers (SQL on ``customer_id``)."""
+    if period not in _PERIOD_INDEX:
+        raise ConfigError(f"period must be one of {', '.join(_PERIOD_INDEX)}, got {period!r}")
+    end = required_day(calibration_end, "calibration_end")
+    last = required_day(holdout_end, "holdout_end") if holdout_end is not None else end
+    index = _PERIOD_INDEX[period]
+    cal = index.format(d=f"DATE {literal(end.isoformat())}")
+    born = f"AND {births}" if births else ""
+    name, out = _query(
+        transactions,
+        f"WITH d AS (SELECT customer_id, {index.format(d='date')} AS k FROM "
+        f"({daily_sql('tx', zero_amount_purchases)}) WHERE date <= DATE {literal(last.isoformat())} "
+        "GROUP BY 1, 2), f AS (SELECT customer_id, min(k) AS f FROM d GROUP BY 1), "
+        f"s AS (SELECT count(*) FILTER (WHERE k > f AND k <= {cal}) AS x, "
+        f"coalesce(max(k) FILTER (WHERE k > f AND k <= {cal}) - f, 0) AS t_x, {cal} - f AS n, "
+        f"count(*) FILTER (WHERE k > {cal}) AS x_holdout FROM d JOIN f USING (customer_id) "
+        f"WHERE f <= {cal} {born} GROUP BY customer_id, f) "
+        "SELECT x, t_x, n, x_holdout, count(*) AS count FROM s GROUP BY ALL ORDER BY n, x, t_x, x_holdout",
+        f"summarise by {period}", memory_limit,
+    )
+    if out.empty:
+        raise DataError(f"{name}: no customer acquired on or before {end.isoformat()}")
+    out = out.astype("int64")
+    if holdout_end is None:
+        return out.drop(columns="x_holdout")
+    per_year = {"month": 12, "quarter": 4, "year": 1}[period]
+    out["n_holdout"] = _period_number(last, per_year) - _period_number(end, per_year)
+    return out
+
+
+def _period_number(day: date, per_year: int) -> int:
+    """The index of ``day``'s period as :data:`_PERIOD_INDEX` counts it."""
+    return day.year * per_year + (day.month - 1) // (12 // per_year) + 1 if per_year > 1 else day.year

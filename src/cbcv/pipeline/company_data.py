@@ -58,7 +58,7 @@ from cbcv.core import cache
 from cbcv.core.errors import CbcvError
 from cbcv.data._sql import literal
 from cbcv.data.load import Reconciliation, ValidatedLog
-from cbcv.data.summary import summary_frame
+from cbcv.data.summary import period_summary, summary_frame
 from cbcv.data.summary_files import (
     RFT,
     column_moments,
@@ -254,6 +254,15 @@ class CompanyData:
         counts = summary_counts(self.summary_file, ("first_purchase",), where=self.observed_birth, **self._caps())
         index = pd.DatetimeIndex(pd.to_datetime(counts["first_purchase"]).dt.normalize())
         return pd.Series(counts["count"].to_numpy(dtype=np.int64), index=index, name="new_customers")
+
+    def period_summary(self, period: str) -> pd.DataFrame:
+        """The counted discrete-time summary (active ``period``s as purchase opportunities,
+        :func:`cbcv.data.summary.period_summary`) of the customers whose acquisition the data
+        show, to the calibration end and over the holdout: the data of a BG/BB fit."""
+        s = self.settings
+        return period_summary(self.accepted, period=period, calibration_end=s.calibration_end,
+                              holdout_end=s.holdout_end, births=self.observed_birth,
+                              zero_amount_purchases=self.zero_amount_purchases, **self._caps())
 
     def acquisition_history(self, period: str) -> pd.DataFrame:
         """New customers per ``period`` up to the calibration end, from the first purchases

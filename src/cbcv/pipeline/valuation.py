@@ -304,7 +304,7 @@ def value_loaded(
     future, note, acquisitions = future_equity(
         data.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
         market=market if market is not None else _market(fin_cfg),
-        settings=sampler_settings(loaded), terminal=fin_cfg.terminal_value,
+        settings=sampler_settings(loaded, "acquisition"), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth, first_spend=first_draws,
         seasonality=fin_cfg.acquisition_seasonality,
     )

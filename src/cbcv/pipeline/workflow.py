@@ -428,13 +428,14 @@ class CompanyFits:
         return len(self.summary)
 
 
-def sampler_settings(loaded: LoadedConfig) -> SamplerSettings:
-    """The config's sampler section and seed as :class:`SamplerSettings`."""
+def sampler_settings(loaded: LoadedConfig, model: str | None = None) -> SamplerSettings:
+    """The config's sampler section and seed as :class:`SamplerSettings` for ``model`` (its
+    step-size target when the config gives one per model)."""
     cfg = loaded.config
     s = cfg.sampler
     return SamplerSettings(
         method=s.method, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores,
-        seed=cfg.seed, target_accept=s.target_accept, nuts_sampler=s.nuts_sampler,
+        seed=cfg.seed, target_accept=s.target_accept_for(model), nuts_sampler=s.nuts_sampler,
     )
 
 
@@ -466,7 +467,7 @@ def fit_company_models(
         if progress:
             progress(f"fitting {name} ({settings.method}) ...")
         fitted = spend_data if name == "gamma_gamma" and spend_data is not None else summary
-        model = fit_summary_model(fitted, name, settings)
+        model = fit_summary_model(fitted, name, sampler_settings(loaded, name))
         interrupt.check()
         if fitted is spend_data:
             model.idata.attrs["repeat_buyers"] = int(fitted.attrs["repeat_buyers"])

@@ -1,4 +1,4 @@
-"""cbcv.plots: figures, data in and a matplotlib Figure out (audit, models, CLV, valuation), with
+"""cbcv.plots: figures, data in and a matplotlib Figure out (audit, models, CLV, valuation, backtests), with
 one house style (:mod:`~cbcv.plots.style`); every label drawn from data is escaped for
 matplotlib's mathtext (:func:`cbcv.core.escape.plot_text`).
 

@@ -45,6 +45,7 @@ SECTION_TITLES = {
     "02_model_fit_and_validation": "2. Model fit and validation",
     "03_customer_lifetime_value": "3. Customer lifetime value",
     "04_company_valuation": "4. Company valuation",
+    "05_backtests": "5. Backtests",
 }
 
 Progress = Callable[[str], None]

@@ -203,8 +203,8 @@ def _unit_table(val: dict[str, Any], currency: str) -> str:
         )
         rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
     never = ue.get("share_never_paid_back")
-    foot = ('<p class="muted">CLV of a new customer counts its repeat purchases after the contribution '
-            "margin, discounted; payback is the number of periods until the undiscounted cumulative margin "
+    foot = ('<p class="muted">CLV of a new customer counts its first purchase and its repeat purchases '
+            "after the contribution margin, discounted; payback is the number of periods until the undiscounted cumulative margin "
             "covers the acquisition cost"
             + (f" ({never:.0%} of draws do not pay back within the horizon)" if never else "") + ".</p>")
     return ("<h3>Unit economics of a new customer</h3><table class=\"grid\"><tr><th>item</th><th>median</th>"

@@ -11,6 +11,8 @@
 * :mod:`~cbcv.valuation.bridge`: customer equity less costs to operating value, equity value
   and value per share, with its posterior;
 * :mod:`~cbcv.valuation.sensitivity`: tornado, elasticities, scenarios;
+* :mod:`~cbcv.valuation.backtest`: forecasts at past origins against the actuals, beside the
+  naive baselines (MAPE by horizon), and the acquisition backtest;
 * :mod:`~cbcv.valuation.benchmarks`: the GLS (2004) benchmark; :mod:`~cbcv.valuation.truth`:
   coverage of the valuation on companies simulated with known value.
 

@@ -156,25 +156,57 @@ def existing_revenue_by_period(
     Σ_i E[spend_i] × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]), with ``L`` the
     period's length (undiscounted, in the period it is earned). ``weights``: customers per row
     when ``summary`` holds valuation units (:meth:`cbcv.pipeline.company_data.CompanyData.valuation_units`)."""
-    length = period_length(period, time_unit)
     spend = P.expected_spend(spend_model, summary, max_draws=n_draws)
     if weights is not None:
         spend = spend * np.asarray(weights, dtype=float)
-    # E[X_i(T_i, T_i + t]] = P(alive)_i × g(x_i, T_i, t): sum each draw's spend × P(alive) per
+    return existing_purchases_by_period(freq_model, summary, period=period, n_periods=n_periods,
+                                        time_unit=time_unit, n_draws=n_draws, weights=spend)
+
+
+def existing_purchases_by_period(
+    freq_model: CLVModel,
+    summary: pd.DataFrame,
+    *,
+    period: str,
+    n_periods: int,
+    time_unit: str,
+    n_draws: int,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(draws, n_periods)`` expected purchases of today's customers in each future period,
+    Σ_i w_i × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]); ``weights`` ``w``: one
+    per row (customers per valuation unit) or ``(draws, rows)`` (each draw's expected spend
+    times them, for revenue), 1 when omitted."""
+    length = period_length(period, time_unit)
+    # E[X_i(T_i, T_i + t]] = P(alive)_i × g(x_i, T_i, t): sum each draw's weight × P(alive) per
     # distinct (x, T) pair once, then one g per pair and period
     name = P.frequency_name(freq_model)
     x, T = summary["x"].to_numpy(dtype=float), summary["T"].to_numpy(dtype=float)
     pairs, index = np.unique(np.stack([x, T]), axis=1, return_inverse=True)
     index = np.asarray(index).ravel()
     alive = P.p_alive(freq_model, summary, max_draws=n_draws)
+    w = np.ones(len(summary)) if weights is None else np.asarray(weights, dtype=float)
     onehot = sparse.csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, pairs.shape[1]))
-    weight = np.asarray(onehot.T @ (spend * alive).T).T  # (draws, pairs)
+    weight = np.asarray(onehot.T @ (w * alive).T).T  # (draws, pairs)
     p = P.posterior_draws(freq_model, n_draws)
-    cumulative = np.zeros((spend.shape[0], n_periods + 1))
+    cumulative = np.zeros((alive.shape[0], n_periods + 1))
     for k in range(1, n_periods + 1):
         given = P.expected_given_alive(name, k * length, p, pairs[0][None, :], pairs[1][None, :])
         cumulative[:, k] = np.einsum("dc,dc->d", weight, given)
     return np.diff(cumulative, axis=1)
+
+
+def new_customer_purchases_by_age(
+    freq_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int,
+) -> np.ndarray:
+    """``(draws, n_periods)`` expected purchases of one new customer in the period of its
+    acquisition (age 0: its first purchase and any repeat within the period) and each later
+    one: 1 at age 0 plus ΔE[X(t)] (the population's expected repeat purchases)."""
+    length = period_length(period, time_unit)
+    t = np.arange(n_periods + 1) * length
+    out = np.diff(P.expected_purchases_population(freq_model, t, max_draws=n_draws), axis=1)
+    out[:, 0] += 1.0
+    return out
 
 
 def new_customer_revenue_by_age(
@@ -184,10 +216,10 @@ def new_customer_revenue_by_age(
     """``(draws, n_periods)`` expected revenue of one new customer in the period of its
     acquisition (age 0) and each later one: its first purchase, ``first_spend`` (scalar or
     ``(draws,)``), at age 0, and its repeat purchases E[spend] × ΔE[X(t)] (population E[X(t)])."""
-    length = period_length(period, time_unit)
-    t = np.arange(n_periods + 1) * length
-    cumulative = P.expected_purchases_population(freq_model, t, max_draws=n_draws)
-    out = population_spend(spend_model, n_draws)[:, None] * np.diff(cumulative, axis=1)
+    repeats = new_customer_purchases_by_age(freq_model, period=period, n_periods=n_periods,
+                                            time_unit=time_unit, n_draws=n_draws)
+    repeats[:, 0] -= 1.0  # the first purchase is priced apart
+    out = population_spend(spend_model, n_draws)[:, None] * repeats
     out[:, 0] += np.broadcast_to(np.asarray(first_spend, dtype=float), (out.shape[0],))
     return out
 

@@ -41,6 +41,7 @@ from cbcv.predict import (
     p_alive,
     posterior_draws,
 )
+from cbcv.predict.bgbb import expected_transactions as bgbb_expected_transactions
 
 INTERVAL = 0.9
 #: Largest (draws × rows) block of predictions held at once.
@@ -154,6 +155,18 @@ def holdout_totals(model: CLVModel, cal_hold: pd.DataFrame, max_draws: int = 100
     """Total expected holdout repeat transactions per posterior draw against the actual total."""
     sums, _ = _holdout_predictions(model, cal_hold, np.zeros(len(cal_hold), dtype=np.int64), 1, max_draws)
     return HoldoutTotals(model.name, _actual_total(cal_hold), sums[:, 0])
+
+
+def discrete_holdout_totals(model: CLVModel, periods: pd.DataFrame, max_draws: int = 1000) -> HoldoutTotals:
+    """A BG/BB fit's total expected active periods in the holdout (Fader, Hardie & Shang 2010,
+    eq. 13, :func:`cbcv.predict.bgbb.expected_transactions` over ``n_holdout`` opportunities) per
+    posterior draw, against the actual total; ``periods``: a counted
+    :func:`cbcv.data.summary.period_summary` with its holdout columns."""
+    _require(periods, ("x", "t_x", "n", "x_holdout", "n_holdout"))
+    n_star = int(periods["n_holdout"].iloc[0])
+    expected = bgbb_expected_transactions(model, n_star, periods[["x", "t_x", "n"]], max_draws=max_draws)
+    weights = customer_weights(periods)
+    return HoldoutTotals(model.name, _actual_total(periods), expected @ weights)
 
 
 def conditional_expectations(

@@ -36,8 +36,12 @@ import pandas as pd
 from cbcv import predict as P
 from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.units import horizon_periods
 from cbcv.data.simulate import BGNBDParams, FrequencyParams, GammaGammaParams, ParetoNBDParams
+from cbcv.data.simulate.acquisitions import AcquisitionParams
 from cbcv.models import BetaGeoModel, CLVModel, GammaGammaModel, ParetoNBDModel
+from cbcv.valuation.drivers import NEW_CUSTOMER
+from cbcv.valuation.equity import future_customer_equity
 
 
 def model_at(params: FrequencyParams | GammaGammaParams) -> CLVModel:
@@ -111,3 +115,35 @@ def true_customer_equity(summary: pd.DataFrame, *truth: Any, **named: Any) -> fl
     :func:`true_customer_clv` (``freq_params``, ``spend_params``, ``margin``,
     ``annual_discount_rate``, ``time_unit``)."""
     return float(true_customer_clv(summary, *truth, **named)["clv"].sum())
+
+
+def true_future_customer_equity(
+    acquisition: AcquisitionParams,
+    history: pd.PeriodIndex,
+    acquired: int,
+    freq_params: FrequencyParams,
+    spend_params: GammaGammaParams,
+    *,
+    margin: float,
+    annual_discount_rate: float,
+    acquisition_cost: float,
+    time_unit: str,
+    horizon_years: float,
+) -> float:
+    """True expected equity of the customers still to be acquired after ``history`` (the
+    periods of data from the market's opening, ``acquired`` customers in them), over
+    ``horizon_years``: ``sum_t E[n_t] (CLV_new - CAC) v_t`` with the true expected acquisitions
+    (:meth:`cbcv.data.simulate.AcquisitionParams.expected_after`) and the true value of a new
+    customer, ``margin × (E[Z] + E[Z] × DERT_new)`` (its first purchase and its repeat purchases,
+    each of population mean spend ``p γ / (q − 1)``, as the simulator draws them), discounted as
+    the valuation discounts them (:func:`cbcv.valuation.equity.future_customer_equity`)."""
+    period = "quarter" if history.freqstr.startswith("Q") else "month"
+    steps = horizon_periods(horizon_years, period)
+    periods = pd.period_range(history[0], periods=len(history) + steps, freq=history.freq)
+    expected = acquisition.expected_after(periods, len(history), acquired)
+    delta = float(continuous_rate(annual_discount_rate, time_unit))
+    dert_new = float(P.dert(model_at(freq_params), NEW_CUSTOMER, delta=delta)[0, 0])
+    spend = spend_params.p * spend_params.gamma / (spend_params.q - 1.0)
+    clv_new = margin * (spend + spend * dert_new)
+    fe = future_customer_equity(expected[None, :], clv_new, acquisition_cost, annual_discount_rate, unit=period)
+    return float(fe.total[0])

@@ -72,7 +72,9 @@ Modules
 -------
 :mod:`~cbcv.data.simulate.params` (parameter sets, CDNOW estimates), :mod:`~cbcv.data.simulate.draws`
 (the exact draws on arrays, random blocks), :mod:`~cbcv.data.simulate.summaries` and
-:mod:`~cbcv.data.simulate.logs` (calendar logs, :class:`LogSpec`).
+:mod:`~cbcv.data.simulate.logs` (calendar logs, :class:`LogSpec`), :mod:`~cbcv.data.simulate.acquisitions`
+(new customers of a finite market with seasonality, and the acquisition days of a log that
+follows them).
 """
 
 from cbcv.data.simulate.draws import RNG_BLOCK
