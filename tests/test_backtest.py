@@ -116,3 +116,29 @@ def test_mape_by_horizon_over_the_origins_that_reach_it() -> None:
     assert m.loc[1, "mape"] == pytest.approx((10.0 + 10.0) / 2)
     assert m.loc[2, "mape"] == pytest.approx(25.0)  # the zero actual has no percentage error
     assert m["origins"].tolist() == [2, 2]
+
+
+def test_a_one_cohort_company_says_why_it_has_no_backtest(tmp_path) -> None:
+    """CDNOW (one acquisition cohort, six quarters): no acquisition model to test and too few
+    periods for a rolling origin; the page says so instead of failing."""
+    from pathlib import Path
+
+    import yaml
+
+    from cbcv.config import load_config
+    from cbcv.models.base import SamplerSettings
+    from cbcv.pipeline.backtests import company_backtests
+    from cbcv.pipeline.workflow import load_company
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "configs" / "cdnow.yaml").read_text())
+    assert cfg["data"]["source"] == "cdnow-sample"  # a bundled data set: no path to rewrite
+    cfg["financials"]["market_size"] = {"median": 10_000, "log_sd": 0.5}
+    path = tmp_path / "cdnow.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = load_config(path)
+    bt = company_backtests(loaded, load_company(loaded, tmp_path / "work"), "bgnbd",
+                           settings=SamplerSettings(method="map"))
+    assert bt.acquisition is None and "1 quarter(s) with new customers" in bt.acquisition_note
+    assert bt.rolling is None and "6 complete quarters" in bt.rolling_note
+    assert [str(p) for p in bt.actual["period"]][:1] == ["1997Q1"] and len(bt.actual) == 6

@@ -36,6 +36,7 @@ from cbcv.models.acquisition import AcquisitionModel
 from cbcv.models.acquisition_terms import MarketSize
 from cbcv.models.base import SamplerSettings
 from cbcv.pipeline.company_data import CompanyData
+from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS
 from cbcv.valuation.backtest import (
     MODEL,
     AcquisitionBacktest,
@@ -118,6 +119,10 @@ def company_backtests(
 def _acquisition(data: CompanyData, actual: pd.DataFrame, market: MarketSize, period: str, seasonal: bool,
                  settings: SamplerSettings, progress: Any) -> tuple[AcquisitionBacktest | None, str]:
     history = data.acquisition_history(period)
+    active = int((history["new_customers"] > 0).sum())
+    if active < MIN_ACQUISITION_PERIODS:
+        return None, (f"{active} {period}(s) with new customers to the calibration end: an acquisition model "
+                      f"needs {MIN_ACQUISITION_PERIODS} (as for the valuation's future customers)")
     after = actual.loc[actual["period"] > history["period"].iloc[-1]]
     if after.empty:
         return None, f"no complete {period} after the calibration end to forecast"
@@ -148,10 +153,13 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
         if progress:
             progress(f"rolling origin {origin}: MAP fits, {horizon} {period}s ahead ...")
         at = data.at(origin.end_time.date())
+        history = at.acquisition_history(period)
+        if int((history["new_customers"] > 0).sum()) < MIN_ACQUISITION_PERIODS:
+            continue  # no acquisition model at this origin (the valuation would value none)
         freq = fit_summary_model(at.counted, purchase_model, mapped)
         spend = fit_summary_model(at.spend_sample(), "gamma_gamma", mapped)
         acq = _acquisition_model(market, period, seasonal)
-        acq.fit(at.acquisition_history(period), mapped)
+        acq.fit(history, mapped)
         units = at.valuation_units()
         forecast = model_forecast(
             freq, spend, units, weights=customer_weights(units),
@@ -162,12 +170,13 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
         baselines = baseline_forecasts(actual.iloc[:k], horizon, panel=cfg.data.is_panel)
         periods = actual["period"].iloc[k:k + horizon]
         frames.append(error_rows(str(origin), pd.PeriodIndex(periods), indexed, {MODEL: forecast, **baselines}))
+    if not frames:
+        return None, f"no origin has the {MIN_ACQUISITION_PERIODS} {period}s of acquisitions an acquisition model needs"
     errors = pd.concat(frames, ignore_index=True)
     if errors.empty:
         raise CbcvError("backtest: no forecast to compare")
-    n = len(origins)
-    note = (f"{n} origin{'s' if n > 1 else ''} ({actual['period'].iloc[MIN_ORIGIN_PERIODS - 1]} to "
-            f"{actual['period'].iloc[len(actual) - 2]}); the models refitted at each by MAP (posterior mode), "
+    n = errors["origin"].nunique()
+    note = (f"{n} origin{'s' if n > 1 else ''} ({errors['origin'].iloc[0]} to {errors['origin'].iloc[-1]}); the models refitted at each by MAP (posterior mode), "
             f"{purchase_model} for purchases as the holdout chose")
     return Backtest(errors=errors, period=period, method_note=note), note
 
