@@ -142,3 +142,23 @@ def test_a_one_cohort_company_says_why_it_has_no_backtest(tmp_path) -> None:
     assert bt.acquisition is None and "1 quarter(s) with new customers" in bt.acquisition_note
     assert bt.rolling is None and "6 complete quarters" in bt.rolling_note
     assert [str(p) for p in bt.actual["period"]][:1] == ["1997Q1"] and len(bt.actual) == 6
+
+
+def test_backtest_figures_draw_what_the_tables_hold() -> None:
+    from cbcv.plots.backtest import plot_acquisition_backtest, plot_backtest_mape
+    from cbcv.valuation.backtest import AcquisitionBacktest, Backtest
+
+    periods = pd.period_range("2019Q1", periods=2, freq="Q")
+    actual = pd.DataFrame({"revenue": [100.0, 200.0], "new_customers": [10.0, 20.0]}, index=periods)
+    rows = error_rows("2018Q4", periods, actual, {
+        MODEL: {"revenue": np.array([110.0, 150.0]), "new_customers": np.array([9.0, 25.0])},
+        GLS: {"revenue": np.array([120.0, 160.0]), "new_customers": np.array([5.0, 30.0])},
+    })
+    fig = plot_backtest_mape(Backtest(rows, "quarter", "MAP"))
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["New customers", "Revenue"]
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)  # the model and the one baseline given
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [10.0, 25.0])
+    table = pd.DataFrame({"period": periods, "actual": [10.0, 20.0], "predicted": [9.0, 25.0], "low": [8.0, 22.0],
+                          "high": [11.0, 27.0], "inside": [True, False], "error_pct": [-10.0, 25.0]})
+    fig = plot_acquisition_backtest(AcquisitionBacktest("2018Q4", table, 0.9, "nuts"))
+    assert len(fig.axes[0].containers) >= 2 and "2018Q4" in fig.axes[0].get_title(loc="left")

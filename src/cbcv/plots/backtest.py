@@ -56,5 +56,5 @@ def plot_backtest_mape(test: Backtest) -> Figure:
             ax.set_xticks(sorted(set(rows["horizon"])))
             ax.set_ylim(bottom=0)
             finish_axes(ax, f"Horizon ({test.period}s)", "MAPE (%)", SERIES_LABELS.get(s, s))
-        np.atleast_1d(axes)[0].legend(loc="upper left", fontsize="small")
+        np.atleast_1d(axes)[0].legend(loc="best", fontsize="small")
     return fig
