@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +86,18 @@ def test_make_report_builds_the_multi_cohort_company_with_its_backtests() -> Non
     assert "05_backtests" in cfg["report"]["notebooks"] and cfg["financials"]["market_size"]
     readme = (ROOT / "README.md").read_text()
     assert "make report CONFIG=configs/cdnow.yaml" in readme and (ROOT / "configs" / "cdnow.yaml").is_file()
+
+
+def test_no_generated_output_is_tracked() -> None:
+    """Run folders and derived data are generated: nothing under reports/ or data/processed/ is
+    in git, and .gitignore keeps it out."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "reports", "data/processed"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert tracked == []
+    for path in ("reports/x/index.html", "data/processed/x/a.parquet"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
