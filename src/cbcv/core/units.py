@@ -28,6 +28,9 @@ UNIT_DAYS: dict[str, float] = {
 #: The time units a customer summary (``t_x``, ``T``) may count in, with their days.
 TIME_UNIT_DAYS: dict[str, float] = {u: UNIT_DAYS[u] for u in ("day", "week", "month")}
 
+#: The pandas frequency of each calendar period (acquisition periods, panel periods, forecasts).
+PANDAS_FREQ: dict[str, str] = {"month": "M", "quarter": "Q", "year": "Y"}
+
 #: Periods per year of each unit (365.25 days, 365.25 / 7 weeks, 12 months, 4 quarters, 1 year).
 PERIODS_PER_YEAR: dict[str, float] = {u: DAYS_PER_YEAR / d for u, d in UNIT_DAYS.items()}
 

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.units import PANDAS_FREQ, periods_per_year
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.data.csv_stage import stage_csv
 from cbcv.data.load import file_kind, rejections_table
@@ -62,8 +63,8 @@ PANEL_REJECTION_REASONS: tuple[str, ...] = (
 )
 _RANK = {reason: rank for rank, reason in enumerate(PANEL_REJECTION_REASONS)}
 #: pandas frequency of each period.
-PERIOD_FREQ: dict[str, str] = {"quarter": "Q", "month": "M", "year": "Y"}
-_PER_YEAR = {"quarter": 4, "month": 12, "year": 1}
+PERIOD_FREQ = PANDAS_FREQ
+_PER_YEAR = {p: round(periods_per_year(p)) for p in PANDAS_FREQ}
 DEFAULT_PRE_START_LABELS: tuple[str, ...] = ("pre*",)
 #: Contract name -> default source column, per layout (``cohort`` is optional).
 DEFAULT_COLUMNS: dict[str, dict[str, str]] = {

@@ -42,7 +42,7 @@ import duckdb
 import pandas as pd
 
 from cbcv.core.errors import ConfigError, DataError
-from cbcv.core.units import unit_days
+from cbcv.core.units import PANDAS_FREQ, periods_per_year, unit_days
 from cbcv.data._sql import Dialect, dialect, first_line, literal, parse_day, scratch_connection
 from cbcv.data.transactions import TRANSACTION_COLUMNS, daily_sql
 
@@ -395,10 +395,6 @@ def purchase_days(
     return out
 
 
-#: DuckDB ``date_trunc`` part of each period a backtest counts in.
-PERIOD_PARTS = {"month": "month", "quarter": "quarter", "year": "year"}
-
-
 def period_activity(
     transactions: Transactions,
     *,
@@ -415,11 +411,11 @@ def period_activity(
     (customers with a purchase in it), ``transactions`` (purchase occasions: customer-days) and
     ``revenue`` (their net amount). Every period from the first purchase to ``end``'s period is
     a row, zeros included. The actual series of the backtests (:mod:`cbcv.valuation.backtest`)."""
-    if period not in PERIOD_PARTS:
-        raise ConfigError(f"period must be one of {', '.join(PERIOD_PARTS)}, got {period!r}")
+    if period not in PANDAS_FREQ:
+        raise ConfigError(f"period must be one of {', '.join(PANDAS_FREQ)}, got {period!r}")
     last = required_day(end, "end")
-    part = literal(PERIOD_PARTS[period])
-    step = {"month": "1 month", "quarter": "3 months", "year": "1 year"}[period]
+    part = literal(period)  # DuckDB's date_trunc part of the same name
+    step = f"{12 // round(periods_per_year(period))} months"
     born = f"WHERE {births}" if births else ""
     name, out = _query(
         transactions,
@@ -440,7 +436,7 @@ def period_activity(
     )
     if out.empty or out["period"].isna().all():
         raise DataError(f"{name}: no purchase on or before {last.isoformat()}")
-    out["period"] = pd.PeriodIndex(pd.to_datetime(out["period"]), freq={"month": "M", "quarter": "Q", "year": "Y"}[period])
+    out["period"] = pd.PeriodIndex(pd.to_datetime(out["period"]), freq=PANDAS_FREQ[period])
     out[["new_customers", "active_customers", "transactions"]] = out[
         ["new_customers", "active_customers", "transactions"]].astype("int64")
     out["revenue"] = out["revenue"].astype("float64")
@@ -493,7 +489,7 @@ def period_summary(
     out = out.astype("int64")
     if holdout_end is None:
         return out.drop(columns="x_holdout")
-    per_year = {"month": 12, "quarter": 4, "year": 1}[period]
+    per_year = round(periods_per_year(period))
     out["n_holdout"] = _period_number(last, per_year) - _period_number(end, per_year)
     return out
 

@@ -17,6 +17,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from cbcv.core.errors import ConfigError, DataError
+from cbcv.core.units import PANDAS_FREQ
 from cbcv.models.base import Prior
 
 Distribution = Literal["weibull", "exponential-gamma", "weibull-gamma"]
@@ -38,7 +39,7 @@ DEFAULT_PRIORS: Mapping[str, Prior] = {
     "kappa": Prior("HalfNormal", {"sigma": 0.2}),
 }
 
-PERIOD_FREQ = {"month": "M", "quarter": "Q", "year": "Y"}
+PERIOD_FREQ = PANDAS_FREQ
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 from scipy.special import gammaln as _np_gammaln
+from scipy.special import hyperu
 from scipy.special import logsumexp as _np_logsumexp
 
 #: Gauss-Legendre nodes used by :func:`log_power_integral_pt` / :func:`log_power_integral_np`.
@@ -250,8 +251,6 @@ def discounted_power_integral(s: Any, z: Any) -> np.ndarray:
     Against mpmath (``hyperu`` or ``quad``, 40 digits) for s in [0.05, 1e6] and z in [1e-8, 1e7]
     the largest relative error is 3.4e-10 (at s = 3, z = 30, on SciPy's side); with Laguerre
     (s ≥ 4) below 1e-12 (tests/test_dert_accuracy.py::test_discounted_power_integral_against_mpmath)."""
-    from scipy.special import hyperu
-
     s, z = np.broadcast_arrays(np.asarray(s, dtype=float), np.asarray(z, dtype=float))
     large = s >= LAGUERRE_MIN_SHAPE
     out = np.empty(s.shape)

@@ -32,11 +32,12 @@ from cbcv.core import interrupt
 from cbcv.core.cache import atomic_write_json
 from cbcv.core.errors import CbcvError
 from cbcv.data.summary import period_activity
-from cbcv.models.acquisition import AcquisitionModel
 from cbcv.models.acquisition_terms import MarketSize
 from cbcv.models.base import SamplerSettings
 from cbcv.pipeline.company_data import CompanyData
-from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS
+from cbcv.pipeline.valuation import acquisition_model, market_size
+from cbcv.pipeline.workflow import fit_summary_model
+from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS, active_periods
 from cbcv.valuation.backtest import (
     MODEL,
     AcquisitionBacktest,
@@ -90,10 +91,6 @@ def complete_activity(data: CompanyData, period: str, end: dt.date) -> pd.DataFr
     return actual.reset_index(drop=True)
 
 
-def _acquisition_model(market: MarketSize, period: str, seasonal: bool) -> AcquisitionModel:
-    return AcquisitionModel(market, seasonality=period if seasonal else None)  # type: ignore[arg-type]
-
-
 def company_backtests(
     loaded: LoadedConfig, data: CompanyData, purchase_model: str, *, settings: SamplerSettings,
     progress: Any = None,
@@ -105,8 +102,7 @@ def company_backtests(
     fin = cfg.financials
     period = fin.acquisition_period if fin is not None else "quarter"
     actual = complete_activity(data, period, cfg.valuation_date)
-    market = None if fin is None or fin.market_size is None else MarketSize(fin.market_size.median,
-                                                                             fin.market_size.log_sd)
+    market = None if fin is None else market_size(fin)
     seasonal = bool(fin and fin.acquisition_seasonality)
     if market is None:
         note = "no market size in the config (financials.market_size): no acquisition model to test"
@@ -119,7 +115,7 @@ def company_backtests(
 def _acquisition(data: CompanyData, actual: pd.DataFrame, market: MarketSize, period: str, seasonal: bool,
                  settings: SamplerSettings, progress: Any) -> tuple[AcquisitionBacktest | None, str]:
     history = data.acquisition_history(period)
-    active = int((history["new_customers"] > 0).sum())
+    active = active_periods(history)
     if active < MIN_ACQUISITION_PERIODS:
         return None, (f"{active} {period}(s) with new customers to the calibration end: an acquisition model "
                       f"needs {MIN_ACQUISITION_PERIODS} (as for the valuation's future customers)")
@@ -128,7 +124,7 @@ def _acquisition(data: CompanyData, actual: pd.DataFrame, market: MarketSize, pe
         return None, f"no complete {period} after the calibration end to forecast"
     if progress:
         progress(f"acquisition backtest: fit to {history['period'].iloc[-1]}, forecast {len(after)} {period}s ...")
-    model = _acquisition_model(market, period, seasonal)
+    model = acquisition_model(market, period, seasonal)
     test = acquisition_backtest(model, history, after, horizon=len(after), settings=settings)
     how = "NUTS" if settings.method == "nuts" else settings.method.upper()
     return test, (f"fitted by {how} to the new customers of {len(history)} {period}s to "
@@ -137,8 +133,6 @@ def _acquisition(data: CompanyData, actual: pd.DataFrame, market: MarketSize, pe
 
 def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purchase_model: str,
              market: MarketSize, period: str, seasonal: bool, progress: Any) -> tuple[Backtest | None, str]:
-    from cbcv.pipeline.workflow import fit_summary_model
-
     cfg = loaded.config
     origins = range(MIN_ORIGIN_PERIODS, len(actual))
     if not origins:
@@ -154,11 +148,11 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
             progress(f"rolling origin {origin}: MAP fits, {horizon} {period}s ahead ...")
         at = data.at(origin.end_time.date())
         history = at.acquisition_history(period)
-        if int((history["new_customers"] > 0).sum()) < MIN_ACQUISITION_PERIODS:
+        if active_periods(history) < MIN_ACQUISITION_PERIODS:
             continue  # no acquisition model at this origin (the valuation would value none)
         freq = fit_summary_model(at.counted, purchase_model, mapped)
         spend = fit_summary_model(at.spend_sample(), "gamma_gamma", mapped)
-        acq = _acquisition_model(market, period, seasonal)
+        acq = acquisition_model(market, period, seasonal)
         acq.fit(history, mapped)
         units = at.valuation_units()
         forecast = model_forecast(

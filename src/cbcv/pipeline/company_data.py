@@ -92,6 +92,12 @@ class SummarySettings:
         return cls(cfg.calibration_end, cfg.holdout_end, cfg.time_unit, cfg.cohort_period)
 
 
+#: Beside a revenue panel's validated occasions: the ids of the customers acquired before the
+#: panel starts (derived data, never in a report), written by
+#: :func:`cbcv.pipeline.workflow.validate_company`.
+PRE_START_FILE = "pre_start.parquet"
+
+
 class CompanyData:
     """A company's validated log and everything the report reads from it (module docstring).
 
@@ -198,12 +204,12 @@ class CompanyData:
     def observed_birth(self) -> str | None:
         """SQL filter on the summaries keeping the customers whose acquisition the data show:
         ``None`` but for a revenue panel with customers acquired before it starts
-        (:data:`cbcv.pipeline.workflow.PRE_START_FILE`). Those customers' first observed purchase
+        (:data:`PRE_START_FILE`). Those customers' first observed purchase
         is not their first, so they are left out of the fits, the acquisition history and the
         first-purchase spend; they are scored (valued) with the model fitted on the others, their
         observed history starting at their first purchase in the panel (an approximation: their
         earlier purchases and age are unknown)."""
-        pre = self.accepted.parent / "pre_start.parquet"
+        pre = self.accepted.parent / PRE_START_FILE
         if not pre.is_file():
             return None
         return f"customer_id NOT IN (SELECT customer_id FROM read_parquet({literal(str(pre))}))"

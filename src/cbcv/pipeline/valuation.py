@@ -52,11 +52,16 @@ from cbcv.config import LoadedConfig, load_config
 from cbcv.core.cache import atomic_write_json
 from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import ConfigError
-from cbcv.core.units import horizon_periods
+from cbcv.core.units import PANDAS_FREQ, horizon_periods
 from cbcv.models.base import CLVModel, SamplerSettings
 from cbcv.models.verdict import combined_diagnostics
 from cbcv.pipeline.company_data import CompanyData
-from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS, AcquisitionModel, MarketSize
+from cbcv.valuation.acquisition import (
+    MIN_ACQUISITION_PERIODS,
+    AcquisitionModel,
+    MarketSize,
+    active_periods,
+)
 from cbcv.valuation.bridge import ValuationResult, value_bridge
 from cbcv.valuation.drivers import (
     UnitEconomics,
@@ -212,7 +217,7 @@ def future_equity(
     ``(draws, periods)`` forecast acquisitions (``None`` without future customers). ``history``:
     new customers per ``period`` (:func:`acquisition_history`); ``first_spend``: the expected
     spend of a new customer's first purchase (scalar or ``(draws,)``)."""
-    active = int((history["new_customers"] > 0).sum())
+    active = active_periods(history)
     if active < MIN_ACQUISITION_PERIODS:
         return None, (
             f"future customers valued at zero: the acquisition history has {active} {period}(s) with new "
@@ -225,7 +230,7 @@ def future_equity(
             "acquisition model; the value is that of the existing customers only"
         ), None
     n = fin.n_draws
-    model = AcquisitionModel(market, seasonality=period if seasonality else None)  # type: ignore[arg-type]
+    model = acquisition_model(market, period, seasonality)
     model.fit(history, settings)
     steps = horizon_periods(fin.horizon_years, period)
     expected = _to_draws(model.forecast(steps, seed=0).expected.to_numpy(), n)
@@ -260,9 +265,16 @@ SENSITIVITY_DRAWS = 250
 UNIT_ELEMENTS = 2**24
 
 
-def _market(fin_cfg: Any) -> MarketSize | None:
+def market_size(fin_cfg: Any) -> MarketSize | None:
+    """The config's ``financials.market_size`` as the acquisition model's :class:`MarketSize`."""
     m = fin_cfg.market_size
     return None if m is None else MarketSize(m.median, m.log_sd)
+
+
+def acquisition_model(market: MarketSize | float, period: str, seasonal: bool) -> AcquisitionModel:
+    """The (unfitted) acquisition model of future customers: a hazard ratio per ``period`` of the
+    year when ``seasonal`` (``financials.acquisition_seasonality``)."""
+    return AcquisitionModel(market, seasonality=period if seasonal else None)  # type: ignore[arg-type]
 
 
 def value_loaded(
@@ -303,7 +315,7 @@ def value_loaded(
     first_draws = first.draws(n, seed=cfg.seed)
     future, note, acquisitions = future_equity(
         data.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
-        market=market if market is not None else _market(fin_cfg),
+        market=market if market is not None else market_size(fin_cfg),
         settings=sampler_settings(loaded, "acquisition"), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth, first_spend=first_draws,
         seasonality=fin_cfg.acquisition_seasonality,
@@ -362,14 +374,11 @@ def value_loaded(
     )
 
 
-_PANDAS_FREQ = {"month": "M", "quarter": "Q"}
-
-
 def forecast_periods(valuation_date: dt.date, period: str, steps: int) -> pd.PeriodIndex:
     """The ``steps`` periods of the forecast: from the first ``period`` that starts after the
     valuation date (the next one when the date ends a period, as 1998-06-30 ends 1998Q2; the one
     after the date's own period otherwise, which the data cover in part)."""
-    freq = _PANDAS_FREQ[period]
+    freq = PANDAS_FREQ[period]
     current = pd.Period(valuation_date, freq=freq)
     return pd.period_range(current + 1, periods=steps)
 

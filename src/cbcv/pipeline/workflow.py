@@ -43,7 +43,7 @@ from cbcv.data.load import (
 )
 from cbcv.data.rules import RULES_VERSION
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
-from cbcv.pipeline.company_data import CompanyData, SummarySettings
+from cbcv.pipeline.company_data import PRE_START_FILE, CompanyData, SummarySettings
 
 
 def load_transactions_for(
@@ -183,9 +183,8 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
                                **caps)
 
 
-#: Beside a revenue panel's validated occasions: the customers acquired before the panel starts
-#: (ids, derived data: never in a report) and the panel's own reconciliation and rejections.
-PRE_START_FILE = "pre_start.parquet"
+#: Beside a revenue panel's validated occasions (and :data:`PRE_START_FILE`): the panel's own
+#: reconciliation and rejections.
 PANEL_FILES = ("panel_reconciliation.json", "panel_rejections.parquet")
 
 

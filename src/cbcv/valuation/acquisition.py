@@ -23,6 +23,12 @@ __all__ = ["MIN_ACQUISITION_PERIODS", "AcquisitionForecast", "AcquisitionModel",
 #: customers are valued at zero and the report says why.
 MIN_ACQUISITION_PERIODS = 8
 
+
+def active_periods(history: pd.DataFrame) -> int:
+    """Periods of an acquisition history with new customers (an acquisition model is fitted
+    from :data:`MIN_ACQUISITION_PERIODS` of them)."""
+    return int((history["new_customers"] > 0).sum())
+
 # --------------------------------------------------------------------------------------------
 # Acquisition history from a transaction log
 # --------------------------------------------------------------------------------------------

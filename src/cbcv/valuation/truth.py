@@ -36,7 +36,7 @@ import pandas as pd
 from cbcv import predict as P
 from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import ConfigError, DataError
-from cbcv.core.units import horizon_periods
+from cbcv.core.units import PANDAS_FREQ, horizon_periods
 from cbcv.data.simulate import BGNBDParams, FrequencyParams, GammaGammaParams, ParetoNBDParams
 from cbcv.data.simulate.acquisitions import AcquisitionParams
 from cbcv.models import BetaGeoModel, CLVModel, GammaGammaModel, ParetoNBDModel
@@ -137,7 +137,7 @@ def true_future_customer_equity(
     customer, ``margin × (E[Z] + E[Z] × DERT_new)`` (its first purchase and its repeat purchases,
     each of population mean spend ``p γ / (q − 1)``, as the simulator draws them), discounted as
     the valuation discounts them (:func:`cbcv.valuation.equity.future_customer_equity`)."""
-    period = "quarter" if history.freqstr.startswith("Q") else "month"
+    period = {code: name for name, code in PANDAS_FREQ.items()}[history.freqstr[0]]
     steps = horizon_periods(horizon_years, period)
     periods = pd.period_range(history[0], periods=len(history) + steps, freq=history.freq)
     expected = acquisition.expected_after(periods, len(history), acquired)
