@@ -228,3 +228,59 @@ def test_target_accept_for_every_model_or_per_model(tmp_path) -> None:
         path.write_text(yaml.safe_dump(base))
         with pytest.raises(ConfigError, match="target_accept"):
             load_config(path)
+
+
+SUBSCRIPTION = {
+    "company": {"name": "Acme Software"},
+    "business": "subscription",
+    "data": {"source": "subs.csv", "columns": {"customer_id": "account", "start": "began", "end": "ended",
+                                                "price": "mrr"}},
+    "calibration_end": "2022-12-31",
+}
+
+
+def test_subscription_config_defaults_and_columns() -> None:
+    """Item 7 of the subscription issue: business, the column map, the month time unit and cohort,
+    the retention models chosen by the holdout, the subscription notebooks."""
+    cfg = parse_config(SUBSCRIPTION)
+    assert cfg.is_subscription and cfg.time_unit == "month" and cfg.cohort_period == "month"
+    assert cfg.models == ("sbg", "bdw") and cfg.retention.pooling == "auto"
+    assert cfg.report.notebooks == ("11_subscription_audit", "12_retention_models",
+                                    "13_subscriber_equity_and_valuation")
+    assert cfg.data.columns.subscription_columns() == {"customer_id": "account", "start": "began",
+                                                        "end": "ended", "price": "mrr"}
+    yearly = parse_config({**SUBSCRIPTION, "data": {**SUBSCRIPTION["data"], "billing_period": "year"}})
+    assert yearly.time_unit == "year" and yearly.cohort_period == "year"
+    # a transaction company keeps its defaults
+    plain = parse_config(MINIMAL)
+    assert plain.business == "transactions" and plain.models == ("bgnbd", "pareto_nbd", "gamma_gamma")
+    assert plain.data.columns.transaction_columns() == {"customer_id": "customer_id", "date": "date",
+                                                         "amount": "amount"}
+
+
+@pytest.mark.parametrize(("change", "pattern"), [
+    ({"time_unit": "week"}, r"time_unit: time_unit 'week': a subscription company's time unit is its billing period"),
+    ({"models": ["bgnbd"]}, r"models: 'bgnbd' is not a retention model"),
+    ({"report": {"notebooks": ["04_company_valuation"]}},
+     r"report.notebooks: '04_company_valuation' is not a notebook of business: subscription"),
+    ({"data": {"source": "s.csv", "billing_period": "year"}, "time_unit": "month"},
+     r"data.billing_period 'year' differs from time_unit 'month'"),
+    ({"data": {"source": "s.csv", "layout": "panel_wide"}}, r"data.layout 'panel_wide' is not for business: subscription"),
+    ({"retention": {"pooling": "some"}}, r"retention.pooling: Input should be"),
+    ({"business": "subscriptions"}, r"business: Input should be 'transactions', 'panel' or 'subscription'"),
+])
+def test_subscription_config_mistakes_name_the_field(change: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        parse_config({**SUBSCRIPTION, **change}, "acme.yaml")
+
+
+@pytest.mark.parametrize(("change", "pattern"), [
+    ({"data": {"source": "tx.csv", "columns": {"start": "s"}}}, r"data.columns.start is a subscription field"),
+    ({"data": {"source": "tx.csv", "layout": "billing_log"}}, r"data.layout 'billing_log' needs business: subscription"),
+    ({"retention": {"pooling": "partial"}}, r"retention: only for business: subscription"),
+    ({"time_unit": "year"}, r"a purchase model counts time in day, week, month"),
+    ({"report": {"notebooks": ["11_subscription_audit"]}}, r"'11_subscription_audit' is not a notebook of business: transactions"),
+])
+def test_subscription_fields_are_refused_for_transactions(change: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        parse_config({**MINIMAL, **change}, "acme.yaml")

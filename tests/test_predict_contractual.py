@@ -199,3 +199,28 @@ def test_errors() -> None:
     with pytest.raises(CbcvError, match="column 'tenure'"):
         C.customer_derl(sbg, pd.DataFrame({"t": [1]}), 0.1, column="tenure")
     assert C.per_period_rate(0.1, 12) == pytest.approx(1.1 ** (1 / 12) - 1, rel=1e-12)
+
+
+def test_derl_at_rates_is_derl_draw_by_draw() -> None:
+    """Each draw at its own discount rate gives, draw by draw, the DERL of that draw at that
+    rate (closed form for the sBG, the sum for the BdW), including draws where SciPy's hyp2f1
+    fails (beta + n large with z near 1)."""
+    from cbcv.predict.contractual import FAMILIES, derl_at_rates
+
+    rng = np.random.default_rng(3)
+    draws = 40
+    gamma, delta = rng.uniform(0.2, 2.0, (draws, 1)), rng.uniform(0.5, 20.0, (draws, 1))
+    delta[0, 0] = 5e4  # hyp2f1 territory where SciPy returns NaN at a small rate
+    c = rng.uniform(0.6, 1.5, (draws, 1))
+    rates = rng.uniform(0.0005, 0.01, draws)
+    n = np.arange(0, 30, dtype=float)
+    sbg, bdw = (f for f in FAMILIES.values())
+    for family, params in ((sbg, {"gamma": gamma, "delta": delta, "c": np.ones_like(c)}),
+                           (bdw, {"gamma": gamma, "delta": delta, "c": c})):
+        got = derl_at_rates(family, params, n, rates)
+        for i in range(draws):
+            one = {k: v[i : i + 1] for k, v in params.items()}
+            want = family.derl(one, n[None, :], float(rates[i]), "sum", 1e-12, 10**7)[0]
+            np.testing.assert_allclose(got[i], want, rtol=1e-9)
+    with pytest.raises(CbcvError, match="positive"):
+        derl_at_rates(sbg, {"gamma": gamma, "delta": delta, "c": c}, n, -rates)

@@ -102,7 +102,7 @@ def _serve(report: Path, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     root = tmp_path / "site"
     root.mkdir()
     (root / "report").symlink_to(report, target_is_directory=True)
-    pages = ["index.html", *sorted(p.name for p in report.glob("0*.html"))]
+    pages = ["index.html", *sorted(p.name for p in report.glob("[0-9][0-9]_*.html"))]
     (root / "check.html").write_text(CHECK_PAGE % json.dumps(pages), encoding="utf-8")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None  # type: ignore[method-assign]

@@ -106,10 +106,15 @@ def audit(
 @app.command()
 def fit(
     transactions: TransactionsArg,
-    model: Annotated[str, typer.Option("--model", "-m", help="bgnbd, mbgnbd, pareto_nbd or gamma_gamma")],
+    model: Annotated[str, typer.Option("--model", "-m", help="bgnbd, mbgnbd, pareto_nbd or gamma_gamma; "
+                                       "sbg or bdw for subscription records (customer_id, start, end, price)")],
     calibration_end: Annotated[str, typer.Option(help="last day of the calibration period, YYYY-MM-DD")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder for fit.json and posterior.nc")],
-    time_unit: Annotated[str, typer.Option(help="day, week or month")] = "week",
+    time_unit: Annotated[str, typer.Option(help="day, week or month; for sbg/bdw the billing period: month, "
+                                           "quarter or year")] = "week",
+    pooling: Annotated[str, typer.Option(help="sbg/bdw: partial, unpooled or complete pooling of the cohorts")] = "partial",
+    cohort_period: Annotated[str | None, typer.Option(help="sbg/bdw: cohorts by month, quarter or year "
+                                                       "(default: the config's, else the billing period)")] = None,
     method: Annotated[str, typer.Option(help="nuts or map")] = "nuts",
     draws: Annotated[int, typer.Option(min=1)] = 1000,
     tune: Annotated[int, typer.Option(min=0)] = 1000,
@@ -133,10 +138,14 @@ def fit(
         validate_source,
     )
 
-    summary_model(model)
     if method not in ("nuts", "map"):
         raise CbcvError(f"--method: {method!r} is not nuts or map")
     cal_end = _date(calibration_end, "--calibration-end")
+    if model in ("sbg", "bdw"):
+        _fit_subscriptions(transactions, model, pooling, cal_end, time_unit, cohort_period, out, loaded, strict,
+                           SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed))  # type: ignore[arg-type]
+        return
+    summary_model(model)
     _say(f"cbcv fit: validating {transactions}")
     with tempfile.TemporaryDirectory(prefix="cbcv-fit-") as work:
         log = validate_source(transactions, work, loaded)
@@ -156,6 +165,27 @@ def fit(
     save_fit(fitted, summary, out, meta)
     _say(f"cbcv fit: done in {fitted.fit_seconds:.1f} s -> {out / 'fit.json'}")
     _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, out / "fit.json")
+
+
+def _fit_subscriptions(source: str, model: str, pooling: str, cal_end: dt.date | None, billing_period: str,
+                       cohort_period: str | None, out: Path, loaded: object, strict: bool, settings: object) -> None:
+    """``cbcv fit --model sbg|bdw``: the cohort retention model on subscription records."""
+    from cbcv.pipeline.subscription_valuation import fit_subscription_file, save_retention_fit
+
+    if billing_period not in ("month", "quarter", "year"):
+        raise CbcvError(f"--time-unit: {billing_period!r}: for {model} give the billing period (month, quarter or year)")
+    if pooling not in ("partial", "unpooled", "complete"):
+        raise CbcvError(f"--pooling: {pooling!r} is not partial, unpooled or complete")
+    assert cal_end is not None
+    _say(f"cbcv fit: validating subscription records {source}")
+    fitted, meta = fit_subscription_file(source, model=model, pooling=pooling, calibration_end=cal_end,
+                                         billing_period=billing_period, cohort_period=cohort_period,
+                                         settings=settings, loaded=loaded)  # type: ignore[arg-type]
+    interrupt.check()
+    path = save_retention_fit(fitted, out, meta)
+    _say(f"cbcv fit: {fitted.idata.attrs['n_customers']:,} spells in {len(fitted.cohorts)} cohorts; "  # type: ignore[union-attr]
+         f"done in {fitted.fit_seconds:.1f} s -> {path}")
+    _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, path)
 
 
 @app.command()
@@ -210,8 +240,11 @@ def value(
     """Fit the configured models, value the company per posterior draw, write OUT/valuation.json."""
     from cbcv.config import load_config
 
-    load_config(config)  # every input checked in a fraction of a second, before the model imports
-    from cbcv.pipeline.valuation import value_company
+    loaded = load_config(config)  # every input checked in a fraction of a second, before the model imports
+    if loaded.config.is_subscription:
+        from cbcv.pipeline.subscription_valuation import value_subscription_company as value_company
+    else:
+        from cbcv.pipeline.valuation import value_company
 
     _say(f"cbcv value: {config}")
     path = value_company(config, out, progress=lambda m: _say(f"cbcv value: {m}"))

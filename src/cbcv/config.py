@@ -17,20 +17,29 @@ their valid range, growth below the discount rate, known scenario inputs).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cbcv.core.config_checks import did_you_mean, financial_problems, timezone_problem
+from cbcv.core.config_checks import (
+    BOUND_OPERATORS,
+    did_you_mean,
+    financial_problems,
+    is_number,
+    number_text,
+    timezone_problem,
+)
 from cbcv.core.errors import ConfigError
 from cbcv.core.yaml_loader import read_yaml
 
-TimeUnit = Literal["day", "week", "month"]
+TimeUnit = Literal["day", "week", "month", "quarter", "year"]
 CohortPeriod = Literal["month", "quarter", "year"]
 ModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd", "gamma_gamma", "bgbb", "sbg", "bdw"]
+Business = Literal["transactions", "panel", "subscription"]
+#: The notebooks of a purchase-log or revenue-panel company (``business: transactions`` or
+#: ``panel``), in report order.
 NOTEBOOKS: tuple[str, ...] = (
     "01_customer_base_audit",
     "02_model_fit_and_validation",
@@ -38,6 +47,26 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_company_valuation",
     "05_backtests",
 )
+#: The notebooks of a subscription company (``business: subscription``), in report order.
+SUBSCRIPTION_NOTEBOOKS: tuple[str, ...] = (
+    "11_subscription_audit",
+    "12_retention_models",
+    "13_subscriber_equity_and_valuation",
+)
+#: Notebooks by business.
+BUSINESS_NOTEBOOKS: dict[str, tuple[str, ...]] = {
+    "transactions": NOTEBOOKS, "panel": NOTEBOOKS, "subscription": SUBSCRIPTION_NOTEBOOKS,
+}
+#: Time units of a purchase model's summaries; a subscription company's retention period is its
+#: billing period (month, quarter or year).
+SUMMARY_TIME_UNITS = ("day", "week", "month")
+#: The retention model families, and the default models of each business.
+RETENTION_MODELS: tuple[str, ...] = ("sbg", "bdw")
+DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
+    "transactions": ("bgnbd", "pareto_nbd", "gamma_gamma"),
+    "panel": ("bgnbd", "pareto_nbd", "gamma_gamma"),
+    "subscription": RETENTION_MODELS,
+}
 
 
 #: Longest forecast horizon: at a 10% discount rate a cash flow 100 years out is worth 1/13,780
@@ -71,11 +100,33 @@ class Company(_Strict):
 
 
 class ColumnMap(_Strict):
-    """Source column names for the transaction contract's fields."""
+    """Source column names for the contract's fields: a purchase log's (``customer_id``,
+    ``date``, ``amount``; a billing log's too) or subscription records' (``customer_id``,
+    ``start``, ``end``, optional ``price``, ``plan``, ``billing_period``:
+    :mod:`cbcv.data.subscriptions`)."""
 
     customer_id: str = "customer_id"
     date: str = "date"
     amount: str = "amount"
+    start: str | None = None
+    end: str | None = None
+    price: str | None = None
+    plan: str | None = None
+    billing_period: str | None = None
+
+    #: The fields of subscription records only.
+    SUBSCRIPTION_FIELDS: ClassVar[tuple[str, ...]] = ("start", "end", "price", "plan", "billing_period")
+
+    def transaction_columns(self) -> dict[str, str]:
+        """Contract name -> source column of a purchase log (or a billing log)."""
+        return {"customer_id": self.customer_id, "date": self.date, "amount": self.amount}
+
+    def subscription_columns(self) -> dict[str, str]:
+        """Contract name -> source column of subscription records (``start`` and ``end`` by
+        default; the optional ones only where given)."""
+        out = {"customer_id": self.customer_id, "start": self.start or "start", "end": self.end or "end"}
+        out.update({k: getattr(self, k) for k in ("price", "plan", "billing_period") if getattr(self, k)})
+        return out
 
 
 class DataSource(_Strict):
@@ -110,10 +161,30 @@ class DataSource(_Strict):
         default=None,
         description="IANA zone in which zone-aware timestamps are read (default: their own)",
     )
-    layout: Literal["transactions", "panel_wide", "panel_long"] = Field(
+    layout: Literal["transactions", "panel_wide", "panel_long", "subscriptions", "billing_log"] = Field(
         default="transactions",
         description="transactions: a purchase log; panel_wide / panel_long: a customer x period "
-        "revenue panel (cbcv.data.panel), one purchase occasion per active customer-period",
+        "revenue panel (cbcv.data.panel), one purchase occasion per active customer-period; "
+        "subscriptions: subscription records (customer_id, start, end, price: the default of "
+        "business: subscription); billing_log: a subscription's charges (customer_id, date, amount) "
+        "from which the spells are derived",
+    )
+    billing_period: Literal["month", "quarter", "year"] | None = Field(
+        default=None,
+        description="subscriptions: the billing period of records without a billing_period column "
+        "(default: the config's time_unit)",
+    )
+    plans: list[str] | None = Field(
+        default=None, description="subscriptions: the known plans; a record of another plan is rejected"
+    )
+    extra_columns: list[str] = Field(
+        default_factory=list,
+        description="subscriptions: further subscriber columns kept with each spell (e.g. channel), "
+        "for the retention model's covariates",
+    )
+    grace_days: int = Field(
+        default=7, ge=0, le=366,
+        description="billing_log: days a charge may be late and still continue the subscription",
     )
     panel_period: Literal["quarter", "month", "year"] = Field(
         default="quarter", description="the period of a revenue panel's columns or labels"
@@ -129,7 +200,7 @@ class DataSource(_Strict):
 
     @property
     def is_panel(self) -> bool:
-        return self.layout != "transactions"
+        return self.layout in ("panel_wide", "panel_long")
 
     @property
     def display_name(self) -> str:
@@ -332,17 +403,37 @@ class ReportSettings(_Strict):
     @field_validator("notebooks")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [n for n in v if n not in NOTEBOOKS]
+        known = NOTEBOOKS + SUBSCRIPTION_NOTEBOOKS
+        unknown = [n for n in v if n not in known]
         if unknown:
-            raise ValueError(f"unknown notebook(s) {unknown}; choose from {list(NOTEBOOKS)}")
+            raise ValueError(f"unknown notebook(s) {unknown}; choose from {list(known)}")
         if not v:
             raise ValueError("list at least one notebook")
         return v
 
 
+class RetentionSettings(_Strict):
+    """A subscription company's retention models (:mod:`cbcv.models.cohort_retention`).
+
+    ``pooling``: how each cohort's retention parameters relate: ``partial`` (drawn from a
+    population distribution: a young cohort borrows strength from the others), ``unpooled``
+    (each cohort alone), ``complete`` (one set for all), or ``auto`` (default): all three are
+    fitted on the calibration period and the one with the smallest holdout survival error is
+    valued (ties to the partially pooled one). ``covariates``: subscriber columns (``plan`` or
+    ``data.extra_columns``) on the churn propensity."""
+
+    pooling: Literal["auto", "partial", "unpooled", "complete"] = "auto"
+    covariates: list[str] = Field(default_factory=list)
+
+
 class CompanyConfig(_Strict):
     company: Company
     data: DataSource
+    business: Business = Field(
+        default="transactions",
+        description="transactions (a purchase log), panel (a customer x period revenue panel) or "
+        "subscription (subscription records or a billing log): which notebooks the report runs",
+    )
     as_of: dt.date | None = Field(
         default=None, description="valuation date; later rows are rejected"
     )
@@ -356,6 +447,70 @@ class CompanyConfig(_Strict):
     financials: Financials | None = None
     report: ReportSettings = ReportSettings()
     engine: EngineSettings = EngineSettings()
+    retention: RetentionSettings = RetentionSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _business_defaults(cls, raw: Any) -> Any:
+        """The models and notebooks a business runs by default, where the config names none."""
+        if not isinstance(raw, dict):
+            return raw
+        business = raw.get("business", "transactions")
+        if business not in BUSINESS_NOTEBOOKS:
+            return raw  # the field's own check names it
+        out = dict(raw)
+        out.setdefault("models", list(DEFAULT_MODELS[business]))
+        if business == "subscription":
+            data = out.get("data")
+            billing = data.get("billing_period") if isinstance(data, dict) else None
+            out.setdefault("time_unit", billing or "month")
+            unit = out["time_unit"]
+            out.setdefault("cohort_period", unit if unit in ("month", "quarter", "year") else "month")
+            report = out.get("report")
+            if report is None or (isinstance(report, dict) and "notebooks" not in report):
+                out["report"] = {**(report or {}), "notebooks": list(SUBSCRIPTION_NOTEBOOKS)}
+        return out
+
+    @property
+    def is_subscription(self) -> bool:
+        return self.business == "subscription"
+
+    @model_validator(mode="after")
+    def _business_fits(self) -> CompanyConfig:
+        """The data layout, time unit, models and notebooks must suit the business."""
+        sub = self.is_subscription
+        layout = self.data.layout
+        if sub and layout not in ("transactions", "subscriptions", "billing_log"):
+            raise ValueError(f"data.layout {layout!r} is not for business: subscription "
+                             "(use subscriptions or billing_log)")
+        if not sub and layout in ("subscriptions", "billing_log"):
+            raise ValueError(f"data.layout {layout!r} needs business: subscription")
+        if self.business == "panel" and not self.data.is_panel:
+            raise ValueError("business: panel needs data.layout panel_wide or panel_long")
+        given = [k for k in ColumnMap.SUBSCRIPTION_FIELDS if getattr(self.data.columns, k)]
+        if given and not sub:
+            raise ValueError(f"data.columns.{given[0]} is a subscription field (business: subscription)")
+        if sub:
+            if self.time_unit not in ("month", "quarter", "year"):
+                raise ValueError(f"time_unit {self.time_unit!r}: a subscription company's time unit is its "
+                                 "billing period (month, quarter or year)")
+            if bad := [m for m in self.models if m not in RETENTION_MODELS]:
+                raise ValueError(f"models: {bad[0]!r} is not a retention model; business: subscription "
+                                 f"fits {', '.join(RETENTION_MODELS)}")
+            if self.data.billing_period is not None and self.data.billing_period != self.time_unit:
+                raise ValueError(f"data.billing_period {self.data.billing_period!r} differs from time_unit "
+                                 f"{self.time_unit!r}: the retention model counts billing periods")
+        else:
+            if self.time_unit not in SUMMARY_TIME_UNITS:
+                raise ValueError(f"time_unit {self.time_unit!r}: a purchase model counts time in "
+                                 f"{', '.join(SUMMARY_TIME_UNITS)}")
+            if self.retention != RetentionSettings():
+                raise ValueError("retention: only for business: subscription")
+        allowed = BUSINESS_NOTEBOOKS[self.business]
+        if wrong := [n for n in self.report.notebooks if n not in allowed]:
+            raise ValueError(f"report.notebooks: {wrong[0]!r} is not a notebook of business: {self.business} "
+                             f"(choose from {', '.join(allowed)})")
+        return self
 
     @property
     def valuation_date(self) -> dt.date:
@@ -446,7 +601,7 @@ def _message(err: Any, where: str) -> str:
     given = err.get("input")
     if err["type"] == "float_parsing" and isinstance(given, str) and given.strip().endswith("%"):
         number = given.strip().rstrip("%").strip()
-        hint = f"write {float(number) / 100:g} for {given.strip()}" if _is_number(number) else "write a fraction"
+        hint = f"write {float(number) / 100:g} for {given.strip()}" if is_number(number) else "write a fraction"
         return f"{given!r} is not a number (rates are fractions: {hint})"
     if err["type"] == "missing":
         return "field required"
@@ -454,34 +609,15 @@ def _message(err: Any, where: str) -> str:
         choices = _fields_at(tuple(err["loc"]))
         hint = did_you_mean(str(err["loc"][-1]), choices)
         return f"unknown field ({hint}expected one of {', '.join(choices)})" if choices else "unknown field"
-    if err["type"] in _BOUNDS and isinstance(given, int | float):
-        op, key = _BOUNDS[err["type"]]
+    if err["type"] in BOUND_OPERATORS and isinstance(given, int | float):
+        op, key = BOUND_OPERATORS[err["type"]]
         hint = ""
         if where.endswith(("_rate", "_growth", "target_accept")) and 1 < abs(given) <= 100:
             hint = f"; rates are fractions: write {given / 100:g} for {given:g}%"
-        return f"{_num(given)} is out of range (expected x {op} {_num(err['ctx'][key])}{hint})"
+        return f"{number_text(given)} is out of range (expected x {op} {number_text(err['ctx'][key])}{hint})"
     if err["type"] == "finite_number":
         return f"{given!r} is not a finite number (expected a number, not .inf or .nan)"
     return msg
-
-
-_BOUNDS = {
-    "greater_than": (">", "gt"),
-    "greater_than_equal": (">=", "ge"),
-    "less_than": ("<", "lt"),
-    "less_than_equal": ("<=", "le"),
-}
-
-
-def _num(x: Any) -> str:
-    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def _schema_errors(exc: ValidationError) -> list[str]:
@@ -501,8 +637,8 @@ def _schema_errors(exc: ValidationError) -> list[str]:
 
 def _named_field(err: Any) -> str | None:
     """The top-level field a whole-config check names first (``holdout_end must be ...``)."""
-    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0]
-    return first if first in CompanyConfig.model_fields else None
+    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0].rstrip(":")
+    return first if first.split(".")[0] in CompanyConfig.model_fields else None
 
 
 def _other_branch(err: Any) -> bool:

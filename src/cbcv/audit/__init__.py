@@ -16,6 +16,12 @@ Each table is written once, in SQL run by DuckDB over the log's numbered custome
 (:mod:`cbcv.audit.engine`); :func:`customer_base_audit` computes them all in one pass over a log
 of any size, and each single-table function computes one.
 
+Subscriptions (contractual businesses) have their own audit over accepted spells
+(:mod:`cbcv.audit.subscriptions`, :mod:`cbcv.audit.subscription_revenue`, engine
+:mod:`cbcv.audit.subscription_base`): cohorts, the layer cake, survival and churn by tenure,
+revenue retention (NRR, GRR), revenue per subscriber and concentration;
+:func:`subscription_audit` computes them all.
+
 May import: data and core; never models or any layer above.
 """
 
@@ -28,14 +34,31 @@ from cbcv.audit.interpurchase import (
     interpurchase_times,
 )
 from cbcv.audit.repeat import repeat_rates
+from cbcv.audit.subscription_revenue import (
+    revenue_concentration,
+    revenue_per_subscriber,
+    revenue_retention,
+    trailing_revenue_retention,
+)
+from cbcv.audit.subscriptions import (
+    SubscriptionAudit,
+    churn_by_tenure,
+    cohort_sizes,
+    layer_cake,
+    subscription_audit,
+    survival_by_cohort,
+)
 from cbcv.audit.suite import CustomerBaseAudit, customer_base_audit
 
 __all__ = [
     "Concentration",
     "CustomerBaseAudit",
     "DecileMigration",
+    "SubscriptionAudit",
     "c3_table",
     "c3_wide",
+    "churn_by_tenure",
+    "cohort_sizes",
     "cohort_table",
     "concentration",
     "customer_base_audit",
@@ -45,7 +68,14 @@ __all__ = [
     "interpurchase_histogram",
     "interpurchase_summary",
     "interpurchase_times",
+    "layer_cake",
     "repeat_rates",
+    "revenue_concentration",
+    "revenue_per_subscriber",
+    "revenue_retention",
+    "subscription_audit",
+    "survival_by_cohort",
     "top_share",
+    "trailing_revenue_retention",
     "whale_curve",
 ]

@@ -38,7 +38,6 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -48,7 +47,7 @@ import pyarrow as pa
 from cbcv.audit._common import DateLike, Window, as_day, resolve_freq, resolve_window, window_label
 from cbcv.core.draws import N_DECILES
 from cbcv.core.errors import ConfigError, DataError
-from cbcv.data._sql import DUCKDB, first_line, literal, scratch_connection
+from cbcv.data._sql import DUCKDB, first_line, relation_of, scratch_connection
 from cbcv.data.summary import check_columns
 from cbcv.data.transactions import daily_sql
 
@@ -200,26 +199,8 @@ def as_int64(frame: pd.DataFrame, *columns: str) -> None:
 def _register(con: duckdb.DuckDBPyConnection, source: Source) -> str:
     """Expose ``source`` as the view ``tx`` (``customer_id`` text, ``date`` DATE, ``amount``
     DOUBLE); returns the name used in messages."""
-    if isinstance(source, pd.DataFrame | pa.Table):
-        found = (
-            [str(c) for c in source.columns]
-            if isinstance(source, pd.DataFrame)
-            else source.column_names
-        )
-        check_columns(found, "transactions")
-        con.register("tx_input", source)
-        relation, name = "tx_input", "transactions"
-    else:
-        text = str(Path(source).expanduser())
-        name = Path(text).name
-        if not (any(c in text for c in "*?[") or Path(text).is_file()):
-            raise DataError(f"{name}: file not found ({text})")
-        relation = f"read_parquet({literal(text)})"
-        try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-        except duckdb.Error as exc:
-            raise DataError(f"{name}: cannot read as Parquet ({first_line(exc)})") from exc
-        check_columns([str(r[0]) for r in described], name)
+    relation, name, found = relation_of(con, source, "tx_input", "transactions")
+    check_columns(found, name)
     con.execute(
         "CREATE VIEW tx AS SELECT CAST(customer_id AS VARCHAR) AS customer_id, "
         f"CAST(date AS DATE) AS date, CAST(amount AS DOUBLE) AS amount FROM {relation}"

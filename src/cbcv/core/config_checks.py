@@ -31,6 +31,7 @@ SHOCKS: dict[str, str] = {
     "churn": "dropout/churn rates multiplied by this factor",
     "margin": "contribution margin multiplied",
     "spend": "expected spend per transaction multiplied",
+    "price": "price per billing period multiplied (a subscription company's existing and new subscribers)",
     "discount_rate": "annual discount rate multiplied (DERT recomputed)",
     "discount_rate_shift": "annual discount rate plus this amount",
     "acquisition_cost": "cost per new customer multiplied",
@@ -299,3 +300,25 @@ def timezone_problem(zone: str) -> str | None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return f"{zone!r} is not an IANA time zone such as 'UTC' or 'Europe/Paris'"
     return None
+
+
+#: pydantic's bound errors: the operator and the context key of the bound, for the messages.
+BOUND_OPERATORS: dict[str, tuple[str, str]] = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def number_text(x: Any) -> str:
+    """A number as a message shows it (``2.0`` as ``2``)."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a finite number."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

@@ -152,3 +152,28 @@ def parse_day(value: Any, what: str) -> date | None:
     if pd.isna(stamp):
         raise ConfigError(f"{what}: {value!r} is not a date (use YYYY-MM-DD)")
     return stamp.date()
+
+
+def relation_of(con: duckdb.DuckDBPyConnection, source: Any, view: str, default_name: str) -> tuple[str, str, list[str]]:
+    """``source`` (a pandas DataFrame or Arrow table, registered as ``view`` without a copy; or a
+    Parquet file or glob, read by DuckDB out of core) as a SQL relation: the relation, the name
+    that messages give it (the file's name, or ``default_name``) and its column names. DataError
+    naming the file when it is missing or not Parquet."""
+    from pathlib import Path
+
+    from cbcv.core.errors import DataError
+
+    if isinstance(source, pd.DataFrame) or hasattr(source, "column_names"):
+        found = [str(c) for c in source.columns] if isinstance(source, pd.DataFrame) else list(source.column_names)
+        con.register(view, source)
+        return view, default_name, found
+    text = str(Path(source).expanduser())
+    name = Path(text).name
+    if not (any(c in text for c in "*?[") or Path(text).is_file()):
+        raise DataError(f"{name}: file not found ({text})")
+    relation = f"read_parquet({literal(text)})"
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    except duckdb.Error as exc:
+        raise DataError(f"{name}: cannot read as Parquet ({first_line(exc)})") from exc
+    return relation, name, [str(r[0]) for r in described]

@@ -581,6 +581,23 @@ def _rejections_frame(
     return rejections_table(combined)
 
 
+def rejections_from_lines(con: duckdb.DuckDBPyConnection, staged: Staged, order: str = "source_row, rank") -> pd.DataFrame:
+    """The rejections table of a validation that wrote its failing checks to the table ``lines``
+    (``source_row``, ``col``, ``raw_value``, ``reason``, ``is_primary``, ``detail``, ``rank``,
+    ordered by ``order``) and staged ``staged``: every check line with its source line, and the
+    malformed records, by row (:mod:`cbcv.data.panel`, :mod:`cbcv.data.subscriptions`)."""
+    lines = con.execute(
+        "SELECT source_row, col AS column, raw_value, reason, is_primary AS primary, detail, rank "
+        f"FROM lines ORDER BY {order}"
+    ).df()
+    rows = lines["source_row"].to_numpy(dtype=np.int64)
+    found = staged.line_of(rows) if staged.line_of is not None and len(rows) else [None] * len(rows)
+    lines["line"] = pd.array(found, dtype="Int64")
+    malformed = staged.malformed.assign(column="*", reason="malformed_row", primary=True, rank=0)
+    combined = pd.concat([f for f in (malformed, lines) if len(f)] or [lines], ignore_index=True)
+    return rejections_table(combined.sort_values(["source_row", "rank"], kind="stable"))
+
+
 def rejections_table(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame``'s :data:`REJECTION_COLUMNS` with the table's dtypes (nullable integer rows and
     lines, text with None for missing, a boolean ``primary``), in ``frame``'s order."""

@@ -47,7 +47,7 @@ from cbcv.core.errors import ConfigError, DataError
 from cbcv.core.units import PANDAS_FREQ, periods_per_year
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.data.csv_stage import stage_csv
-from cbcv.data.load import file_kind, rejections_table
+from cbcv.data.load import file_kind, rejections_from_lines
 from cbcv.data.reconciliation import RowCounts
 from cbcv.data.rules import RowRules, amount_checks, amount_sql, id_sql
 from cbcv.data.staged import ROW, Staged, file_sha256, resolve_columns
@@ -460,7 +460,7 @@ def _judge(con: duckdb.DuckDBPyConnection, staged: Staged, spec: _Spec, cohort_c
         last_period=str(periods[-1]) if len(periods) else None,
     )
     panel, customers = _frames(con, spec.period)
-    rejections = _rejections_frame(con, staged)
+    rejections = rejections_from_lines(con, staged, 'source_row, rank, col_pos')
     return PanelLoadResult(panel, customers, periods, rejections, reconciliation)
 
 
@@ -482,17 +482,3 @@ def _frames(con: duckdb.DuckDBPyConnection, period: str) -> tuple[pd.DataFrame, 
         "acquired_before_start": cust["before"].astype("boolean"),
         "first_active_period": periods(cust, "first_active"),
     })
-
-
-def _rejections_frame(con: duckdb.DuckDBPyConnection, staged: Staged) -> pd.DataFrame:
-    """The rejections table: every check line and the malformed records, by row."""
-    lines = con.execute(
-        "SELECT source_row, col AS column, raw_value, reason, is_primary AS primary, detail, "
-        "rank FROM lines ORDER BY source_row, rank, col_pos"
-    ).df()
-    rows = lines["source_row"].to_numpy(dtype=np.int64)
-    found = staged.line_of(rows) if staged.line_of is not None else [None] * len(rows)
-    lines["line"] = pd.array(found, dtype="Int64")
-    malformed = staged.malformed.assign(column="*", reason="malformed_row", primary=True, rank=0)
-    combined = pd.concat([f for f in (malformed, lines) if len(f)] or [lines], ignore_index=True)
-    return rejections_table(combined.sort_values(["source_row", "rank"], kind="stable"))

@@ -284,3 +284,61 @@ def read_donations(n_calibration: int = 6, path: str | Path | None = None) -> pd
     summary = donation_summary(binary, n_calibration=n_calibration)
     summary.attrs.update(binary.attrs)
     return summary
+
+
+#: The demo subscription company's records, derived from :data:`MULTI_COHORT_FILE` by
+#: :func:`multi_cohort_subscription_records` (``data/README.md``).
+SUBSCRIPTION_DEMO_FILE = "subscriptions-demo.csv"
+#: The demo's illustrative plans: (name, yearly price, share of subscribers).
+DEMO_PLANS: tuple[tuple[str, float, float], ...] = (("standard", 120.0, 0.7), ("premium", 240.0, 0.3))
+
+
+def multi_cohort_subscription_records(table: pd.DataFrame | None = None, *, seed: int = 2007) -> pd.DataFrame:
+    """Subscription records (``customer_id``, ``start``, ``end``, ``price``, ``plan``) of the
+    five-cohort survivor table (:func:`read_multi_cohort_retention`), one row per subscriber.
+
+    Faithful to the table: cohort ``c`` acquired in year ``Y`` has ``alive[0]`` subscribers, of
+    whom ``alive[t - 1] - alive[t]`` pay ``t`` yearly fees and leave (``end`` = start + ``t``
+    years) and ``alive[last]`` are still subscribed at the end of the last year (``end`` empty:
+    right-censored at 2007-12-31, after ``last`` renewals). The table counts survivors by year
+    of tenure, so the starts are spread evenly over the acquisition year (subscriber ``j`` of
+    ``n`` on day ``floor(j * days / n)``) and every count of the table is the count of those who
+    made ``t`` renewals. Which subscriber gets which duration is a seeded permutation
+    (independent of the start day). Prices are illustrative (:data:`DEMO_PLANS`: a plan drawn
+    with the given shares, independently of the duration); the table has none."""
+    frame = read_multi_cohort_retention() if table is None else table
+    rng = np.random.default_rng(seed)
+    names = np.array([p[0] for p in DEMO_PLANS])
+    prices = np.array([p[1] for p in DEMO_PLANS])
+    shares = np.array([p[2] for p in DEMO_PLANS])
+    parts = []
+    for cohort, group in frame.groupby("cohort", sort=False):
+        group = group.sort_values("t")
+        alive = group["alive"].to_numpy(dtype=np.int64)
+        year = int(group["year"].iloc[0])
+        n, last = int(alive[0]), int(group["t"].iloc[-1])
+        paid = np.repeat(np.arange(1, last + 1), alive[:-1] - alive[1:])
+        years = np.concatenate([paid, np.full(alive[-1], -1)])  # -1: still subscribed
+        years = years[rng.permutation(n)]
+        first = pd.Timestamp(year, 1, 1)
+        days = (pd.Timestamp(year + 1, 1, 1) - first).days
+        start = first + pd.to_timedelta((np.arange(n) * days) // n, unit="D")
+        end = pd.Series([s + pd.DateOffset(years=int(y)) if y > 0 else pd.NaT
+                         for s, y in zip(start, years, strict=True)], dtype="datetime64[ns]")
+        plan = rng.choice(len(names), size=n, p=shares)
+        label = str(cohort).replace("Cohort ", "C")
+        parts.append(pd.DataFrame({
+            "customer_id": [f"{label}-{j:05d}" for j in range(1, n + 1)],
+            "start": start, "end": end.to_numpy(), "price": prices[plan], "plan": names[plan],
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_subscription_demo(path: str | Path) -> Path:
+    """Write :func:`multi_cohort_subscription_records` as the demo's CSV (ISO dates, an empty
+    ``end`` while subscribed; spreadsheet-safe, :func:`cbcv.core.safe_csv.write_csv`)."""
+    from cbcv.core.safe_csv import write_csv
+
+    records = multi_cohort_subscription_records()
+    out = records.assign(start=records["start"].dt.strftime("%Y-%m-%d"), end=records["end"].dt.strftime("%Y-%m-%d"))
+    return write_csv(out, Path(path))

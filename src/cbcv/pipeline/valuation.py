@@ -118,9 +118,9 @@ class CompanyValuation:
     def to_json_dict(self) -> dict[str, Any]:
         first, last = self.data_window or (None, None)
         out: dict[str, Any] = {
-            "valuation_date": _iso(self.valuation_date),
-            "data_window": {"first_day": _iso(first), "last_day": _iso(last),
-                            "calibration_end": _iso(self.calibration_end)},
+            "valuation_date": iso_day(self.valuation_date),
+            "data_window": {"first_day": iso_day(first), "last_day": iso_day(last),
+                            "calibration_end": iso_day(self.calibration_end)},
         }
         out.update(self.result.to_json_dict())
         out["models"] = {
@@ -149,11 +149,11 @@ class CompanyValuation:
         if self.unit_economics is not None:
             out["unit_economics"] = self.unit_economics.to_json_dict(self.result.interval)
         if self.tornado is not None:
-            out["tornado"] = _records(self.tornado)
+            out["tornado"] = json_records(self.tornado)
         if self.elasticities is not None:
-            out["elasticities"] = _records(self.elasticities)
+            out["elasticities"] = json_records(self.elasticities)
         if self.scenarios is not None:
-            out["scenarios"] = _records(self.scenarios)
+            out["scenarios"] = json_records(self.scenarios)
         if self.revenue is not None:
             out["revenue_forecast"] = {
                 "unit": self.unit_economics.period if self.unit_economics else None,
@@ -164,11 +164,13 @@ class CompanyValuation:
         return out
 
 
-def _iso(day: dt.date | None) -> str | None:
+def iso_day(day: dt.date | None) -> str | None:
+    """A day as ISO text for ``valuation.json`` (None stays None)."""
+    """A day as ISO text for ``valuation.json`` (None stays None)."""
     return day.isoformat() if day is not None else None
 
 
-def _records(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def json_records(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """A table by row label with JSON-safe numbers (NaN and inf become null)."""
     out: dict[str, dict[str, Any]] = {}
     for k, row in table.iterrows():

@@ -59,7 +59,7 @@ def load_transactions_for(
     data = loaded.config.data if loaded is not None else None
     return load_transactions(
         source,
-        columns=data.columns.model_dump() if data else None,
+        columns=data.columns.transaction_columns() if data else None,
         as_of=as_of,
         date_format=data.date_format if data else None,
         delimiter=data.delimiter if data else None,
@@ -177,7 +177,7 @@ def _validate(source: str, accepted: Path, data: Any, engine: Any, as_of: dt.dat
                                   zero_amount_purchases=rule, **caps)
         return dataclasses.replace(log, reconciliation=dataclasses.replace(
             log.reconciliation, source_type="dataset", sha256=sha))
-    return validate_to_parquet(source, accepted, columns=data.columns.model_dump(), as_of=as_of,
+    return validate_to_parquet(source, accepted, columns=data.columns.transaction_columns(), as_of=as_of,
                                date_format=data.date_format, delimiter=data.delimiter, table=data.table,
                                reject_duplicates=data.reject_duplicates, **row_rule_settings(data),
                                **caps)

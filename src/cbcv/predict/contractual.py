@@ -335,6 +335,35 @@ def customer_derl(
     return out
 
 
+def derl_at_rates(
+    family: BetaDiscreteWeibull, params: Params, renewals: np.ndarray | list[float], rates: np.ndarray, *,
+    tol: float = DERL_TOL, max_terms: int = 1_000_000,
+) -> np.ndarray:
+    """DERL (Fader & Hardie 2010, eq. 6) with each draw at its own per-period discount rate:
+    ``params`` the BdW-named draws (``gamma``, ``delta``, ``c``; ``(draws, 1)``; the sBG's
+    ``alpha``, ``beta`` as ``gamma``, ``delta`` with ``c = 1``), ``rates`` ``(draws,)`` per-period
+    rates (a draw of the discount rate beside each posterior draw), ``renewals`` ``(r,)``; shape
+    ``(draws, r)``. The sBG by its closed form (``hyp2f1`` broadcast over the draws' ``z``), the
+    truncated sum where SciPy fails and for the BdW, exactly as :func:`derl`
+    (tests/test_predict_contractual.py::test_derl_at_rates_is_derl_draw_by_draw)."""
+    d = np.asarray(rates, dtype=float).reshape(-1, 1)
+    if not np.all(np.isfinite(d)) or np.any(d <= 0):
+        raise CbcvError("the discount rates must be positive (per period)")
+    n = _whole(renewals, "renewals")[None, :]
+    if not family.closed_derl:
+        return _derl_sum(params, n, d, tol, max_terms)  # type: ignore[arg-type]
+    alpha, beta = params["gamma"], params["delta"]
+    z = 1.0 / (1.0 + d)
+    with np.errstate(all="ignore"):
+        out = (beta + n) / (alpha + beta + n) * special.hyp2f1(1.0, beta + n + 1.0, alpha + beta + n + 1.0, z)
+    bad = ~np.isfinite(out)
+    for i in np.flatnonzero(bad.any(axis=1)):  # rare: SciPy's hyp2f1 fails for large beta + n near z = 1
+        cols = np.flatnonzero(bad[i])
+        one = {k: v[i : i + 1] for k, v in params.items()}
+        out[i, cols] = _derl_sum(one, n[:, cols], float(d[i, 0]), tol, max_terms)[0]
+    return out
+
+
 # -- undiscounted residual lifetime ---------------------------------------------------------------
 def _lifetime_horizon(p: Params, n: np.ndarray, horizon: int) -> np.ndarray:
     """``sum_{k=1}^{horizon} S(n + k) / S(n)``; ``n`` of shape ``(1, r)``."""

@@ -46,6 +46,9 @@ SECTION_TITLES = {
     "03_customer_lifetime_value": "3. Customer lifetime value",
     "04_company_valuation": "4. Company valuation",
     "05_backtests": "5. Backtests",
+    "11_subscription_audit": "1. Subscription audit",
+    "12_retention_models": "2. Retention models and validation",
+    "13_subscriber_equity_and_valuation": "3. Subscriber equity and valuation",
 }
 
 Progress = Callable[[str], None]
@@ -109,6 +112,10 @@ def data_first_day(loaded: LoadedConfig) -> dt.date | None:
     from cbcv.pipeline.workflow import validate_company
 
     try:
+        if loaded.config.is_subscription:
+            from cbcv.pipeline.subscription_book import load_subscription_book
+
+            return load_subscription_book(loaded).data_window[0]
         return validate_company(loaded).reconciliation.first_date
     except CbcvError:
         return None
@@ -216,7 +223,7 @@ def run_report(
     title = cfg.report.title or f"{cfg.company.name}: customer-based valuation report"
     index = write_index(
         run_dir, title=title, entries=entries, facts=facts, summary_html=executive_summary(run_dir, cfg),
-        appendix_html=assumptions_table(cfg) + methodology_appendix(), extra_style=SUMMARY_STYLE,
+        appendix_html=assumptions_table(cfg) + methodology_appendix(cfg.business), extra_style=SUMMARY_STYLE,
     )
     interrupt.check()
     run_dir = finish_run(run_dir)

@@ -27,7 +27,7 @@ SUMMARY_DIR = "summary"
 CHARTS: tuple[tuple[str, str], ...] = (
     ("waterfall", "From customer equity to equity value (posterior means; whiskers: 90% intervals)"),
     ("value_per_share", "Posterior distribution of the value per share"),
-    ("c3", "Customer cohorts over time (C3): revenue and active customers by acquisition cohort"),
+    ("c3", "Customer cohorts over time (C3), by acquisition cohort"),
     ("revenue", "Revenue forecast: existing customers and future cohorts"),
     ("tornado", "Sensitivity of the value per share (each input at 90% and 110%)"),
 )
@@ -48,6 +48,16 @@ REFERENCES: tuple[str, ...] = (
     "Publicly Disclosed Customer Data, Journal of Marketing 81(1), 17\u201335.",
     "McCarthy, D. M. and Fader, P. S. (2018), Customer-Based Corporate Valuation for Publicly Traded "
     "Non-Contractual Firms, Journal of Marketing Research 55(5), 617\u2013635.",
+)
+#: The references of a subscription company's report.
+SUBSCRIPTION_REFERENCES: tuple[str, ...] = (
+    REFERENCES[3],
+    "Fader, P. S., Hardie, B. G. S., Liu, Y., Davin, J. and Steenburgh, T. (2018), \u201cHow to Project Customer "
+    "Retention\u201d Revisited: The Role of Duration Dependence, Journal of Interactive Marketing 43, 1\u201316 "
+    "(beta-discrete-Weibull).",
+    "Fader, P. S. and Hardie, B. G. S. (2010), Customer-Base Valuation in a Contractual Setting: The Perils of "
+    "Ignoring Heterogeneity, Marketing Science 29(1), 85\u201393 (DERL).",
+    REFERENCES[5], REFERENCES[6],
 )
 
 STYLE = """
@@ -82,6 +92,23 @@ def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> 
     if valuation.revenue is not None:
         savefig(plot_revenue_layers(valuation.revenue, currency=currency), folder / "revenue.png")
     if valuation.tornado is not None and len(valuation.tornado):
+        savefig(plot_tornado(valuation.tornado, currency=currency), folder / "tornado.png")
+    return path
+
+
+def write_subscription_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
+    """A subscription company's ``valuation.json`` and the summary's valuation charts."""
+    from cbcv.pipeline.subscription_valuation import write_subscription_valuation
+    from cbcv.plots.style import savefig
+    from cbcv.plots.valuation import plot_bridge_waterfall, plot_tornado, plot_value_per_share
+
+    run = Path(run_dir)
+    path = write_subscription_valuation(valuation, run)
+    folder = run / SUMMARY_DIR
+    currency = loaded.config.company.currency
+    savefig(plot_bridge_waterfall(valuation.result, per_share=False), folder / "waterfall.png")
+    savefig(plot_value_per_share(valuation.result), folder / "value_per_share.png")
+    if len(valuation.tornado):
         savefig(plot_tornado(valuation.tornado, currency=currency), folder / "tornado.png")
     return path
 
@@ -252,9 +279,15 @@ def executive_summary(run_dir: str | Path, cfg: CompanyConfig) -> str:
             parts.append(f'<p class="assumption">Assumptions: {html.escape(fin.assumptions_note)}</p>')
         parts.append(_unit_table(val, currency))
         models = val.get("models", {})
-        parts.append(f"<p class=\"muted\">Purchase model: {html.escape(str(models.get('purchase')))} "
-                     f"({html.escape(str(models.get('choice_reason')))}); spend model: gamma-gamma; "
-                     f"{val['n_draws']:,} posterior draws.{point_estimate_note(val)}</p>")
+        if val.get("business") == "subscription":
+            parts.append(f"<p class=\"muted\">Retention model: {html.escape(str(models.get('retention')))} "
+                         f"({html.escape(str(models.get('choice_reason')))}); revenue: each subscriber's "
+                         f"{html.escape(str(models.get('spend')))}; "
+                         f"{val['n_draws']:,} posterior draws.{point_estimate_note(val)}</p>")
+        else:
+            parts.append(f"<p class=\"muted\">Purchase model: {html.escape(str(models.get('purchase')))} "
+                         f"({html.escape(str(models.get('choice_reason')))}); spend model: gamma-gamma; "
+                         f"{val['n_draws']:,} posterior draws.{point_estimate_note(val)}</p>")
     else:
         parts.append('<p class="muted">This run has no valuation (notebook 04 was not run).</p>')
     for stem, caption in CHARTS:
@@ -298,8 +331,27 @@ def assumptions_table(cfg: CompanyConfig) -> str:
             "every interval.</p>")
 
 
-def methodology_appendix() -> str:
-    """How the figures are computed, with references."""
+def methodology_appendix(business: str = "transactions") -> str:
+    """How the figures are computed, with references (a subscription company's own account for
+    ``business="subscription"``)."""
+    if business == "subscription":
+        refs = "".join(f"<li>{html.escape(r)}</li>" for r in SUBSCRIPTION_REFERENCES)
+        return (
+            '<h2 id="methodology">Methodology</h2>'
+            "<p>Each acquisition cohort's renewals are described by a shifted-beta-geometric model (or its "
+            "beta-discrete-Weibull extension with duration dependence), the cohorts' parameters partially "
+            "pooled through a population distribution, unpooled or pooled completely; the fits are compared "
+            "on the subscribers' survival through the holdout period and the best one, refitted on all data to "
+            "the valuation date, is valued, by NUTS in PyMC. A subscriber's residual value is its price times "
+            "its discounted expected residual lifetime (DERL) given the renewals it has made, after the "
+            "contribution margin; existing customer equity is its sum over today's subscribers. Future "
+            "customer equity is forecast acquisitions times (the value of a new subscriber, with a new "
+            "cohort's retention, minus the acquisition cost). Operating value deducts the present value of "
+            "fixed costs, capital expenditure and taxes; equity value adds non-operating assets and subtracts "
+            "net debt. Every step is computed per posterior draw, paired with a draw of each uncertain "
+            "financial input, so each figure carries a credible interval (equal-tailed 90%).</p>"
+            f"<h3>References</h3><ol>{refs}</ol>"
+        )
     refs = "".join(f"<li>{html.escape(r)}</li>" for r in REFERENCES)
     return (
         '<h2 id="methodology">Methodology</h2>'

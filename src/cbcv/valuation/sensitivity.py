@@ -12,6 +12,8 @@ Shocks (:data:`SHOCKS`; 1 is neutral, 0 for ``discount_rate_shift``)
                             ``retention=1/x``)
     ``margin``              contribution margin ×
     ``spend``               expected spend per transaction × (existing and new customers)
+    ``price``               a subscription's price per billing period × (existing and new
+                            subscribers; the same multiplier as ``spend``, named for subscriptions)
     ``discount_rate``       annual discount rate × (DERT is recomputed)
     ``discount_rate_shift`` annual discount rate + (0.01 = one percentage point)
     ``acquisition_cost``    cost per new customer ×
@@ -47,7 +49,7 @@ from cbcv.core.draws import draw_stats, per_draw
 from cbcv.core.errors import ConfigError
 from cbcv.core.units import horizon_periods
 from cbcv.valuation.bridge import ValuationResult, value_bridge
-from cbcv.valuation.equity import Terminal, future_customer_equity
+from cbcv.valuation.equity import FutureEquity, Terminal, future_customer_equity
 from cbcv.valuation.inputs import FinancialDraws
 
 DertFunction = Callable[[float, np.ndarray], np.ndarray]
@@ -199,52 +201,64 @@ class ValuationModel:
             self._cache[key] = per_draw(dert, self.n_draws, "new_customer_dert")
         return self._cache[key]
 
-    # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, shock: Mapping[str, float] | None = None, **shocks: float) -> ValuationResult:
-        """The valuation under ``shock`` (a mapping, or keyword arguments), e.g.
-        ``model.evaluate(retention=1.05)``; no shock gives the base valuation."""
-        s = normalise_shock({**(shock or {}), **shocks})
+    def _shocked(self, shock: Mapping[str, float] | None) -> tuple[dict[str, float], FinancialDraws]:
+        """The shock with every input, and the financial draws under it."""
+        s = normalise_shock(shock)
         fin = self.financials
-        rate = fin.discount_rate * s["discount_rate"] + s["discount_rate_shift"]
-        margin = fin.contribution_margin * s["margin"]
-        fin = fin.replace(
-            contribution_margin=margin,
-            discount_rate=rate,
+        return s, fin.replace(
+            contribution_margin=fin.contribution_margin * s["margin"],
+            discount_rate=fin.discount_rate * s["discount_rate"] + s["discount_rate_shift"],
             acquisition_cost=fin.acquisition_cost * s["acquisition_cost"],
             fixed_costs=fin.fixed_costs * s["fixed_costs"],
             capex=fin.capex * s["capex"],
         )
-        m = s["retention"] / s["churn"]
-        d, shift = s["discount_rate"], s["discount_rate_shift"]
-        existing = margin * s["spend"] * self._existing_revenue_value(m, d, shift, rate)
-        future = None
-        if self.acquisitions is not None:
-            n_per = horizon_periods(fin.horizon_years, self.acquisition_unit)
-            acq = np.asarray(self.acquisitions, dtype=float)
-            if acq.ndim != 2 or acq.shape[0] != self.n_draws:
-                raise ValueError(f"acquisitions: expected ({self.n_draws}, periods), got shape {acq.shape}")
-            if acq.shape[1] < n_per:
-                raise ConfigError(
-                    f"valuation: the horizon of {fin.horizon_years:g} years needs {n_per} "
-                    f"{self.acquisition_unit}s of acquisitions; {acq.shape[1]} were forecast"
-                )
-            spend_new = per_draw(self.new_customer_spend, self.n_draws, "new_customer_spend")
-            first = per_draw(self.new_customer_first_spend, self.n_draws, "new_customer_first_spend")
-            clv = margin * s["spend"] * (first + spend_new * self._new_dert(m, d, shift, rate))
-            future = future_customer_equity(
-                acq[:, :n_per] * s["acquisition_volume"],
-                clv[:, None],
-                fin.acquisition_cost[:, None],
-                rate,
-                unit=self.acquisition_unit,
-                timing=self.timing,
-                terminal=self.terminal,
-                terminal_growth=self.terminal_growth,
-                interval=self.interval,
+
+    def _future(self, s: Mapping[str, float], fin: FinancialDraws) -> FutureEquity | None:
+        """The future customers' equity under the shock ``s`` (None without acquisitions)."""
+        if self.acquisitions is None:
+            return None
+        m, d, shift, rate = s["retention"] / s["churn"], s["discount_rate"], s["discount_rate_shift"], fin.discount_rate
+        n_per = horizon_periods(fin.horizon_years, self.acquisition_unit)
+        acq = np.asarray(self.acquisitions, dtype=float)
+        if acq.ndim != 2 or acq.shape[0] != self.n_draws:
+            raise ValueError(f"acquisitions: expected ({self.n_draws}, periods), got shape {acq.shape}")
+        if acq.shape[1] < n_per:
+            raise ConfigError(
+                f"valuation: the horizon of {fin.horizon_years:g} years needs {n_per} "
+                f"{self.acquisition_unit}s of acquisitions; {acq.shape[1]} were forecast"
             )
+        spend_new = per_draw(self.new_customer_spend, self.n_draws, "new_customer_spend")
+        first = per_draw(self.new_customer_first_spend, self.n_draws, "new_customer_first_spend")
+        clv = fin.contribution_margin * s["spend"] * s["price"] * (first + spend_new * self._new_dert(m, d, shift, rate))
+        return future_customer_equity(
+            acq[:, :n_per] * s["acquisition_volume"],
+            clv[:, None],
+            fin.acquisition_cost[:, None],
+            rate,
+            unit=self.acquisition_unit,
+            timing=self.timing,
+            terminal=self.terminal,
+            terminal_growth=self.terminal_growth,
+            interval=self.interval,
+        )
+
+    def future_equity(self, shock: Mapping[str, float] | None = None) -> FutureEquity | None:
+        """The future customers' equity (by period, with its parts) under ``shock``: the
+        ``future_customer_equity`` line of :meth:`evaluate`; None without acquisitions."""
+        s, fin = self._shocked(shock)
+        return self._future(s, fin)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, shock: Mapping[str, float] | None = None, **shocks: float) -> ValuationResult:
+        """The valuation under ``shock`` (a mapping, or keyword arguments), e.g.
+        ``model.evaluate(retention=1.05)``; no shock gives the base valuation."""
+        s, fin = self._shocked({**(shock or {}), **shocks})
+        m, d, shift = s["retention"] / s["churn"], s["discount_rate"], s["discount_rate_shift"]
+        existing = fin.contribution_margin * s["spend"] * s["price"] * self._existing_revenue_value(
+            m, d, shift, fin.discount_rate)
         return value_bridge(
             existing,
-            future,
+            self._future(s, fin),
             fin,
             timing=self.timing,
             currency=self.currency,
