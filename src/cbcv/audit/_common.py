@@ -90,3 +90,12 @@ def window_label(window: Window) -> str:
     if not isinstance(window, tuple | list):
         return str(window)
     return f"{bounds[0].date()} to {bounds[1].date()}"
+
+
+def periods_as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with its Period columns as their labels (for CSV and JSON)."""
+    table = table.copy()
+    for col in table.columns:
+        if isinstance(table[col].dtype, pd.PeriodDtype):
+            table[col] = table[col].astype(str)
+    return table

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.audit._common import DateLike
+from cbcv.audit._common import DateLike, periods_as_text
 from cbcv.audit.engine import as_int64, ladder
 from cbcv.audit.subscription_base import (
     SUBSCRIBER_DELTAS_SQL,
@@ -406,7 +406,7 @@ class SubscriptionAudit:
             "concentration",
             "revenue_deciles",
         )
-        return {name: _periods_as_text(getattr(self, name)) for name in names}
+        return {name: periods_as_text(getattr(self, name)) for name in names}
 
     def to_json_dict(self, *, tables: bool = False) -> dict[str, Any]:
         """Strict-JSON values (:func:`cbcv.core.jsonio.to_strict`: NaN as null): the settings,
@@ -425,16 +425,8 @@ class SubscriptionAudit:
         return to_strict(out)
 
 
-def _periods_as_text(table: pd.DataFrame) -> pd.DataFrame:
-    table = table.copy()
-    for col in table.columns:
-        if isinstance(table[col].dtype, pd.PeriodDtype):
-            table[col] = table[col].astype(str)
-    return table
-
-
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    table = _periods_as_text(table)
+    table = periods_as_text(table)
     for col in table.columns:
         if pd.api.types.is_datetime64_any_dtype(table[col]):
             table[col] = table[col].dt.strftime("%Y-%m-%d")

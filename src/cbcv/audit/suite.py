@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cbcv.audit._common import DateLike, Window, resolve_window
+from cbcv.audit._common import DateLike, Window, periods_as_text, resolve_window
 from cbcv.audit.cohorts import c3_of, cohorts_of
 from cbcv.audit.concentration import Concentration, concentration_of
 from cbcv.audit.deciles import DecileMigration, deciles_of, migration_of
@@ -63,15 +63,7 @@ class CustomerBaseAudit:
         if self.migration is not None:
             out["decile_migration_counts"] = self.migration.counts.reset_index()
             out["decile_migration_shares"] = self.migration.row_shares.reset_index()
-        return {name: _periods_as_text(table) for name, table in out.items()}
-
-
-def _periods_as_text(table: pd.DataFrame) -> pd.DataFrame:
-    table = table.copy()
-    for col in table.columns:
-        if isinstance(table[col].dtype, pd.PeriodDtype):
-            table[col] = table[col].astype(str)
-    return table
+        return {name: periods_as_text(table) for name, table in out.items()}
 
 
 def customer_base_audit(

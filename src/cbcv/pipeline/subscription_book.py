@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.audit.subscriptions import SubscriptionAudit, subscription_audit
-from cbcv.config import CompanyConfig, LoadedConfig
+from cbcv.config import CompanyConfig, DataSource, LoadedConfig
 from cbcv.core.cache import (
     FolderLock,
     atomic_write_json,
@@ -109,9 +109,8 @@ class SubscriptionBook:
     def audit(self) -> SubscriptionAudit:
         """The subscription audit at the valuation date (:func:`cbcv.audit.subscriptions.subscription_audit`)."""
         cfg = self.config
-        period = "month" if cfg.time_unit == "month" else "quarter" if cfg.time_unit == "quarter" else "year"
         return subscription_audit(self.spells, as_of=self.valuation_date, cohort_period=cfg.cohort_period,
-                                  period=period, **self._caps)
+                                  period=cfg.time_unit, **self._caps)
 
 
 def load_subscription_book(loaded: LoadedConfig, work_dir: str | Path | None = None) -> SubscriptionBook:
@@ -138,23 +137,30 @@ def load_subscription_book(loaded: LoadedConfig, work_dir: str | Path | None = N
         manifest.unlink(missing_ok=True)  # invalidated first, written last
         caps = {"memory_limit": cfg.engine.memory_limit, "threads": cfg.engine.threads}
         with temporary_path(spells) as tmp:
-            if data.layout == "billing_log":
-                result = spells_from_billing_log(
-                    source, columns=data.columns.transaction_columns(), billing_period=cfg.time_unit,
-                    grace_days=data.grace_days, as_of=cfg.valuation_date, source_name=source.name, **caps)
-                result.spells.to_parquet(tmp, index=False)
-                reconciliation, rejected = result.reconciliation, result.rejections
-            else:
-                reconciliation, rejected = validate_subscriptions_to_parquet(
-                    source, tmp, columns=data.columns.subscription_columns(), as_of=cfg.valuation_date,
-                    billing_period=cfg.time_unit, plans=data.plans, extra_columns=tuple(data.extra_columns),
-                    date_format=data.date_format, source_name=source.name, **caps)
+            reconciliation, rejected = validate_spells(source, tmp, data, billing_period=cfg.time_unit,
+                                                       as_of=cfg.valuation_date, **caps)
         with temporary_path(rejections) as tmp:
             rejected.to_parquet(tmp, index=False)
         rec = reconciliation.to_dict()
         if sha is not None:
             atomic_write_json(manifest, {"key": key, "files": file_stamps(spells, rejections), "reconciliation": rec})
     return SubscriptionBook(spells, rejected, rec, cfg)
+
+
+def validate_spells(source: Path, target: Path, data: DataSource, *, billing_period: str, as_of: dt.date | None,
+                    memory_limit: str | None = None, threads: int | None = None) -> tuple[Any, pd.DataFrame]:
+    """``source`` validated as ``data`` says (its layout: subscription records, or a billing log
+    turned into spells) into the Parquet file ``target``: the reconciliation and the rejections."""
+    caps = {"memory_limit": memory_limit, "threads": threads}
+    if data.layout == "billing_log":
+        result = spells_from_billing_log(source, columns=data.columns.transaction_columns(), billing_period=billing_period,
+                                         grace_days=data.grace_days, as_of=as_of, source_name=source.name, **caps)
+        result.spells.to_parquet(target, index=False)
+        return result.reconciliation, result.rejections
+    return validate_subscriptions_to_parquet(
+        source, target, columns=data.columns.subscription_columns(), as_of=as_of, billing_period=billing_period,
+        plans=data.plans, extra_columns=tuple(data.extra_columns), date_format=data.date_format,
+        source_name=source.name, **caps)
 
 
 def write_subscription_audit(book: SubscriptionBook, out: str | Path, audit: SubscriptionAudit | None = None) -> list[Path]:

@@ -40,6 +40,7 @@ from cbcv.models.cohort_retention import CohortRetentionModel
 from cbcv.models.verdict import combined_diagnostics
 from cbcv.pipeline.subscription_book import SubscriptionBook, load_subscription_book
 from cbcv.pipeline.valuation import acquisition_model, iso_day, json_records, market_size
+from cbcv.pipeline.workflow import sampler_settings
 from cbcv.predict import cohort_retention as R
 from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS, active_periods
 from cbcv.valuation.bridge import ValuationResult
@@ -71,12 +72,6 @@ RECENT_MONTHS = 12
 def fit_name(model: CohortRetentionModel) -> str:
     """``<family>_<pooling>``: a fit's folder and label."""
     return f"{model.family}_{model.pooling}"
-
-
-def retention_settings(loaded: LoadedConfig, family: str) -> SamplerSettings:
-    from cbcv.pipeline.workflow import sampler_settings
-
-    return sampler_settings(loaded, family)
 
 
 @dataclass(frozen=True)
@@ -122,7 +117,7 @@ def fit_retention(loaded: LoadedConfig, book: SubscriptionBook, *, progress: Any
             model = CohortRetentionModel(family, pooling, book.covariates)  # type: ignore[arg-type]
             if progress:
                 progress(f"fitting {fit_name(model)} on {int(durations['count'].sum()):,} spells ...")
-            model.fit(durations, retention_settings(loaded, family))
+            model.fit(durations, sampler_settings(loaded, family))
             models[fit_name(model)] = model
     holdout = book.holdout()
     comparison, survival = None, {}
@@ -144,7 +139,7 @@ def refit_retention(loaded: LoadedConfig, book: SubscriptionBook, fits: Retentio
     if cfg.valuation_date == fits.calibration_end:
         return chosen
     model = CohortRetentionModel(chosen.family, chosen.pooling, chosen.covariates)  # type: ignore[arg-type]
-    model.fit(book.durations(cfg.valuation_date), retention_settings(loaded, chosen.family))
+    model.fit(book.durations(cfg.valuation_date), sampler_settings(loaded, chosen.family))
     return model
 
 
@@ -301,8 +296,6 @@ def _future(book: SubscriptionBook, loaded: LoadedConfig, fin: FinancialDraws) -
     if market is None:
         return None, ("future subscribers valued at zero: no market size (financials.market_size) was given for "
                       "the acquisition model"), history
-    from cbcv.pipeline.workflow import sampler_settings
-
     model = acquisition_model(market, period, fin_cfg.acquisition_seasonality)
     model.fit(history, sampler_settings(loaded, "acquisition"))
     steps = horizon_periods(fin.horizon_years, period)
@@ -333,8 +326,9 @@ def value_subscriptions(
     model = refit_retention(loaded, book, fits)
     assert model.idata is not None
     post = model.idata.posterior
-    n = min(int(post.sizes["chain"] * post.sizes["draw"]), max_draws or np.iinfo(np.int64).max)
-    n = max(n, 2) if cfg.sampler.method == "nuts" else max(n, max_draws or 1)
+    n_post = int(post.sizes["chain"] * post.sizes["draw"])
+    # posterior draws thinned to max_draws; a MAP point is paired with max_draws financial draws
+    n = (max_draws or 1) if n_post == 1 else min(n_post, max_draws or n_post)
     fin = draw_financials(fin_cfg, n, seed=cfg.seed)
     active = book.active()
     if active["revenue_per_period"].isna().any():
@@ -409,21 +403,19 @@ def fit_subscription_file(
     durations at ``calibration_end``, and return it with the fit's metadata."""
     import tempfile
 
+    from cbcv.config import DataSource
     from cbcv.data.subscription_summary import retention_durations
-    from cbcv.data.subscriptions import validate_subscriptions_to_parquet
+    from cbcv.pipeline.subscription_book import validate_spells
 
     cfg = loaded.config if loaded is not None else None
-    data = cfg.data if cfg is not None else None
+    data = cfg.data if cfg is not None else DataSource(source=str(source))
     cohort = cohort_period or (cfg.cohort_period if cfg is not None else billing_period)
     covariates = tuple(cfg.retention.covariates) if cfg is not None else ()
     path = Path(source)
     with tempfile.TemporaryDirectory(prefix="cbcv-fit-") as work:
         spells = Path(work) / "spells.parquet"
-        rec, _ = validate_subscriptions_to_parquet(
-            path, spells, columns=data.columns.subscription_columns() if data is not None else None,
-            as_of=cfg.as_of if cfg is not None else None, billing_period=billing_period,
-            plans=data.plans if data is not None else None,
-            extra_columns=tuple(data.extra_columns) if data is not None else (), source_name=path.name)
+        rec, _ = validate_spells(path, spells, data, billing_period=billing_period,
+                                 as_of=cfg.as_of if cfg is not None else None)
         durations = retention_durations(spells, end=calibration_end, cohort_period=cohort, by=covariates)
     fitted = CohortRetentionModel(model, pooling, covariates)  # type: ignore[arg-type]
     fitted.fit(durations, settings)

@@ -187,9 +187,11 @@ def _derl_sum(p: Params, n: np.ndarray, d: float, tol: float, max_terms: int) ->
     return _by_distinct(fn, n)
 
 
-def derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float, tol: float, max_terms: int) -> np.ndarray:
+def derl_sbg(alpha: np.ndarray, beta: np.ndarray, n: np.ndarray, d: float | np.ndarray, tol: float,
+             max_terms: int) -> np.ndarray:
     """sBG DERL in closed form (Fader & Hardie 2010, eq. 6), with the truncated sum where SciPy's
-    ``hyp2f1`` fails. ``alpha``, ``beta`` of shape ``(draws, 1)``, ``n`` of shape ``(1, r)``
+    ``hyp2f1`` fails. ``alpha``, ``beta`` of shape ``(draws, 1)``, ``n`` of shape ``(1, r)``, the
+    per-period rate ``d`` one number or one per draw (``(draws, 1)``)
     (tests/test_predict_contractual.py::test_sbg_derl_reference_values_and_del_identity)."""
     z = 1.0 / (1.0 + d)
     with np.errstate(all="ignore"):
@@ -352,16 +354,7 @@ def derl_at_rates(
     n = _whole(renewals, "renewals")[None, :]
     if not family.closed_derl:
         return _derl_sum(params, n, d, tol, max_terms)  # type: ignore[arg-type]
-    alpha, beta = params["gamma"], params["delta"]
-    z = 1.0 / (1.0 + d)
-    with np.errstate(all="ignore"):
-        out = (beta + n) / (alpha + beta + n) * special.hyp2f1(1.0, beta + n + 1.0, alpha + beta + n + 1.0, z)
-    bad = ~np.isfinite(out)
-    for i in np.flatnonzero(bad.any(axis=1)):  # rare: SciPy's hyp2f1 fails for large beta + n near z = 1
-        cols = np.flatnonzero(bad[i])
-        one = {k: v[i : i + 1] for k, v in params.items()}
-        out[i, cols] = _derl_sum(one, n[:, cols], float(d[i, 0]), tol, max_terms)[0]
-    return out
+    return derl_sbg(params["gamma"], params["delta"], n, d, tol, max_terms)
 
 
 # -- undiscounted residual lifetime ---------------------------------------------------------------

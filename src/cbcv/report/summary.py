@@ -75,6 +75,26 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto}figcaption{color:#5b6
 def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
     """Write ``valuation.json`` and the summary's valuation charts into the run folder."""
     from cbcv.pipeline.valuation import write_valuation
+
+    path = write_valuation(valuation, loaded, Path(run_dir))
+    _save_valuation_charts(valuation.result, valuation.tornado, valuation.revenue, Path(run_dir) / SUMMARY_DIR,
+                           loaded.config.company.currency)
+    return path
+
+
+def write_subscription_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
+    """A subscription company's ``valuation.json`` and the summary's valuation charts."""
+    from cbcv.pipeline.subscription_valuation import write_subscription_valuation
+
+    path = write_subscription_valuation(valuation, Path(run_dir))
+    _save_valuation_charts(valuation.result, valuation.tornado, None, Path(run_dir) / SUMMARY_DIR,
+                           loaded.config.company.currency)
+    return path
+
+
+def _save_valuation_charts(result: Any, tornado: Any, revenue: Any, folder: Path, currency: str) -> None:
+    """The executive summary's valuation charts (:data:`CHARTS`): the waterfall, the value per
+    share, the revenue forecast (when there is one) and the tornado (when it has rows)."""
     from cbcv.plots.style import savefig
     from cbcv.plots.valuation import (
         plot_bridge_waterfall,
@@ -83,34 +103,12 @@ def write_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> 
         plot_value_per_share,
     )
 
-    run = Path(run_dir)
-    path = write_valuation(valuation, loaded, run)
-    folder = run / SUMMARY_DIR
-    currency = loaded.config.company.currency
-    savefig(plot_bridge_waterfall(valuation.result, per_share=False), folder / "waterfall.png")
-    savefig(plot_value_per_share(valuation.result), folder / "value_per_share.png")
-    if valuation.revenue is not None:
-        savefig(plot_revenue_layers(valuation.revenue, currency=currency), folder / "revenue.png")
-    if valuation.tornado is not None and len(valuation.tornado):
-        savefig(plot_tornado(valuation.tornado, currency=currency), folder / "tornado.png")
-    return path
-
-
-def write_subscription_valuation_assets(valuation: Any, loaded: Any, run_dir: str | Path) -> Path:
-    """A subscription company's ``valuation.json`` and the summary's valuation charts."""
-    from cbcv.pipeline.subscription_valuation import write_subscription_valuation
-    from cbcv.plots.style import savefig
-    from cbcv.plots.valuation import plot_bridge_waterfall, plot_tornado, plot_value_per_share
-
-    run = Path(run_dir)
-    path = write_subscription_valuation(valuation, run)
-    folder = run / SUMMARY_DIR
-    currency = loaded.config.company.currency
-    savefig(plot_bridge_waterfall(valuation.result, per_share=False), folder / "waterfall.png")
-    savefig(plot_value_per_share(valuation.result), folder / "value_per_share.png")
-    if len(valuation.tornado):
-        savefig(plot_tornado(valuation.tornado, currency=currency), folder / "tornado.png")
-    return path
+    savefig(plot_bridge_waterfall(result, per_share=False), folder / "waterfall.png")
+    savefig(plot_value_per_share(result), folder / "value_per_share.png")
+    if revenue is not None:
+        savefig(plot_revenue_layers(revenue, currency=currency), folder / "revenue.png")
+    if tornado is not None and len(tornado):
+        savefig(plot_tornado(tornado, currency=currency), folder / "tornado.png")
 
 
 def valuation_banner(cfg: CompanyConfig, first_day: Any = None) -> str:

@@ -30,7 +30,7 @@ churn probability ``mu = alpha / (alpha + beta)`` divided by the factor, its pol
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,7 @@ class ExistingSubscribers:
     params: Params
     family: BetaDiscreteWeibull
     period: str
+    _memo: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, model: CohortRetentionModel, groups: pd.DataFrame, n_draws: int, *, period: str,
@@ -101,7 +102,15 @@ class ExistingSubscribers:
         return cls(groups.reset_index(drop=True), _draws(_bdw(model, p), n_draws), _family(model), period)
 
     def value_per_price(self, retention: float, annual_rates: np.ndarray) -> np.ndarray:
-        """``z**f * DERL`` per draw and group at each draw's rate: ``(draws, groups)``."""
+        """``z**f * DERL`` per draw and group at each draw's rate: ``(draws, groups)``; kept per
+        (retention, rates), so the valuation, its sensitivities and the table by cohort share
+        one evaluation of each."""
+        key = _key(retention, annual_rates)
+        if key not in self._memo:
+            self._memo[key] = self._value_per_price(retention, annual_rates)
+        return self._memo[key]
+
+    def _value_per_price(self, retention: float, annual_rates: np.ndarray) -> np.ndarray:
         d = period_rate(np.asarray(annual_rates, dtype=float), self.period)
         p = shock_retention(self.params, retention)
         renewals = self.groups["renewals"].to_numpy(dtype=float)
@@ -150,6 +159,7 @@ class NewSubscriber:
     family: BetaDiscreteWeibull
     period: str
     cohorts_per_row: int
+    _memo: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, model: CohortRetentionModel, mix: pd.DataFrame, n_draws: int, *, period: str, seed: int = 0,
@@ -169,14 +179,18 @@ class NewSubscriber:
 
     def renewal_value(self, retention: float, annual_rates: np.ndarray) -> np.ndarray:
         """``sum_rows share * price * z * E[DERL(0)]`` per draw: the discounted expected renewal
-        payments of a new subscriber, at acquisition (``(draws,)``)."""
+        payments of a new subscriber, at acquisition (``(draws,)``; kept per (retention, rates))."""
+        key = _key(retention, annual_rates)
+        if key in self._memo:
+            return self._memo[key]
         d = period_rate(np.asarray(annual_rates, dtype=float), self.period)
         p = shock_retention(self.params, retention)
         derl0 = np.column_stack([derl_at_rates(self.family, {k: v[:, [j]] for k, v in p.items()}, [0.0], d)[:, 0]
                                  for j in range(p["gamma"].shape[1])])
         per_row = derl0.reshape(len(d), len(self.mix), self.cohorts_per_row).mean(axis=2)
         weights = (self.mix["share"] * self.mix["price"]).to_numpy(dtype=float)
-        return (per_row @ weights) / (1.0 + d)
+        self._memo[key] = (per_row @ weights) / (1.0 + d)
+        return self._memo[key]
 
     def survival(self, periods: int) -> np.ndarray:
         """The price-weighted expected share still paying after ``t`` renewals, ``t = 0 ..
@@ -190,6 +204,11 @@ class NewSubscriber:
         per_row = s.reshape(n, len(self.mix), self.cohorts_per_row, periods).mean(axis=2)
         weights = (self.mix["share"] * self.mix["price"]).to_numpy(dtype=float)
         return np.einsum("drt,r->dt", per_row, weights) / weights.sum()
+
+
+def _key(retention: float, annual_rates: np.ndarray) -> bytes:
+    """A memo key of a retention factor and an array of rates."""
+    return np.float64(retention).tobytes() + np.ascontiguousarray(annual_rates, dtype=float).tobytes()
 
 
 def payback_periods(survival: np.ndarray, margin_per_payment: np.ndarray, acquisition_cost: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ from cbcv.core.discount import period_rate
 from cbcv.core.errors import DataError
 from cbcv.core.units import PANDAS_FREQ, horizon_periods
 from cbcv.data.simulate.acquisitions import AcquisitionParams
-from cbcv.data.simulate.subscriptions import PERIOD_MONTHS, SimulatedSubscriptions, alpha_beta
+from cbcv.data.simulate.subscriptions import SimulatedSubscriptions, add_months, alpha_beta
+from cbcv.data.subscriptions import PERIOD_MONTHS
 from cbcv.predict.contractual import DERL_TOL, derl_sbg
 from cbcv.valuation.equity import future_customer_equity
 
@@ -64,8 +65,8 @@ def renewals_and_next_due(start: pd.Series, at: pd.Timestamp, months: int) -> tu
 
 
 def _shift(days: pd.DatetimeIndex, months: np.ndarray) -> pd.DatetimeIndex:
-    """``days + months`` calendar months, month-ends clamped."""
-    return pd.DatetimeIndex([d + pd.DateOffset(months=int(m)) for d, m in zip(days, months, strict=True)])
+    """``days + months`` calendar months, month-ends clamped (:func:`cbcv.data.simulate.subscriptions.add_months`)."""
+    return pd.DatetimeIndex(add_months(days, np.asarray(months)))
 
 
 def true_subscriber_equity(

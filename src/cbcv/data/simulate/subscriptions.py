@@ -34,9 +34,7 @@ import pandas as pd
 
 from cbcv.core.errors import ConfigError
 from cbcv.core.safe_csv import write_csv
-
-#: Months per billing period.
-PERIOD_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}
+from cbcv.data.subscriptions import PERIOD_MONTHS
 
 
 def _logit(p: float) -> float:
@@ -155,7 +153,7 @@ def simulate_subscriptions(
     # a subscription still paying at as_of is censored there: its payments beyond are not needed
     span = (as_of_ts.year - data["start"].dt.year) * 12 + as_of_ts.month - data["start"].dt.month
     payments = np.minimum(data["payments"].to_numpy(), span.to_numpy() // months + 2)
-    end = _add_months(data["start"], payments * months)
+    end = add_months(data["start"], payments * months)
     width = max(6, len(str(len(data))))
     records = pd.DataFrame({
         "customer_id": [f"S{i:0{width}d}" for i in range(1, len(data) + 1)],
@@ -170,8 +168,10 @@ def simulate_subscriptions(
     return SimulatedSubscriptions(records, cohorts, spec, as_of_ts)
 
 
-def _add_months(days: pd.Series, months: np.ndarray) -> pd.Series:
-    """``days + months`` calendar months each, the month-end clamped (Jan 31 + 1 month = Feb 28/29)."""
+def add_months(days: pd.Series | pd.DatetimeIndex, months: np.ndarray) -> pd.Series:
+    """``days + months`` calendar months each (vectorised), the month-end clamped as pandas and
+    DuckDB clamp it (Jan 31 + 1 month = Feb 28/29)."""
+    days = pd.Series(days)
     start = pd.DatetimeIndex(days)
     total = start.year.to_numpy() * 12 + start.month.to_numpy() - 1 + months.astype(np.int64)
     year, month = total // 12, total % 12 + 1
