@@ -14,6 +14,7 @@ import cbcv
 from cbcv import predict as P
 from cbcv.models import MODELS
 from cbcv.models.acquisition import AcquisitionModel
+from cbcv.models.disclosures import DisclosureModel
 from cbcv.predict import bgbb, contractual, spend, transactional
 
 SRC = Path(cbcv.__file__).resolve().parent
@@ -63,9 +64,9 @@ def test_every_named_test_exists() -> None:
     assert named >= 30  # the likelihoods and predictions below, at least
 
 
-@pytest.mark.parametrize("cls", [*MODELS.values(), AcquisitionModel], ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", [*MODELS.values(), AcquisitionModel, DisclosureModel], ids=lambda c: c.name)
 def test_every_likelihood_cites_its_paper_and_a_test(cls) -> None:
-    method = cls.build_model if cls is AcquisitionModel else cls.logp
+    method = cls.build_model if cls in (AcquisitionModel, DisclosureModel) else cls.logp
     doc = inspect.getdoc(method) or ""
     assert YEAR.search(doc), f"{cls.name}: the likelihood's docstring cites no paper"
     assert any(name for _, name in _refs(doc)), f"{cls.name}: the likelihood's docstring names no test"

@@ -267,7 +267,7 @@ def test_subscription_config_defaults_and_columns() -> None:
      r"data.billing_period 'year' differs from time_unit 'month'"),
     ({"data": {"source": "s.csv", "layout": "panel_wide"}}, r"data.layout 'panel_wide' is not for business: subscription"),
     ({"retention": {"pooling": "some"}}, r"retention.pooling: Input should be"),
-    ({"business": "subscriptions"}, r"business: Input should be 'transactions', 'panel' or 'subscription'"),
+    ({"business": "subscriptions"}, r"business: Input should be 'transactions', 'panel', 'subscription' or 'disclosures'"),
 ])
 def test_subscription_config_mistakes_name_the_field(change: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):

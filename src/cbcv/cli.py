@@ -107,14 +107,20 @@ def audit(
 def fit(
     transactions: TransactionsArg,
     model: Annotated[str, typer.Option("--model", "-m", help="bgnbd, mbgnbd, pareto_nbd or gamma_gamma; "
-                                       "sbg or bdw for subscription records (customer_id, start, end, price)")],
-    calibration_end: Annotated[str, typer.Option(help="last day of the calibration period, YYYY-MM-DD")],
+                                       "sbg or bdw for subscription records (customer_id, start, end, price); "
+                                       "disclosures for a table of disclosed customer metrics per period")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder for fit.json and posterior.nc")],
+    calibration_end: Annotated[str | None, typer.Option(help="last day of the calibration period, YYYY-MM-DD "
+                                                        "(not for disclosures: every period is fitted)")] = None,
     time_unit: Annotated[str, typer.Option(help="day, week or month; for sbg/bdw the billing period: month, "
                                            "quarter or year")] = "week",
     pooling: Annotated[str, typer.Option(help="sbg/bdw: partial, unpooled or complete pooling of the cohorts")] = "partial",
     cohort_period: Annotated[str | None, typer.Option(help="sbg/bdw: cohorts by month, quarter or year "
                                                        "(default: the config's, else the billing period)")] = None,
+    market: Annotated[float | None, typer.Option(help="disclosures: the prospects the acquisition model draws "
+                                                 "from (default: the config's financials.market_size)")] = None,
+    period: Annotated[str, typer.Option(help="disclosures: quarter or month")] = "quarter",
+    retention: Annotated[str, typer.Option(help="disclosures: sbg or bdw")] = "sbg",
     method: Annotated[str, typer.Option(help="nuts or map")] = "nuts",
     draws: Annotated[int, typer.Option(min=1)] = 1000,
     tune: Annotated[int, typer.Option(min=0)] = 1000,
@@ -140,10 +146,16 @@ def fit(
 
     if method not in ("nuts", "map"):
         raise CbcvError(f"--method: {method!r} is not nuts or map")
+    settings = SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed)  # type: ignore[arg-type]
+    if model == "disclosures":
+        _fit_disclosures(transactions, market, period, retention, out, loaded, strict, settings)
+        return
+    if calibration_end is None:
+        raise CbcvError(f"--calibration-end: required for {model}")
     cal_end = _date(calibration_end, "--calibration-end")
     if model in ("sbg", "bdw"):
         _fit_subscriptions(transactions, model, pooling, cal_end, time_unit, cohort_period, out, loaded, strict,
-                           SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed))  # type: ignore[arg-type]
+                           settings)
         return
     summary_model(model)
     _say(f"cbcv fit: validating {transactions}")
@@ -152,7 +164,6 @@ def fit(
         meta = {"calibration_end": cal_end.isoformat(), "time_unit": time_unit}
         summary = fit_data(meta, log, loaded=loaded).summaries()
     _say(f"cbcv fit: {len(summary):,} customers; fitting {model} by {method.upper()} ...")
-    settings = SamplerSettings(method=method, draws=draws, tune=tune, chains=chains, seed=seed)  # type: ignore[arg-type]
     fitted = fit_summary_model(summary, model, settings)
     interrupt.check()  # PyMC returns the draws so far on Ctrl-C: save nothing then
     meta = {
@@ -165,6 +176,29 @@ def fit(
     save_fit(fitted, summary, out, meta)
     _say(f"cbcv fit: done in {fitted.fit_seconds:.1f} s -> {out / 'fit.json'}")
     _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, out / "fit.json")
+
+
+def _fit_disclosures(source: str, market: float | None, period: str, retention: str, out: Path, loaded: object,
+                     strict: bool, settings: object) -> None:
+    """``cbcv fit --model disclosures``: the disclosures model on a table of disclosed metrics."""
+    from cbcv.pipeline.disclosure_valuation import fit_disclosure_file, save_disclosure_fit
+
+    if period not in ("quarter", "month"):
+        raise CbcvError(f"--period: {period!r} is not quarter or month")
+    if retention not in ("sbg", "bdw"):
+        raise CbcvError(f"--retention: {retention!r} is not sbg or bdw")
+    if loaded is None and market is None:
+        raise CbcvError("--market: required without --config (the prospects the acquisition model draws from)")
+    if market is not None and not market > 0:
+        raise CbcvError(f"--market: {market:g} is not a positive number of prospects")
+    _say(f"cbcv fit: reading disclosures {source}")
+    fitted, meta = fit_disclosure_file(source, market=market or 0.0, settings=settings, period=period,  # type: ignore[arg-type]
+                                       retention=retention, loaded=loaded)  # type: ignore[arg-type]
+    interrupt.check()
+    path = save_disclosure_fit(fitted, out, meta)
+    _say(f"cbcv fit: {meta['first_period']} to {meta['last_period']} ({fitted.setting}); done in "
+         f"{float(fitted.idata.attrs['fit_seconds']):.1f} s -> {path}")  # type: ignore[union-attr]
+    _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, path)
 
 
 def _fit_subscriptions(source: str, model: str, pooling: str, cal_end: dt.date | None, billing_period: str,
@@ -243,6 +277,8 @@ def value(
     loaded = load_config(config)  # every input checked in a fraction of a second, before the model imports
     if loaded.config.is_subscription:
         from cbcv.pipeline.subscription_valuation import value_subscription_company as value_company
+    elif loaded.config.is_disclosures:
+        from cbcv.pipeline.disclosure_valuation import value_disclosure_company as value_company
     else:
         from cbcv.pipeline.valuation import value_company
 

@@ -37,7 +37,7 @@ from cbcv.core.yaml_loader import read_yaml
 TimeUnit = Literal["day", "week", "month", "quarter", "year"]
 CohortPeriod = Literal["month", "quarter", "year"]
 ModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd", "gamma_gamma", "bgbb", "sbg", "bdw"]
-Business = Literal["transactions", "panel", "subscription"]
+Business = Literal["transactions", "panel", "subscription", "disclosures"]
 #: The notebooks of a purchase-log or revenue-panel company (``business: transactions`` or
 #: ``panel``), in report order.
 NOTEBOOKS: tuple[str, ...] = (
@@ -53,9 +53,18 @@ SUBSCRIPTION_NOTEBOOKS: tuple[str, ...] = (
     "12_retention_models",
     "13_subscriber_equity_and_valuation",
 )
+#: The notebooks of a company known from its disclosed customer metrics (``business:
+#: disclosures``), in report order.
+DISCLOSURE_NOTEBOOKS: tuple[str, ...] = (
+    "21_disclosed_metrics",
+    "22_disclosure_models",
+    "23_disclosure_holdout",
+    "24_disclosure_valuation",
+)
 #: Notebooks by business.
 BUSINESS_NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "transactions": NOTEBOOKS, "panel": NOTEBOOKS, "subscription": SUBSCRIPTION_NOTEBOOKS,
+    "disclosures": DISCLOSURE_NOTEBOOKS,
 }
 #: Time units of a purchase model's summaries; a subscription company's retention period is its
 #: billing period (month, quarter or year).
@@ -66,6 +75,7 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "transactions": ("bgnbd", "pareto_nbd", "gamma_gamma"),
     "panel": ("bgnbd", "pareto_nbd", "gamma_gamma"),
     "subscription": RETENTION_MODELS,
+    "disclosures": ("sbg",),
 }
 
 
@@ -113,7 +123,20 @@ class ColumnMap(_Strict):
     price: str | None = None
     plan: str | None = None
     billing_period: str | None = None
+    period: str | None = None
+    new_customers: str | None = None
+    lost_customers: str | None = None
+    customers_end: str | None = None
+    active_customers: str | None = None
+    orders: str | None = None
+    revenue: str | None = None
+    marketing_spend: str | None = None
 
+    #: The fields of a disclosures table only (:mod:`cbcv.data.disclosures`).
+    DISCLOSURE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "period", "new_customers", "lost_customers", "customers_end", "active_customers", "orders", "revenue",
+        "marketing_spend",
+    )
     #: The fields of subscription records only.
     SUBSCRIPTION_FIELDS: ClassVar[tuple[str, ...]] = ("start", "end", "price", "plan", "billing_period")
 
@@ -127,6 +150,11 @@ class ColumnMap(_Strict):
         out = {"customer_id": self.customer_id, "start": self.start or "start", "end": self.end or "end"}
         out.update({k: getattr(self, k) for k in ("price", "plan", "billing_period") if getattr(self, k)})
         return out
+
+    def disclosure_columns(self) -> dict[str, str]:
+        """Contract name -> source column of a disclosures table, for the names mapped (the
+        others are looked up by their own name)."""
+        return {k: getattr(self, k) for k in self.DISCLOSURE_FIELDS if getattr(self, k)}
 
 
 class DataSource(_Strict):
@@ -161,13 +189,19 @@ class DataSource(_Strict):
         default=None,
         description="IANA zone in which zone-aware timestamps are read (default: their own)",
     )
-    layout: Literal["transactions", "panel_wide", "panel_long", "subscriptions", "billing_log"] = Field(
+    layout: Literal["transactions", "panel_wide", "panel_long", "subscriptions", "billing_log", "disclosures"] = Field(
         default="transactions",
         description="transactions: a purchase log; panel_wide / panel_long: a customer x period "
         "revenue panel (cbcv.data.panel), one purchase occasion per active customer-period; "
         "subscriptions: subscription records (customer_id, start, end, price: the default of "
         "business: subscription); billing_log: a subscription's charges (customer_id, date, amount) "
-        "from which the spells are derived",
+        "from which the spells are derived; disclosures: a table of periods with the disclosed customer "
+        "metrics (the default of business: disclosures)",
+    )
+    scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="disclosures: multipliers that bring a column into customers or currency units, by "
+        "contract name (e.g. revenue: 1000 for a column in thousands)",
     )
     billing_period: Literal["month", "quarter", "year"] | None = Field(
         default=None,
@@ -295,7 +329,7 @@ class Sampler(_Strict):
         values = v.values() if isinstance(v, dict) else [] if v is None else [v]
         if any(not 0 < float(x) < 1 for x in values):
             raise ValueError(f"target_accept must be between 0 and 1 (exclusive), got {v!r}")
-        known = {*get_args(ModelName), "acquisition"}
+        known = {*get_args(ModelName), "acquisition", "disclosures"}
         if isinstance(v, dict) and (unknown := sorted(set(v) - known)):
             raise ValueError(f"target_accept: unknown model(s) {unknown}; choose from {sorted(known)}")
         return v
@@ -403,7 +437,7 @@ class ReportSettings(_Strict):
     @field_validator("notebooks")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        known = NOTEBOOKS + SUBSCRIPTION_NOTEBOOKS
+        known = NOTEBOOKS + SUBSCRIPTION_NOTEBOOKS + DISCLOSURE_NOTEBOOKS
         unknown = [n for n in v if n not in known]
         if unknown:
             raise ValueError(f"unknown notebook(s) {unknown}; choose from {list(known)}")
@@ -424,6 +458,26 @@ class RetentionSettings(_Strict):
 
     pooling: Literal["auto", "partial", "unpooled", "complete"] = "auto"
     covariates: list[str] = Field(default_factory=list)
+
+
+class DisclosureSettings(_Strict):
+    """A company valued from its disclosures (:mod:`cbcv.models.disclosures`).
+
+    ``setting``: ``contractual`` (subscribers: customers_end, new and lost customers) or
+    ``noncontractual`` (active customers and orders); ``auto`` decides from the series disclosed.
+    ``marketing``: log marketing spend as the acquisition covariate (default: when disclosed);
+    ``marketing_growth``: annual growth of the future marketing plan (each future period spends
+    what the same period of the last disclosed year did, grown); ``backtest_method``: how the
+    rolling-origin refits are fitted (``map``: the posterior mode, quick; ``nuts``: the full
+    posterior); ``backtest_horizon``: periods ahead; ``tail_years``: years after the acquisition
+    horizon over which the customers already acquired run off in the valuation."""
+
+    setting: Literal["auto", "contractual", "noncontractual"] = "auto"
+    marketing: bool | None = None
+    marketing_growth: float = Field(default=0.0, ge=-0.5, le=1.0)
+    backtest_method: Literal["map", "nuts"] = "map"
+    backtest_horizon: int = Field(default=8, ge=1, le=16)
+    tail_years: float = Field(default=20.0, ge=0, le=MAX_HORIZON_YEARS)
 
 
 class CompanyConfig(_Strict):
@@ -448,6 +502,10 @@ class CompanyConfig(_Strict):
     report: ReportSettings = ReportSettings()
     engine: EngineSettings = EngineSettings()
     retention: RetentionSettings = RetentionSettings()
+    period: Literal["quarter", "month"] = Field(
+        default="quarter", description="disclosures: the period of the table's rows (quarter or month)"
+    )
+    disclosures: DisclosureSettings = DisclosureSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -466,10 +524,24 @@ class CompanyConfig(_Strict):
             out.setdefault("time_unit", billing or "month")
             unit = out["time_unit"]
             out.setdefault("cohort_period", unit if unit in ("month", "quarter", "year") else "month")
+        if business == "disclosures":
+            period = out.get("period", "quarter")
+            out.setdefault("time_unit", period if period in ("quarter", "month") else "quarter")
+            out.setdefault("cohort_period", out["time_unit"] if out["time_unit"] in ("month", "quarter") else "quarter")
+            if "calibration_end" not in out and out.get("as_of") is not None:
+                out["calibration_end"] = out["as_of"]
+            data = out.get("data")
+            if isinstance(data, dict) and "layout" not in data:
+                out["data"] = {**data, "layout": "disclosures"}
+        if business in ("subscription", "disclosures"):
             report = out.get("report")
             if report is None or (isinstance(report, dict) and "notebooks" not in report):
-                out["report"] = {**(report or {}), "notebooks": list(SUBSCRIPTION_NOTEBOOKS)}
+                out["report"] = {**(report or {}), "notebooks": list(BUSINESS_NOTEBOOKS[business])}
         return out
+
+    @property
+    def is_disclosures(self) -> bool:
+        return self.business == "disclosures"
 
     @property
     def is_subscription(self) -> bool:
@@ -480,6 +552,16 @@ class CompanyConfig(_Strict):
         """The data layout, time unit, models and notebooks must suit the business."""
         sub = self.is_subscription
         layout = self.data.layout
+        if self.is_disclosures:
+            return self._disclosures_fit()
+        if layout == "disclosures":
+            raise ValueError("data.layout 'disclosures' needs business: disclosures")
+        if given := [k for k in ColumnMap.DISCLOSURE_FIELDS if getattr(self.data.columns, k)]:
+            raise ValueError(f"data.columns.{given[0]} is a disclosures field (business: disclosures)")
+        if self.data.scale:
+            raise ValueError("data.scale: only for business: disclosures")
+        if self.disclosures != DisclosureSettings():
+            raise ValueError("disclosures: only for business: disclosures")
         if sub and layout not in ("transactions", "subscriptions", "billing_log"):
             raise ValueError(f"data.layout {layout!r} is not for business: subscription "
                              "(use subscriptions or billing_log)")
@@ -510,6 +592,35 @@ class CompanyConfig(_Strict):
         if wrong := [n for n in self.report.notebooks if n not in allowed]:
             raise ValueError(f"report.notebooks: {wrong[0]!r} is not a notebook of business: {self.business} "
                              f"(choose from {', '.join(allowed)})")
+        return self
+
+    def _disclosures_fit(self) -> CompanyConfig:
+        """A disclosures company: its own layout, a valuation date, period = time unit,
+        retention families as models and its notebooks."""
+        if self.data.layout != "disclosures":
+            raise ValueError(f"data.layout {self.data.layout!r} is not for business: disclosures (use disclosures)")
+        if self.as_of is None:
+            raise ValueError("as_of: field required for business: disclosures (the valuation date)")
+        if self.time_unit != self.period:
+            raise ValueError(f"time_unit {self.time_unit!r} differs from period {self.period!r}: a disclosures "
+                             "company's time unit is its reporting period")
+        if bad := [m for m in self.models if m not in RETENTION_MODELS]:
+            raise ValueError(f"models: {bad[0]!r} is not a retention model; business: disclosures fits "
+                             f"{', '.join(RETENTION_MODELS)} (the retention of its latent cohorts)")
+        if len(self.models) != 1:
+            raise ValueError("models: list one retention family (sbg or bdw) for business: disclosures")
+        if given := [k for k in ColumnMap.SUBSCRIPTION_FIELDS if getattr(self.data.columns, k)]:
+            raise ValueError(f"data.columns.{given[0]} is a subscription field (business: subscription)")
+        if unknown := [k for k in self.data.scale if k not in ColumnMap.DISCLOSURE_FIELDS[1:]]:
+            raise ValueError(f"data.scale.{unknown[0]}: not a disclosed series "
+                             f"({', '.join(ColumnMap.DISCLOSURE_FIELDS[1:])})")
+        if bad_scale := [k for k, v in self.data.scale.items() if not v > 0]:
+            raise ValueError(f"data.scale.{bad_scale[0]}: must be a positive multiplier")
+        if self.retention != RetentionSettings():
+            raise ValueError("retention: only for business: subscription")
+        if wrong := [n for n in self.report.notebooks if n not in DISCLOSURE_NOTEBOOKS]:
+            raise ValueError(f"report.notebooks: {wrong[0]!r} is not a notebook of business: disclosures "
+                             f"(choose from {', '.join(DISCLOSURE_NOTEBOOKS)})")
         return self
 
     @property

@@ -16,7 +16,8 @@ from cbcv.valuation.backtest import METHODS, SERIES, AcquisitionBacktest, Backte
 
 #: Series names as the figures label them.
 SERIES_LABELS = {"new_customers": "New customers", "active_customers": "Active customers",
-                 "transactions": "Transactions", "revenue": "Revenue"}
+                 "transactions": "Transactions", "revenue": "Revenue", "orders": "Orders",
+                 "customers_end": "Customers (end)", "lost_customers": "Lost customers"}
 
 
 def plot_acquisition_backtest(test: AcquisitionBacktest, *, ax: Axes | None = None,
@@ -42,7 +43,8 @@ def plot_acquisition_backtest(test: AcquisitionBacktest, *, ax: Axes | None = No
 def plot_backtest_mape(test: Backtest) -> Figure:
     """MAPE by horizon, one panel per series, a line per method (the model solid)."""
     table = test.mape()
-    series = [s for s in SERIES if s in set(table["series"])]
+    present = list(dict.fromkeys(table["series"]))
+    series = [s for s in SERIES if s in present] + [s for s in present if s not in SERIES]
     with style_context():
         fig, axes = new_figure("wide", ncols=len(series))
         for ax, s in zip(np.atleast_1d(axes), series, strict=True):

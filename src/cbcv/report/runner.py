@@ -49,6 +49,10 @@ SECTION_TITLES = {
     "11_subscription_audit": "1. Subscription audit",
     "12_retention_models": "2. Retention models and validation",
     "13_subscriber_equity_and_valuation": "3. Subscriber equity and valuation",
+    "21_disclosed_metrics": "1. Disclosed customer metrics",
+    "22_disclosure_models": "2. The disclosures model",
+    "23_disclosure_holdout": "3. Holdout validation",
+    "24_disclosure_valuation": "4. Customer equity and valuation",
 }
 
 Progress = Callable[[str], None]
@@ -116,6 +120,10 @@ def data_first_day(loaded: LoadedConfig) -> dt.date | None:
             from cbcv.pipeline.subscription_book import load_subscription_book
 
             return load_subscription_book(loaded).data_window[0]
+        if loaded.config.is_disclosures:
+            from cbcv.pipeline.disclosure_valuation import load_company_disclosures
+
+            return load_company_disclosures(loaded).table.index[0].start_time.date()
         return validate_company(loaded).reconciliation.first_date
     except CbcvError:
         return None

@@ -97,7 +97,7 @@ def _since_start(t: np.ndarray, alpha: float, beta: float, gamma: float) -> np.n
     return logistic_customers(t, alpha, beta, gamma) - logistic_customers(0.0, alpha, beta, gamma)
 
 
-def _logistic_new_customers(new: np.ndarray, horizon: int) -> np.ndarray:
+def logistic_new_customers(new: np.ndarray, horizon: int) -> np.ndarray:
     """GLS's acquisitions: the logistic curve of cumulative customers, ``N(t) − N(0)`` with
     the clock at the start of the first period, fitted by least squares to periods ``1..k``
     and differenced over the ``horizon`` periods after ``k``."""
@@ -126,7 +126,7 @@ def baseline_forecasts(history: pd.DataFrame, horizon: int, *, panel: bool) -> d
     new_hist = history["new_customers"].to_numpy(dtype=float)
     retained = (active[1:] - new_hist[1:]) / np.where(active[:-1] > 0, active[:-1], np.nan)
     r = float(np.nanmean(retained[-WINDOW:]))
-    new = _logistic_new_customers(new_hist, horizon)
+    new = logistic_new_customers(new_hist, horizon)
     a, forecast_active = active[-1], np.empty(horizon)
     for h in range(horizon):
         a = r * a + new[h]
@@ -187,7 +187,8 @@ def error_rows(origin: Any, periods: pd.PeriodIndex, actual: pd.DataFrame,
 def mape_by_horizon(errors: pd.DataFrame) -> pd.DataFrame:
     """Per series, method and horizon: ``mape`` (mean absolute percentage error over the
     origins, in percent) and ``origins`` (how many reach that horizon)."""
-    order = {s: i for i, s in enumerate(SERIES)} | {m: i for i, m in enumerate(METHODS)}
+    extra = [s for s in dict.fromkeys(errors["series"]) if s not in SERIES]
+    order = {s: i for i, s in enumerate((*SERIES, *extra))} | {m: i for i, m in enumerate(METHODS)}
     out = (errors.groupby(["series", "method", "horizon"], sort=False)
            .agg(mape=("ape", "mean"), origins=("ape", "size")).reset_index())
     out = out.sort_values(["series", "method", "horizon"], key=lambda c: c.map(order) if c.name != "horizon" else c,
