@@ -17,16 +17,16 @@ from cbcv.core.discount import discount_factors
 from cbcv.data.catalog import raw_data_dir
 from cbcv.models.base import SamplerSettings
 from cbcv.models.cohort_retention import CohortRetentionModel
-from cbcv.models.disclosures import (
-    _NP,
-    _PT,
-    DisclosureModel,
+from cbcv.models.disclosure_terms import (
+    NUMPY_BACKEND,
+    PYTENSOR_BACKEND,
     choose_setting,
     cohort_ages,
     expected_series,
     prepare_design,
     survivor,
 )
+from cbcv.models.disclosures import DisclosureModel
 from cbcv.valuation.disclosures import DisclosureEquity, future_marketing_plan
 from cbcv.valuation.inputs import FinancialDraws
 
@@ -65,8 +65,8 @@ def test_expected_series_match_a_simulation_of_customers() -> None:
             orders_sim[t] += k.sum()
             alive &= rng.uniform(size=n) >= theta
     ages, mask = cohort_ages(4)
-    surv = survivor(_NP, a / (a + b), a + b, None, ages)
-    out = expected_series(_NP, "noncontractual", acquired, surv, mask, rate, r, np.full(4, 50.0))
+    surv = survivor(NUMPY_BACKEND, a / (a + b), a + b, None, ages)
+    out = expected_series(NUMPY_BACKEND, "noncontractual", acquired, surv, mask, rate, r, np.full(4, 50.0))
     np.testing.assert_allclose(out["active_customers"], active_sim, rtol=0.01)
     np.testing.assert_allclose(out["orders"], orders_sim, rtol=0.01)
     np.testing.assert_allclose(out["revenue"], 50.0 * out["orders"])
@@ -75,13 +75,13 @@ def test_expected_series_match_a_simulation_of_customers() -> None:
 def test_contractual_series_keep_the_accounting_identity() -> None:
     ages, mask = cohort_ages(5)
     acquired = np.array([100.0, 80.0, 90.0, 70.0, 60.0])
-    surv = survivor(_NP, 0.3, 2.0, None, ages)
-    out = expected_series(_NP, "contractual", acquired, surv, mask, np.zeros(5), 1.0, np.full(5, 10.0))
+    surv = survivor(NUMPY_BACKEND, 0.3, 2.0, None, ages)
+    out = expected_series(NUMPY_BACKEND, "contractual", acquired, surv, mask, np.zeros(5), 1.0, np.full(5, 10.0))
     end = out["customers_end"]
     np.testing.assert_allclose(end[1:], end[:-1] + acquired[1:] - out["lost_customers"][1:])
     # sBG survivor B(a, b + k) / B(a, b) (Fader & Hardie 2007, eq. 7) at a = 0.6, b = 1.4
     k = np.arange(4.0)
-    np.testing.assert_allclose(survivor(_NP, 0.3, 2.0, None, k), np.exp(special.betaln(0.6, 1.4 + k) - special.betaln(0.6, 1.4)))
+    np.testing.assert_allclose(survivor(NUMPY_BACKEND, 0.3, 2.0, None, k), np.exp(special.betaln(0.6, 1.4 + k) - special.betaln(0.6, 1.4)))
     # first cohort alone: 100 * S(t)
     np.testing.assert_allclose(end[0], 100.0)
     assert end[1] == pytest.approx(100.0 * 1.4 / 2.0 + 80.0)
@@ -91,9 +91,9 @@ def test_numpy_and_pytensor_backends_agree() -> None:
     ages, mask = cohort_ages(6)
     acquired = np.linspace(10.0, 60.0, 6)
     rate, spend = np.linspace(1.0, 2.0, 6), np.linspace(30.0, 35.0, 6)
-    ref = expected_series(_NP, "noncontractual", acquired, survivor(_NP, 0.2, 3.0, 1.3, ages), mask, rate, 0.7, spend)
+    ref = expected_series(NUMPY_BACKEND, "noncontractual", acquired, survivor(NUMPY_BACKEND, 0.2, 3.0, 1.3, ages), mask, rate, 0.7, spend)
     churn, kappa, c = pt.dscalar(), pt.dscalar(), pt.dscalar()
-    graph = expected_series(_PT, "noncontractual", pt.as_tensor_variable(acquired), survivor(_PT, churn, kappa, c, ages),
+    graph = expected_series(PYTENSOR_BACKEND, "noncontractual", pt.as_tensor_variable(acquired), survivor(PYTENSOR_BACKEND, churn, kappa, c, ages),
                             mask, pt.as_tensor_variable(rate), pt.as_tensor_variable(0.7), pt.as_tensor_variable(spend))
     f = pytensor.function([churn, kappa, c], [graph["active_customers"], graph["orders"]])
     active, orders = f(0.2, 3.0, 1.3)
@@ -137,7 +137,7 @@ def test_parameters_are_recovered_from_simulated_disclosures() -> None:
         truth = TRUTH[name] if "[" not in name else TRUTH["purchase_season"][2]
         assert row["hdi_low"] <= truth <= row["hdi_high"], (name, row.to_dict())
     curve = model.retention_curve(6)
-    true_s = survivor(_NP, TRUTH["churn"], TRUTH["kappa"], None, np.arange(7.0))
+    true_s = survivor(NUMPY_BACKEND, TRUTH["churn"], TRUTH["kappa"], None, np.arange(7.0))
     inside = (curve["low"] <= true_s) & (true_s <= curve["high"])
     assert inside.all(), curve.assign(truth=true_s)
     # the cohort sizes: the first year's acquisitions within 20% of the truth

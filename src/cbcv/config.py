@@ -24,14 +24,11 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cbcv.core.config_checks import (
-    BOUND_OPERATORS,
-    did_you_mean,
     financial_problems,
-    is_number,
-    number_text,
     timezone_problem,
 )
 from cbcv.core.errors import ConfigError
+from cbcv.core.schema_errors import bool_numbers, retired_fields, schema_errors
 from cbcv.core.yaml_loader import read_yaml
 
 TimeUnit = Literal["day", "week", "month", "quarter", "year"]
@@ -295,7 +292,7 @@ class EngineSettings(_Strict):
     under ``data/processed/<company>/`` and the report reads it through
     :class:`cbcv.pipeline.company_data.CompanyData`, with no pandas row per customer; these
     caps are all that "large" changes. (The former ``out_of_core`` switch is refused with one
-    line saying it is no longer needed: :data:`RETIRED_ENGINE_FIELDS`.)
+    line saying it is no longer needed: :data:`cbcv.core.schema_errors.RETIRED_ENGINE_FIELDS`.)
     """
 
     name: Literal["duckdb", "spark"] = "duckdb"
@@ -662,118 +659,6 @@ class LoadedConfig(BaseModel):
         return str(p if p.is_absolute() else (self.path.parent / p).resolve())
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(
-        str(p) for p in loc if not str(p).startswith(("function-", "float", "Distribution"))
-    )
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation (``Financials | None``, ``Quantity``), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the model that holds the last element of ``loc``."""
-    model: type[BaseModel] | None = CompanyConfig
-    for part in loc[:-1]:
-        if model is None or str(part).startswith(("function-", "float")):
-            continue
-        if str(part) == "Distribution":
-            model = Distribution
-            continue
-        info = model.model_fields.get(str(part))
-        model = None if info is None else _model_in(info.annotation)
-    return list(model.model_fields) if model is not None else []
-
-
-def _bool_numbers(raw: Any, model: type[BaseModel], prefix: str = "") -> list[str]:
-    """Fields given ``true``/``yes``/``no`` where a number is expected (pydantic reads 1/0)."""
-    out: list[str] = []
-    if not isinstance(raw, dict):
-        return out
-    for name, info in model.model_fields.items():
-        value, text = raw.get(name), str(info.annotation)
-        if isinstance(value, bool) and ("float" in text or "int" in text) and "bool" not in text:
-            out.append(f"{prefix}{name}: {str(value).lower()} is not a number")
-        elif (inner := _model_in(info.annotation)) is not None:
-            out.extend(_bool_numbers(value, inner, f"{prefix}{name}."))
-    return out
-
-
-def _message(err: Any, where: str) -> str:
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    given = err.get("input")
-    if err["type"] == "float_parsing" and isinstance(given, str) and given.strip().endswith("%"):
-        number = given.strip().rstrip("%").strip()
-        hint = f"write {float(number) / 100:g} for {given.strip()}" if is_number(number) else "write a fraction"
-        return f"{given!r} is not a number (rates are fractions: {hint})"
-    if err["type"] == "missing":
-        return "field required"
-    if err["type"] == "extra_forbidden":
-        choices = _fields_at(tuple(err["loc"]))
-        hint = did_you_mean(str(err["loc"][-1]), choices)
-        return f"unknown field ({hint}expected one of {', '.join(choices)})" if choices else "unknown field"
-    if err["type"] in BOUND_OPERATORS and isinstance(given, int | float):
-        op, key = BOUND_OPERATORS[err["type"]]
-        hint = ""
-        if where.endswith(("_rate", "_growth", "target_accept")) and 1 < abs(given) <= 100:
-            hint = f"; rates are fractions: write {given / 100:g} for {given:g}%"
-        return f"{number_text(given)} is out of range (expected x {op} {number_text(err['ctx'][key])}{hint})"
-    if err["type"] == "finite_number":
-        return f"{given!r} is not a finite number (expected a number, not .inf or .nan)"
-    return msg
-
-
-def _schema_errors(exc: ValidationError) -> list[str]:
-    # A number-or-distribution field fails both branches: report the distribution's complaint
-    # when a mapping was given, the number's otherwise.
-    errors = [e for e in exc.errors() if not _other_branch(e)]
-    msgs = []
-    seen: set[str] = set()
-    for err in errors:
-        where = _field_path(tuple(err["loc"])) or _named_field(err) or "(top level)"
-        if where in seen:
-            continue
-        seen.add(where)
-        msgs.append(f"{where}: {_message(err, where)}")
-    return msgs
-
-
-def _named_field(err: Any) -> str | None:
-    """The top-level field a whole-config check names first (``holdout_end must be ...``)."""
-    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0].rstrip(":")
-    return first if first.split(".")[0] in CompanyConfig.model_fields else None
-
-
-def _other_branch(err: Any) -> bool:
-    """Whether an error is the number-or-distribution branch that the input was not meant for."""
-    loc = tuple(err["loc"])
-    if "float" in loc:
-        return isinstance(err.get("input"), dict)
-    return "Distribution" in loc and err["type"] == "model_type"
-
-
-#: Engine fields that no longer exist, with the one line a config that still sets one gets.
-RETIRED_ENGINE_FIELDS = {
-    "out_of_core": "no longer needed: every company runs the same path whatever its size "
-                   "(engine.memory_limit and engine.threads cap it); remove the line",
-}
-
-
-def _retired_fields(raw: dict[str, Any]) -> list[str]:
-    engine = raw.get("engine")
-    if not isinstance(engine, dict):
-        return []
-    return [f"engine.{k}: {why}" for k, why in RETIRED_ENGINE_FIELDS.items() if k in engine]
-
-
 def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
     """Validate a parsed YAML mapping, its types and then its meaning
     (:mod:`cbcv.core.config_checks`); errors name the file and the field."""
@@ -783,13 +668,13 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> CompanyConfig:
         raise ConfigError(
             f"{path}: expected a mapping of fields at the top level, not a {type(raw).__name__}"
         )
-    flagged = _retired_fields(raw) or _bool_numbers(raw, CompanyConfig)
+    flagged = retired_fields(raw) or bool_numbers(raw, CompanyConfig)
     if flagged:
         raise ConfigError(f"{path}: " + "; ".join(flagged))
     try:
         cfg = CompanyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_schema_errors(exc))) from None
+        raise ConfigError(f"{path}: " + "; ".join(schema_errors(exc, CompanyConfig, {"Distribution": Distribution}))) from None
     problems = list(financial_problems(cfg.financials)) if cfg.financials is not None else []
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))

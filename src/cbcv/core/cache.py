@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,6 +61,19 @@ def atomic_write_json(path: str | Path, record: Any) -> Path:
     through here (:func:`cbcv.core.jsonio.dumps_strict`: non-finite numbers as null, listed under
     ``"non_finite"`` in a dict record; NumPy scalars, dates and dataclasses converted)."""
     return atomic_write_text(path, dumps_strict(record, note=True))
+
+
+def write_fit_folder(out: str | Path, save_posterior: Callable[[Path], Any], record: Any) -> Path:
+    """A fitted model's folder: ``out/posterior.nc`` (written by ``save_posterior`` to a
+    temporary name, then renamed) and ``out/fit.json`` (``record``), the latter removed first and
+    written last, so a folder holds a complete fit or no ``fit.json``. Returns ``fit.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fj = out / "fit.json"
+    fj.unlink(missing_ok=True)
+    with temporary_path(out / "posterior.nc") as tmp:
+        save_posterior(tmp)
+    return atomic_write_json(fj, record)
 
 
 def read_json(path: str | Path) -> Any | None:

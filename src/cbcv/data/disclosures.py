@@ -39,11 +39,9 @@ fixed. Periods missing inside the span are inserted as unreported rows and liste
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -52,12 +50,10 @@ import pandas as pd
 
 from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
-from cbcv.data.csv_stage import stage_csv
-from cbcv.data.load import file_kind, rejections_from_lines
+from cbcv.data.load import rejections_from_lines, stage_table
 from cbcv.data.reconciliation import RowCounts
 from cbcv.data.rules import NULL_TOKENS
-from cbcv.data.staged import ROW, Staged, file_sha256, resolve_columns
-from cbcv.data.typed_stage import stage_frame, stage_parquet
+from cbcv.data.staged import ROW, Staged, resolve_columns
 
 Period = Literal["quarter", "month"]
 #: The disclosed series, in the order tables show them.
@@ -192,31 +188,13 @@ def load_disclosures(
     if bad := [k for k, v in scales.items() if k not in DISCLOSED_SERIES or not v > 0]:
         raise ConfigError(f"data.scale.{bad[0]}: a positive multiplier of a disclosed series")
     with scratch_connection() as con:
-        staged = _stage(con, source, {"period": mapping.get("period", "period")}, source_name)
+        staged = stage_table(con, source, {"period": mapping.get("period", "period")}, source_name)
         cols = _resolve(staged, mapping)
         try:
             return _judge(con, staged, cols, period, as_of, scales)
         except duckdb.Error as exc:
             raise DataError(f"{staged.name}: cannot validate the disclosures ({first_line(exc)})") from exc
 
-
-def _stage(con: duckdb.DuckDBPyConnection, source: Any, required: dict[str, str], source_name: str | None) -> Staged:
-    """The source as text in the view ``rows`` (:mod:`cbcv.data.staged`)."""
-    if isinstance(source, pd.DataFrame):
-        return stage_frame(con, source, required, source_name or "DataFrame")
-    if not isinstance(source, str | os.PathLike):
-        raise DataError(f"unsupported source {type(source).__name__}: pass a path or a DataFrame")
-    path = Path(source).expanduser()
-    name = source_name or path.name
-    if not path.is_file():
-        raise DataError(f"{name}: file not found ({path})")
-    kind = file_kind(path)
-    if kind == "csv":
-        return stage_csv(con, path, name, required, None)
-    if kind == "parquet":
-        return stage_parquet(con, path, name, file_sha256(path, name), required)
-    raise DataError(f"{name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
-                    "use CSV (.csv .tsv .txt, optionally .gz) or Parquet (.parquet .pq)")
 
 
 def _resolve(staged: Staged, mapping: Mapping[str, str]) -> dict[str, str]:

@@ -442,6 +442,28 @@ def file_kind(path: Path) -> str | None:
     return None
 
 
+def stage_table(con: duckdb.DuckDBPyConnection, source: Any, required: dict[str, str],
+                source_name: str | None) -> Staged:
+    """A CSV or Parquet file, or a DataFrame, staged as text in the view ``rows``
+    (:mod:`cbcv.data.staged`): the reader of the tables that are not purchase logs
+    (subscription records, disclosures). ``required``: contract name -> source column."""
+    if isinstance(source, pd.DataFrame):
+        return stage_frame(con, source, required, source_name or "DataFrame")
+    if not isinstance(source, str | os.PathLike):
+        raise DataError(f"unsupported source {type(source).__name__}: pass a path or a DataFrame")
+    path = Path(source).expanduser()
+    name = source_name or path.name
+    if not path.is_file():
+        raise DataError(f"{name}: file not found ({path})")
+    kind = file_kind(path)
+    if kind == "csv":
+        return stage_csv(con, path, name, required, None)
+    if kind == "parquet":
+        return stage_parquet(con, path, name, file_sha256(path, name), required)
+    raise DataError(f"{name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
+                    "use CSV (.csv .tsv .txt, optionally .gz) or Parquet (.parquet .pq)")
+
+
 # --------------------------------------------------------------------------- validation
 
 

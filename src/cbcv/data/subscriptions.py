@@ -70,8 +70,7 @@ import pandas as pd
 
 from cbcv.core.errors import ConfigError, DataError
 from cbcv.data._sql import first_line, ident, literal, parse_day, scratch_connection
-from cbcv.data.csv_stage import stage_csv
-from cbcv.data.load import file_kind, rejections_from_lines
+from cbcv.data.load import rejections_from_lines, stage_table
 from cbcv.data.reconciliation import RowCounts
 from cbcv.data.rules import (
     FIRST_REPRESENTABLE_DAY,
@@ -83,8 +82,7 @@ from cbcv.data.rules import (
     date_sql,
     id_sql,
 )
-from cbcv.data.staged import ROW, Staged, file_sha256, resolve_columns
-from cbcv.data.typed_stage import stage_frame, stage_parquet
+from cbcv.data.staged import ROW, Staged, resolve_columns
 
 #: Rejection reasons of subscription records, in the order in which the first failing is chosen.
 SUBSCRIPTION_REJECTION_REASONS: tuple[str, ...] = (
@@ -285,7 +283,7 @@ def spells_from_billing_log(
     mapping = _column_map(columns, BILLING_LOG_COLUMNS)
     day = parse_day(as_of, "as_of")
     with scratch_connection(memory_limit=memory_limit, threads=threads) as con:
-        staged = _stage(con, source, mapping, source_name)
+        staged = stage_table(con, source, mapping, source_name)
         try:
             rec, rejections = _billing_log(con, staged, period, int(grace_days), day)
         except duckdb.Error as exc:
@@ -338,25 +336,6 @@ def _options(columns: Mapping[str, str] | None, as_of: Any, billing_period: str,
 
 # --------------------------------------------------------------------------- staging
 
-
-def _stage(con: duckdb.DuckDBPyConnection, source: Any, required: dict[str, str],
-           source_name: str | None) -> Staged:
-    """The source as text in the view ``rows`` (:mod:`cbcv.data.staged`)."""
-    if isinstance(source, pd.DataFrame):
-        return stage_frame(con, source, required, source_name or "DataFrame")
-    if not isinstance(source, str | os.PathLike):
-        raise DataError(f"unsupported source {type(source).__name__}: pass a path or a DataFrame")
-    path = Path(source).expanduser()
-    name = source_name or path.name
-    if not path.is_file():
-        raise DataError(f"{name}: file not found ({path})")
-    kind = file_kind(path)
-    if kind == "csv":
-        return stage_csv(con, path, name, required, None)
-    if kind == "parquet":
-        return stage_parquet(con, path, name, file_sha256(path, name), required)
-    raise DataError(f"{name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
-                    "use CSV (.csv .tsv .txt, optionally .gz) or Parquet (.parquet .pq)")
 
 
 def _resolve(staged: Staged, options: _Options) -> tuple[dict[str, str], dict[str, str]]:
@@ -423,7 +402,7 @@ def _read_spells(con: duckdb.DuckDBPyConnection, source: Any, options: _Options,
     _check_date_format(con, options.date_format)
     required = {k: options.mapping[k] for k in ("customer_id", "start", "end")}
     required.update({k: options.mapping[k] for k in _OPTIONAL if k in options.explicit})
-    staged = _stage(con, source, required, source_name)
+    staged = stage_table(con, source, required, source_name)
     cols, extra = _resolve(staged, options)
     try:
         return _judge_spells(con, staged, cols, extra, options)

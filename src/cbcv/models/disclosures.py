@@ -14,7 +14,13 @@ Acquisition (cohort sizes ``A_t``)
     hazards Weibull with ``log`` marketing spend (standardised) and optional season dummies as
     covariates: the acquisition model of :mod:`cbcv.models.acquisition` (its terms are reused:
     :func:`cbcv.models.acquisition_terms.cumulative_exposure`, ``log_survival``,
-    ``period_log_probs``). ``A_t = M p_t`` is the expected number acquired in ``t``.
+    ``period_log_probs``). ``A_t = M p_t`` is the expected number acquired in ``t``. Where the
+    firm discloses its new customers, the other series are built on those *realised* cohort
+    sizes and ``A_t`` is fitted to them (and forecasts the future cohorts): the likelihood
+    factors as ``p(new | acquisition) p(other series | new, retention, purchasing, spend)``, so
+    the noise of acquisition around its smooth curve does not blur the retention (the cohort
+    sizes of McCarthy, Fader & Hardie 2017 are the disclosed gross adds). Elsewhere the cohorts
+    are the expected ``A_t``.
 
 Staying (both settings)
     A customer acquired in period ``c`` is a customer (contractual: subscribed at the end of the
@@ -52,9 +58,16 @@ Spend
     (or month) of the year (the first fixed at 0).
 
 The likelihood of the disclosed aggregates
-    Each reported value ``y_{j,t}`` of series ``j`` is ``Normal(mu_{j,t}, sigma_j mu_{j,t})``:
-    its model expectation with a relative error ``sigma_j`` estimated per series (a period that
-    a firm did not report simply has no term). Why not the counts' own sampling distribution
+    Each reported value ``y_{j,t}`` of series ``j`` is its model expectation ``mu_{j,t}`` times
+    ``1 + e_{j,t}``, a relative error that is autoregressive within each series, ``e_{j,t} =
+    rho_j e_{j,t-1} + sigma_j eta_t`` (``eta`` standard normal; a run's first report has the
+    stationary ``sigma_j / sqrt(1 - rho_j^2)``), with ``sigma_j`` and ``rho_j`` estimated per
+    series (a period that a firm did not report simply has no term; the next report starts a
+    new run). Why autoregressive: the same customers make every period's figures, so a cohort
+    that happened to stay more than expected keeps the series above its expectation for many
+    periods; independent errors would count each of those periods as new evidence and return an
+    interval too narrow to cover the truth (it did not, on a company simulated customer by
+    customer in this model's own story: tests/test_disclosure_report.py). Why not the counts' own sampling distribution
     (Poisson or multinomial, as for individual-level data)? The disclosed figures are sums over
     many thousands of customers, so their sampling noise is a fraction of a percent, far below
     what separates any tractable model from the firm's reality (rounding, restatements, shocks,
@@ -71,7 +84,7 @@ Default priors (periods in the data's own unit)
     LogNormal(log 2, 1.5)``, BdW ``c_ret ~ LogNormal(0, 0.5)``; purchasing: ``m ~ LogNormal(0,
     1.5)``, ``r ~ LogNormal(0, 1)``, ``purchase_season ~ Normal(0, 0.5)``; spend: ``z ~
     Normal(0, 1)``, ``delta ~ Normal(0, 0.02)``, ``spend_season ~ Normal(0, 0.2)``; errors:
-    ``sigma_j ~ HalfNormal(0.1)``.
+    ``sigma_j ~ HalfNormal(0.1)``, ``rho_j ~ Uniform(0, 0.95)``.
 """
 
 from __future__ import annotations
@@ -79,18 +92,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from scipy import special
 
 from cbcv.core.errors import ConfigError, DataError
 from cbcv.core.jsonio import dumps_strict
@@ -109,19 +120,25 @@ from cbcv.models.base import (
     posterior_verdict,
     sample_model,
 )
+from cbcv.models.disclosure_terms import (
+    COVARIATE,
+    MODELLED,
+    NUMPY_BACKEND,
+    PYTENSOR_BACKEND,
+    SETTINGS,
+    DisclosureDesign,
+    RetentionFamily,
+    Setting,
+    ar1_terms,
+    choose_setting,
+    cohort_ages,
+    expected_series,
+    prepare_design,
+    season_design,
+    survivor,
+)
 from cbcv.models.verdict import record_checks
 
-Setting = Literal["contractual", "noncontractual"]
-RetentionFamily = Literal["sbg", "bdw"]
-SETTINGS: tuple[str, ...] = ("contractual", "noncontractual")
-#: The series each setting models (``marketing_spend`` is a covariate, not modelled).
-MODELLED: dict[str, tuple[str, ...]] = {
-    "contractual": ("new_customers", "lost_customers", "customers_end", "revenue"),
-    "noncontractual": ("new_customers", "active_customers", "orders", "revenue"),
-}
-COVARIATE = "marketing_spend"
-#: Mean remaining exposure of a customer in its acquisition period (uniform acquisition times).
-FIRST_PERIOD_EXPOSURE = 0.5
 #: Draws x periods x cohorts evaluated at once by :meth:`DisclosureModel.cohort_paths` (bounds memory).
 PATH_CELLS = 4_000_000
 
@@ -141,167 +158,8 @@ DEFAULT_PRIORS: Mapping[str, Prior] = {
     "delta": Prior("Normal", {"mu": 0.0, "sigma": 0.02}),
     "spend_season": Prior("Normal", {"mu": 0.0, "sigma": 0.2}),
     "sigma": Prior("HalfNormal", {"sigma": 0.1}),
+    "rho": Prior("Uniform", {"lower": 0.0, "upper": 0.95}),
 }
-
-_NP = SimpleNamespace(xp=np, gammaln=special.gammaln)
-_PT = SimpleNamespace(xp=pt, gammaln=pt.gammaln)
-
-
-def choose_setting(series: Sequence[str]) -> Setting:
-    """``contractual`` when subscribers (``customers_end`` or ``lost_customers``) are disclosed and
-    no purchasing series (``active_customers``, ``orders``) is; otherwise ``noncontractual``."""
-    names = set(series)
-    if names & {"active_customers", "orders"}:
-        return "noncontractual"
-    if names & {"customers_end", "lost_customers"}:
-        return "contractual"
-    raise DataError("disclosures: no customer series to model (give customers_end or lost_customers for a "
-                    "subscription firm, active_customers or orders for a retailer)")
-
-
-# --------------------------------------------------------------------------------------------
-# The expected series, written once for NumPy (forecasts) and PyTensor (fitting)
-# --------------------------------------------------------------------------------------------
-def survivor(bk: Any, churn: Any, kappa: Any, c_ret: Any, ages: np.ndarray) -> Any:
-    """``S(k)`` at the ``ages`` (periods since acquisition, >= 0): ``B(a, b + k^c) / B(a, b)``
-    with ``a = churn * kappa``, ``b = (1 - churn) * kappa`` (``c_ret = 1``: the sBG)."""
-    a, b = churn * kappa, (1.0 - churn) * kappa
-    k = ages if c_ret is None else ages**c_ret
-    return bk.xp.exp(bk.gammaln(b + k) - bk.gammaln(b) + bk.gammaln(a + b) - bk.gammaln(a + b + k))
-
-
-def cohort_ages(n_periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ages, mask)``: ``ages[t, c] = t - c`` where ``t >= c`` (else 0) and the mask of those cells."""
-    t = np.arange(n_periods)
-    diff = t[:, None] - t[None, :]
-    return np.maximum(diff, 0).astype(float), (diff >= 0).astype(float)
-
-
-def expected_series(
-    bk: Any, setting: str, acquired: Any, surv: Any, mask: np.ndarray, rate: Any, purchase_shape: Any, spend: Any,
-) -> dict[str, Any]:
-    """The model's expected disclosures (module docstring) from the cohort sizes ``acquired``
-    ``(..., P)``, the survivor at each cell ``surv`` ``(..., P, P)`` (rows: periods, columns:
-    cohorts), ``mask`` of the cells with ``t >= c``, the mean orders per alive customer in each
-    period ``rate`` ``(..., P)`` (non-contractual; ``m e^{g_t}``), the gamma shape ``r`` and the
-    spend per order (or per subscriber) ``spend`` ``(..., P)``. Checked against a simulation of
-    individual customers (tests/test_disclosure_model.py::test_expected_series_match_a_simulation_of_customers)
-    and the accounting identity (tests/test_disclosure_model.py::test_contractual_series_keep_the_accounting_identity)."""
-    xp = bk.xp
-    cells = surv * mask * xp.expand_dims(acquired, -2)
-    alive = cells.sum(axis=-1)
-    out: dict[str, Any] = {"new_customers": acquired}
-    if setting == "contractual":
-        previous = xp.concatenate([xp.zeros_like(alive[..., :1]), alive[..., :-1]], axis=-1)
-        out.update(customers_end=alive, lost_customers=previous + acquired - alive, revenue=alive * spend)
-        return out
-    earlier = alive - acquired  # alive since an earlier period (the diagonal is A_t * S(0))
-    p_buy = 1.0 - (purchase_shape / (purchase_shape + rate)) ** purchase_shape
-    orders = acquired * (1.0 + FIRST_PERIOD_EXPOSURE * rate) + earlier * rate
-    out.update(active_customers=acquired + earlier * p_buy, orders=orders, revenue=orders * spend, alive=alive)
-    return out
-
-
-def season_numbers(periods: pd.PeriodIndex) -> np.ndarray:
-    """Quarter (1-4) or month (1-12) of the year of each period."""
-    return np.asarray(periods.quarter if periods.freqstr.startswith("Q") else periods.month, dtype=int)
-
-
-def season_design(periods: pd.PeriodIndex) -> np.ndarray:
-    """``(P, S-1)`` dummies of every season but the first (S = 4 quarters or 12 months)."""
-    n = 4 if periods.freqstr.startswith("Q") else 12
-    return (season_numbers(periods)[:, None] == np.arange(2, n + 1)[None, :]).astype(float)
-
-
-# --------------------------------------------------------------------------------------------
-# Input
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DisclosureDesign:
-    """The fitted table in arrays: the periods, each modelled series (NaN where not reported),
-    the standardised log marketing spend, the season dummies and the spend's reference level."""
-
-    periods: pd.PeriodIndex
-    observed: dict[str, np.ndarray]
-    log_marketing: np.ndarray | None
-    x_mean: float
-    x_sd: float
-    seasons: np.ndarray
-    spend_ref: float
-    scale: float
-
-    @property
-    def n_periods(self) -> int:
-        return len(self.periods)
-
-    def covariate(self, log_marketing: np.ndarray | None) -> np.ndarray:
-        """Standardised log marketing spend (zeros without the covariate)."""
-        if self.log_marketing is None or log_marketing is None:
-            return np.zeros(0 if log_marketing is None else len(log_marketing))
-        return (np.asarray(log_marketing, dtype=float) - self.x_mean) / self.x_sd
-
-
-def _spend_reference(table: pd.DataFrame, setting: str) -> float:
-    """Revenue per order (non-contractual) or per subscriber (contractual) over the periods that
-    report both: the centre of the spend level's prior."""
-    base = "orders" if setting == "noncontractual" else "customers_end"
-    if "revenue" not in table or base not in table:
-        if "revenue" in table and "active_customers" in table:
-            base = "active_customers"
-        else:
-            return 1.0
-    both = table[["revenue", base]].dropna()
-    both = both[both[base] > 0]
-    return float(both["revenue"].sum() / both[base].sum()) if len(both) and both["revenue"].sum() > 0 else 1.0
-
-
-def _acquisition_scale(observed: Mapping[str, np.ndarray]) -> float:
-    """New customers per period in the data's own scale (the centre of ``log h1``'s prior): the
-    median reported ``new_customers``, else the first reported customer count spread over the
-    periods since launch."""
-    new = observed.get("new_customers")
-    if new is not None and (new[np.isfinite(new)] > 0).any():
-        return float(np.median(new[np.isfinite(new) & (new > 0)]))
-    for series in ("customers_end", "active_customers", "orders"):
-        values = observed.get(series)
-        if values is not None:
-            seen = np.flatnonzero(np.isfinite(values) & (values > 0))
-            if seen.size:
-                return float(values[seen[0]] / (seen[0] + 1))
-    return 1.0
-
-
-def prepare_design(table: pd.DataFrame, setting: str, marketing: bool) -> DisclosureDesign:
-    """Validate a disclosures table (:class:`cbcv.data.disclosures.Disclosures` ``.table``: a
-    contiguous PeriodIndex, the series as columns) for a fit."""
-    if not isinstance(table.index, pd.PeriodIndex):
-        raise DataError("disclosures: the table must be indexed by a PeriodIndex (one row per period)")
-    if len(table) < 4:
-        raise DataError(f"disclosures: at least 4 periods are needed to fit, got {len(table)}")
-    periods = table.index
-    if not (periods[1:] == periods[:-1] + 1).all():
-        raise DataError("disclosures: the periods must be contiguous and increasing")
-    observed = {s: table[s].to_numpy(dtype=float) for s in MODELLED[setting] if s in table}
-    observed = {s: v for s, v in observed.items() if np.isfinite(v).any()}
-    if not set(observed) - {"revenue", "new_customers"}:
-        raise DataError(f"disclosures: a {setting} fit needs one of "
-                        f"{', '.join(s for s in MODELLED[setting] if s not in ('revenue', 'new_customers'))}")
-    log_m, mean, sd = None, 0.0, 1.0
-    if marketing:
-        if COVARIATE not in table:
-            raise DataError("disclosures: marketing_spend is not disclosed; fit without the covariate")
-        spend = table[COVARIATE].to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(spend) | (spend <= 0))
-        if bad.size:
-            raise DataError(f"disclosures: marketing_spend in {periods[int(bad[0])]} is missing or not positive; "
-                            "the covariate needs every period from the first")
-        log_m = np.log(spend)
-        mean, sd = float(log_m.mean()), float(log_m.std())
-        if sd == 0:
-            raise DataError("disclosures: marketing_spend is constant; fit without the covariate")
-    return DisclosureDesign(periods, observed, log_m, mean, sd, season_design(periods),
-                            _spend_reference(table, setting), _acquisition_scale(observed))
-
 
 # --------------------------------------------------------------------------------------------
 # The model
@@ -356,7 +214,7 @@ class DisclosureModel:
             names += ["m", "r", "purchase_season"]
         if "revenue" in d.observed:
             names += ["spend_level", "delta", "spend_season"]
-        return (*names, "sigma", "ultimate_adopters")
+        return (*names, "sigma", "rho", "ultimate_adopters")
 
     def _design(self) -> DisclosureDesign:
         if self.design is None:
@@ -406,7 +264,7 @@ class DisclosureModel:
             acquired = pm.Deterministic("acquired", market * pt.exp(log_p), dims="period")
             churn, kappa = self._prior("churn", "churn"), self._prior("kappa", "kappa")
             c_ret = self._prior("c_ret", "c_ret") if self.retention == "bdw" else None
-            surv = survivor(_PT, churn, kappa, c_ret, ages)
+            surv = survivor(PYTENSOR_BACKEND, churn, kappa, c_ret, ages)
             rate, shape = pt.zeros(n), pt.as_tensor_variable(1.0)
             if self.setting == "noncontractual":
                 m, shape = self._prior("m", "m"), self._prior("r", "r")
@@ -420,12 +278,22 @@ class DisclosureModel:
                 pm.Deterministic("spend_level", design.spend_ref * pt.exp(z))
                 trend = np.arange(n, dtype=float) - (n - 1) / 2.0
                 spend = design.spend_ref * pt.exp(z + delta * trend + pt.dot(pt.as_tensor_variable(design.seasons), h))
-            means = expected_series(_PT, str(self.setting), acquired, surv, mask, rate, shape, spend)
+            means = expected_series(PYTENSOR_BACKEND, str(self.setting), design.cohort_sizes(acquired, pt), surv, mask, rate,
+                                    shape, spend)
+            means["new_customers"] = acquired
             sigma = self._prior("sigma", "sigma", dims="series")
+            rho = self._prior("rho", "rho", dims="series")
             for k, (series, values) in enumerate(design.observed.items()):
-                seen = np.flatnonzero(np.isfinite(values))
-                mu = means[series][seen]
-                pm.Normal(series, mu=mu, sigma=sigma[k] * pt.abs(mu) + 1e-9, observed=values[seen])
+                first, follow, prev = ar1_terms(values)
+                mu = means[series]
+                scale = sigma[k] * pt.abs(mu) + 1e-9
+                # a run's first report: the stationary relative error sigma / sqrt(1 - rho^2)
+                pm.Normal(f"{series}_first", mu=mu[first], sigma=scale[first] / pt.sqrt(1.0 - rho[k] ** 2),
+                          observed=values[first])
+                if follow.size:  # each later report: mu (1 + rho e_{t-1}), e the previous relative error
+                    lagged = values[prev] / mu[prev] - 1.0
+                    pm.Normal(series, mu=mu[follow] * (1.0 + rho[k] * lagged), sigma=scale[follow],
+                              observed=values[follow])
         return model
 
     def fit(self, table: pd.DataFrame, settings: SamplerSettings | None = None) -> az.InferenceData:
@@ -528,6 +396,7 @@ class DisclosureModel:
             x = design.covariate(np.concatenate([design.log_marketing, np.log(fut)]))
         seasons = season_design(periods)
         acquired = self._acquisitions(d, x, seasons[: n_hist + horizon])
+        acquired[:, :n_hist] = design.cohort_sizes(acquired[:, :n_hist])
         acquired = np.concatenate([acquired, np.zeros((acquired.shape[0], tail))], axis=1)
         is_old = (np.arange(total) < n_hist).astype(float)
         parts: dict[str, dict[str, list[np.ndarray]]] = {"existing": {}, "future": {}}
@@ -538,12 +407,13 @@ class DisclosureModel:
             chunk = {k: v[lo:lo + step] for k, v in d.items()}
             surv, rate, shape, spend = self._period_terms(chunk, ages, seasons, n_hist, churn_factor)
             for key, weight in (("existing", is_old), ("future", 1.0 - is_old)):
-                series = expected_series(_NP, str(self.setting), acquired[lo:lo + step] * weight, surv, mask,
+                series = expected_series(NUMPY_BACKEND, str(self.setting), acquired[lo:lo + step] * weight, surv, mask,
                                          rate, shape, spend)
                 for name, values in series.items():
                     parts[key].setdefault(name, []).append(values)
         joined = {k: {name: np.concatenate(v, axis=0) for name, v in part.items()} for k, part in parts.items()}
-        sigma = {s: d["sigma"][:, k] for k, s in enumerate(design.observed)}
+        rho = d["rho"] if "rho" in d else np.zeros_like(d["sigma"])
+        sigma = {s: d["sigma"][:, k] / np.sqrt(1.0 - rho[:, k] ** 2) for k, s in enumerate(design.observed)}
         return CohortPaths(periods, n_hist, acquired, joined["existing"], joined["future"], sigma, str(self.setting))
 
     def cohort_matrix(self, *, max_draws: int | None = 1000, seed: int | None = 0) -> pd.DataFrame:
@@ -554,8 +424,9 @@ class DisclosureModel:
         d = self.draws(max_draws, seed)
         n_hist = design.n_periods
         ages, mask = cohort_ages(n_hist)
-        acquired = self._acquisitions(d, design.covariate(design.log_marketing) if design.log_marketing is not None
-                                      else np.zeros(n_hist), design.seasons)
+        acquired = design.cohort_sizes(self._acquisitions(
+            d, design.covariate(design.log_marketing) if design.log_marketing is not None else np.zeros(n_hist),
+            design.seasons))
         surv, *_ = self._period_terms(d, ages, design.seasons, n_hist, 1.0)
         cells = (surv * mask * acquired[:, None, :]).mean(axis=0)
         t, c = np.nonzero(mask)
@@ -578,7 +449,7 @@ class DisclosureModel:
         one = np.zeros((len(d["pi"]), total))
         one[:, n_hist] = 1.0
         surv, rate, shape, spend = self._period_terms(d, ages_m, season_design(periods), n_hist, churn_factor)
-        return expected_series(_NP, str(self.setting), one, surv, mask, rate, shape, spend)["revenue"][:, n_hist:]
+        return expected_series(NUMPY_BACKEND, str(self.setting), one, surv, mask, rate, shape, spend)["revenue"][:, n_hist:]
 
     def _acquisitions(self, d: Mapping[str, np.ndarray], x: np.ndarray, seasons: np.ndarray) -> np.ndarray:
         """``A_t = M p_t`` per draw for the periods of ``x`` (standardised covariate) and ``seasons``."""
@@ -602,7 +473,7 @@ class DisclosureModel:
         n, total = len(d["pi"]), ages.shape[0]
         c_ret = d["c_ret"][:, None, None] if "c_ret" in d else None
         churn = np.clip(d["churn"] * churn_factor, 1e-12, 1 - 1e-12)
-        surv = survivor(_NP, churn[:, None, None], d["kappa"][:, None, None], c_ret, ages[None])
+        surv = survivor(NUMPY_BACKEND, churn[:, None, None], d["kappa"][:, None, None], c_ret, ages[None])
         rate, shape = np.zeros((n, total)), np.ones((n, 1))
         if self.setting == "noncontractual":
             rate = d["m"][:, None] * np.exp(d["purchase_season"] @ seasons.T)
@@ -648,7 +519,7 @@ class DisclosureModel:
         d = self.draws()
         c_ret = d["c_ret"][:, None] if "c_ret" in d else None
         k = np.arange(ages + 1, dtype=float)[None, :]
-        s = survivor(_NP, d["churn"][:, None], d["kappa"][:, None], c_ret, k)
+        s = survivor(NUMPY_BACKEND, d["churn"][:, None], d["kappa"][:, None], c_ret, k)
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
         return pd.DataFrame({"age": np.arange(ages + 1), "mean": s.mean(axis=0), "low": np.quantile(s, lo, axis=0),
                              "high": np.quantile(s, hi, axis=0)})
@@ -685,7 +556,8 @@ class DisclosureModel:
 class CohortPaths:
     """Per draw (rows) and period (columns): the cohort sizes ``acquired`` and the expected series
     of today's customers (``existing``: acquired in the first ``n_fitted`` periods) and of the
-    customers acquired after (``future``); ``sigma``: each fitted series' relative error."""
+    customers acquired after (``future``); ``sigma``: each fitted series' relative error (its
+    stationary standard deviation, ``sigma / sqrt(1 - rho^2)``)."""
 
     periods: pd.PeriodIndex
     n_fitted: int

@@ -29,13 +29,15 @@ import numpy as np
 import pandas as pd
 
 from cbcv.config import DataSource, LoadedConfig, load_config
-from cbcv.core.cache import atomic_write_json, temporary_path
+from cbcv.core.cache import atomic_write_json, write_fit_folder
 from cbcv.core.draws import draw_stats
 from cbcv.core.errors import ConfigError
 from cbcv.core.units import horizon_periods, periods_per_year
 from cbcv.data.disclosures import Disclosures, load_disclosures
+from cbcv.models.acquisition_terms import MarketSize
 from cbcv.models.base import SamplerSettings
-from cbcv.models.disclosures import COVARIATE, DisclosureModel
+from cbcv.models.disclosure_terms import COVARIATE
+from cbcv.models.disclosures import DisclosureModel
 from cbcv.models.verdict import combined_diagnostics
 from cbcv.pipeline.valuation import iso_day, json_records, market_size
 from cbcv.pipeline.workflow import sampler_settings
@@ -108,7 +110,7 @@ def disclosure_fit_record(model: DisclosureModel, meta: dict[str, Any] | None = 
     params = {str(k): {"mean": num(row["mean"]), **{c: num(row[c]) if c in row else None for c in cols}}
               for k, row in model.summary().iterrows()}
     out = {"model": "disclosures", "setting": model.setting, "retention": model.retention,
-           "method": str(idata.attrs.get("method", "nuts")), "parameters": params,
+           "market": model.market.to_dict(), "method": str(idata.attrs.get("method", "nuts")), "parameters": params,
            "divergences": model.divergences(), "n_periods": int(idata.attrs.get("n_periods", 0)),
            "series": list(model.design.observed) if model.design is not None else [],
            "seconds": round(float(idata.attrs.get("fit_seconds", 0.0)), 3),
@@ -119,13 +121,7 @@ def disclosure_fit_record(model: DisclosureModel, meta: dict[str, Any] | None = 
 def save_disclosure_fit(model: DisclosureModel, out: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """``out/fit.json`` and ``out/posterior.nc``; ``fit.json`` removed first and written last, so a
     fit that stopped half-way has none."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fj = out / "fit.json"
-    fj.unlink(missing_ok=True)
-    with temporary_path(out / "posterior.nc") as tmp:
-        model.save(tmp)
-    return atomic_write_json(fj, disclosure_fit_record(model, meta))
+    return write_fit_folder(out, model.save, disclosure_fit_record(model, meta))
 
 
 def load_disclosure_fit(run_dir: str | Path) -> DisclosureModel | None:
@@ -331,6 +327,8 @@ def fit_disclosure_file(
     disclosures = read_disclosures(source, data, period=cfg.period if cfg is not None else period,
                                    as_of=cfg.as_of if cfg is not None else None)
     model = disclosure_model(loaded) if loaded is not None else DisclosureModel(market, retention=retention)  # type: ignore[arg-type]
+    if loaded is not None and market > 0:  # --market overrides the config's financials.market_size
+        model.market = MarketSize(float(market))
     model.fit(disclosures.table, settings)
     meta = {"source": Path(source).name, "sha256": disclosures.sha256, "period": disclosures.period,
             "first_period": str(disclosures.table.index[0]), "last_period": str(disclosures.table.index[-1]),

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv.config import LoadedConfig, load_config
-from cbcv.core.cache import atomic_write_json, temporary_path
+from cbcv.core.cache import atomic_write_json, write_fit_folder
 from cbcv.core.draws import draw_stats
 from cbcv.core.errors import ConfigError
 from cbcv.core.units import horizon_periods
@@ -175,14 +175,7 @@ def save_retention_fit(model: CohortRetentionModel, out: str | Path, meta: dict[
     from cbcv.core import interrupt
 
     interrupt.check()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fj = out / "fit.json"
-    fj.unlink(missing_ok=True)
-    with temporary_path(out / "posterior.nc") as tmp:
-        model.save(tmp)
-    atomic_write_json(fj, retention_fit_record(model) | ({"meta": meta} if meta else {}))
-    return fj
+    return write_fit_folder(out, model.save, retention_fit_record(model) | ({"meta": meta} if meta else {}))
 
 
 def save_retention_fits(fits: RetentionFits, run_dir: str | Path) -> Path:

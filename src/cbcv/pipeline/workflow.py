@@ -27,6 +27,7 @@ from cbcv.core.cache import (
     file_stamps,
     read_json,
     temporary_path,
+    write_fit_folder,
 )
 from cbcv.core.errors import CbcvError
 from cbcv.core.jsonio import dumps_strict
@@ -388,13 +389,8 @@ def save_fit(
     if customer_data:
         idata.add_groups({"constant_data": _summary_dataset(summary)})
     idata.attrs.update({k: dumps_strict(v, indent=None) if isinstance(v, dict | list) else str(v) for k, v in meta.items()})
-    fj, nc = out / "fit.json", out / "posterior.nc"
-    fj.unlink(missing_ok=True)
-    with temporary_path(nc) as tmp:
-        model.save(tmp)
-    record = fit_record(model) | {"meta": meta}
-    atomic_write_json(fj, record)
-    return [fj, nc]
+    fj = write_fit_folder(out, model.save, fit_record(model) | {"meta": meta})
+    return [fj, out / "posterior.nc"]
 
 
 def _summary_dataset(summary: pd.DataFrame) -> xr.Dataset:

@@ -97,11 +97,13 @@ def plot_layer_cake(
     currency: str | None = None,
     ax: Axes | None = None,
     title: str | None = None,
+    ylabel: str | None = None,
 ) -> Figure:
     """The layer cake: stacked areas of each cohort's ``value`` per calendar period (oldest
     cohort at the bottom), from :func:`cbcv.audit.subscriptions.layer_cake` (or the audit).
     ``value`` is ``"subscribers"`` (spells active at each period's end), ``"revenue"`` or
-    ``"payments"``. Each period is drawn as a flat step over its span; one area per cohort."""
+    ``"payments"``; ``ylabel`` replaces its axis label (e.g. the alive customers of a latent
+    cohort matrix). Each period is drawn as a flat step over its span; one area per cohort."""
     if value not in LAYER_VALUES:
         raise ValueError(f"value must be one of {', '.join(LAYER_VALUES)}, got {value!r}")
     table = _table(data, "layer_cake")
@@ -123,7 +125,7 @@ def plot_layer_cake(
             linewidth=0.3,
             edgecolor="white",
         )
-        ylabel = LAYER_VALUES[value]
+        ylabel = ylabel or LAYER_VALUES[value]
         if value == "revenue":
             ylabel = money_label(ylabel, currency)
             ax.yaxis.set_major_formatter(money_formatter())

@@ -132,6 +132,10 @@ def valuation_banner(cfg: CompanyConfig, first_day: Any = None) -> str:
     """The line that opens every page (Markdown, escaped): the valuation date, the data window
     and the calibration the models were validated on."""
     window = f"data from {first_day} to {cfg.valuation_date}" if first_day else f"data to {cfg.valuation_date}"
+    if cfg.is_disclosures:
+        checked = (f"fitted to every disclosed {cfg.period} to the valuation date, validated by refits at rolling "
+                   f"calibration ends up to {cfg.disclosures.backtest_horizon} {cfg.period}s ahead")
+        return f"**Valuation date: {md(cfg.valuation_date)}** · {md(window)} · {md(checked)}."
     checked = f"models validated on a calibration period to {cfg.calibration_end}"
     if cfg.holdout_end is not None:
         checked += f" and a holdout period to {cfg.holdout_end}"

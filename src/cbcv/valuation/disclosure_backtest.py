@@ -30,7 +30,8 @@ import pandas as pd
 from scipy.optimize import curve_fit
 
 from cbcv.core.errors import DataError
-from cbcv.models.disclosures import COVARIATE, MODELLED, DisclosureModel
+from cbcv.models.disclosure_terms import COVARIATE, MODELLED
+from cbcv.models.disclosures import DisclosureModel
 from cbcv.valuation.backtest import GLS, MODEL, TRAILING, WINDOW, Backtest, logistic_new_customers
 from cbcv.valuation.benchmarks import logistic_customers
 
