@@ -208,6 +208,7 @@ def test_valuation_json_has_every_companys_fields_and_the_forecasts(disclosure_r
     assert set(val["forecasts"]) == {"new_customers", "active_customers", "orders", "revenue"}
     future = [row for row in val["forecasts"]["revenue"] if row["horizon"] > 0]
     assert len(future) >= 8 and all(r["low"] <= r["mean"] <= r["high"] and r["actual"] is None for r in future)
+    assert val["backtest"]["period"] == "quarter"
     mape = val["backtest"]["mape_pct"]
     assert set(mape) == {"new_customers", "active_customers", "orders", "revenue"}
     for series, by_method in mape.items():

@@ -7,8 +7,11 @@ Built without pyplot in the house style (:mod:`cbcv.plots.style`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cbcv.plots.style import COLORS, finish_axes, money_formatter, new_figure, style_context
@@ -25,6 +28,15 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
+def _period_ticks(ax: Axes, labels: list[str], cols: int) -> None:
+    """Period labels on the x axis, few enough not to touch (four per panel beside another,
+    eight alone), every year at the same quarter when quarterly."""
+    step = max(1, math.ceil(len(labels) / (4 if cols > 1 else 8)))
+    if step > 1 and labels and "Q" in labels[0]:
+        step = 4 * math.ceil(step / 4)
+    ax.set_xticks(np.arange(len(labels))[::step], labels[::step])
+
+
 def plot_disclosed_series(table: pd.DataFrame, *, currency: str | None = None) -> Figure:
     """One panel per disclosed series: its reported values by period (gaps where not reported)."""
     series = [c for c in table.columns if table[c].notna().any()]
@@ -39,8 +51,7 @@ def plot_disclosed_series(table: pd.DataFrame, *, currency: str | None = None) -
             if s in MONEY:
                 ax.yaxis.set_major_formatter(money_formatter(currency))
             ax.set_ylim(bottom=0)
-            step = max(1, len(x) // 6)
-            ax.set_xticks(x[::step], labels[::step])
+            _period_ticks(ax, labels, cols)
             finish_axes(ax, "", "", LABELS.get(s, s))
         for ax in flat[len(series):]:
             ax.set_visible(False)
@@ -69,8 +80,7 @@ def plot_tracking(forecast: pd.DataFrame, *, currency: str | None = None) -> Fig
                 ax.axvline(int(np.flatnonzero(fitted)[-1]), color=COLORS["reference"], linestyle=":")
             if s in MONEY:
                 ax.yaxis.set_major_formatter(money_formatter(currency))
-            step = max(1, len(x) // 6)
-            ax.set_xticks(x[::step], [str(p) for p in t["period"]][::step])
+            _period_ticks(ax, [str(p) for p in t["period"]], cols)
             ax.set_ylim(bottom=0)
             finish_axes(ax, "", "", LABELS.get(s, s))
         flat[0].legend(loc="upper left", fontsize="small")

@@ -125,4 +125,5 @@ def disclosure_backtest(
                                      "ape": 100.0 * abs(float(f) - a) / a if a != 0 else np.nan})
     if not rows:
         raise DataError("disclosures backtest: no origin has reported actuals after it")
-    return Backtest(pd.DataFrame(rows), str(table.index.freqstr), method_note)
+    unit = "quarter" if table.index.freqstr.startswith("Q") else "month"  # a word, not pandas' "Q-DEC"
+    return Backtest(pd.DataFrame(rows), unit, method_note)
