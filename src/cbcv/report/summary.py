@@ -366,8 +366,9 @@ def methodology_appendix(business: str = "transactions") -> str:
             "prospects in a finite market are acquired at a rate driven by marketing spend (a proportional-hazards "
             "Weibull with a share of never-acquirers); each cohort stays with a shifted-beta-geometric (or "
             "beta-discrete-Weibull) survival; alive customers order at a gamma-distributed rate with seasons; spend "
-            "per order (or per subscriber) has a level, a trend and seasons. Each disclosed figure is its "
-            "expectation with a relative error per series, and the model is fitted by NUTS in PyMC. It is "
+            "per order (or per subscriber) has a level, a trend and seasons; where new customers are disclosed, the "
+            "cohorts are those disclosed counts. Each disclosed figure is its expectation with a relative error "
+            "per series, autoregressive from one period to the next, and the model is fitted by NUTS in PyMC. It is "
             "validated by refits at rolling calibration ends, forecasting each disclosed series 1 to 8 periods "
             "ahead, against the constant-retention model of Gupta, Lehmann and Stuart and a trailing average. "
             "Existing customer equity is the latent cohorts' expected future revenue after the contribution "
@@ -375,7 +376,9 @@ def methodology_appendix(business: str = "transactions") -> str:
             "expected margin over its life less the acquisition cost. Operating value deducts the present value "
             "of fixed costs, capital expenditure and taxes; equity value adds non-operating assets and subtracts "
             "net debt. Every step is computed per posterior draw, paired with a draw of each uncertain financial "
-            "input, so each figure carries a credible interval (equal-tailed 90%).</p>"
+            "input, so each figure carries a credible interval (equal-tailed 90%). On companies simulated customer "
+            "by customer and valued from their disclosures alone, these intervals covered the true customer equity "
+            "less often than nine times in ten: read them as a lower bound on the uncertainty.</p>"
             f"<h3>References</h3><ol>{refs}</ol>"
         )
     if business == "subscription":
