@@ -112,7 +112,7 @@ def test_the_disclosures_config_defaults_and_mistakes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cbcv_value_on_costner(tmp_path: Path) -> None:
-    config = _config(tmp_path, sampler={"method": "nuts", "draws": 200, "tune": 300, "chains": 2})
+    config = _config(tmp_path, sampler={"method": "nuts", "draws": 100, "tune": 200, "chains": 2})
     res = run_cbcv("value", str(config), "--out", str(tmp_path / "out"))
     assert res.returncode == 0, res.stderr[-3000:]
     val = json.loads((tmp_path / "out" / "valuation.json").read_text(encoding="utf-8"))

@@ -71,7 +71,7 @@ def simulated_company(folder: Path) -> tuple[Path, SimulatedPeriodCompany]:
         "business": "disclosures", "period": "quarter",
         "data": {"source": "disclosures.csv"},
         "as_of": AS_OF, "models": ["sbg"],
-        "disclosures": {"backtest_method": "map", "backtest_horizon": 4, "tail_years": TAIL_YEARS},
+        "disclosures": {"backtest_method": "map", "backtest_horizon": 4, "backtest_origins": 4, "tail_years": TAIL_YEARS},
         "sampler": {"method": "nuts", "nuts_sampler": "nutpie", "draws": 500, "tune": 1000, "chains": 2,
                     "target_accept": 0.95},
         "seed": SEED,
@@ -208,7 +208,7 @@ def test_valuation_json_has_every_companys_fields_and_the_forecasts(disclosure_r
     assert set(val["forecasts"]) == {"new_customers", "active_customers", "orders", "revenue"}
     future = [row for row in val["forecasts"]["revenue"] if row["horizon"] > 0]
     assert len(future) >= 8 and all(r["low"] <= r["mean"] <= r["high"] and r["actual"] is None for r in future)
-    assert val["backtest"]["period"] == "quarter"
+    assert val["backtest"]["period"] == "quarter" and len(val["backtest"]["origins"]) == 4
     mape = val["backtest"]["mape_pct"]
     assert set(mape) == {"new_customers", "active_customers", "orders", "revenue"}
     for series, by_method in mape.items():

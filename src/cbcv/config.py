@@ -466,7 +466,8 @@ class DisclosureSettings(_Strict):
     ``marketing_growth``: annual growth of the future marketing plan (each future period spends
     what the same period of the last disclosed year did, grown); ``backtest_method``: how the
     rolling-origin refits are fitted (``map``: the posterior mode, quick; ``nuts``: the full
-    posterior); ``backtest_horizon``: periods ahead; ``tail_years``: years after the acquisition
+    posterior); ``backtest_horizon``: periods ahead; ``backtest_origins``: refit at the last this
+    many origins only (default: every period from the fifth report on); ``tail_years``: years after the acquisition
     horizon over which the customers already acquired run off in the valuation."""
 
     setting: Literal["auto", "contractual", "noncontractual"] = "auto"
@@ -474,6 +475,7 @@ class DisclosureSettings(_Strict):
     marketing_growth: float = Field(default=0.0, ge=-0.5, le=1.0)
     backtest_method: Literal["map", "nuts"] = "map"
     backtest_horizon: int = Field(default=8, ge=1, le=16)
+    backtest_origins: int | None = Field(default=None, ge=1)
     tail_years: float = Field(default=20.0, ge=0, le=MAX_HORIZON_YEARS)
 
 

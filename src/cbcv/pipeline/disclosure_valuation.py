@@ -43,7 +43,7 @@ from cbcv.pipeline.valuation import iso_day, json_records, market_size
 from cbcv.pipeline.workflow import sampler_settings
 from cbcv.valuation.backtest import Backtest
 from cbcv.valuation.bridge import ValuationResult
-from cbcv.valuation.disclosure_backtest import disclosure_backtest
+from cbcv.valuation.disclosure_backtest import disclosure_backtest, origins
 from cbcv.valuation.disclosures import DisclosureEquity, future_marketing_plan
 from cbcv.valuation.drivers import UnitEconomics
 from cbcv.valuation.inputs import FinancialDraws, draw_financials
@@ -145,7 +145,9 @@ def run_backtest(loaded: LoadedConfig, disclosures: Disclosures, *, progress: An
 
     note = (f"refitted by {'MAP (the posterior mode)' if method == 'map' else 'NUTS'} on the disclosures to each "
             "origin; marketing spend at its actual values (a conditional forecast)")
-    return disclosure_backtest(lambda: disclosure_model(loaded), fit, disclosures.table,
+    keep = cfg.disclosures.backtest_origins
+    at = origins(disclosures.table)[-keep:] if keep else None
+    return disclosure_backtest(lambda: disclosure_model(loaded), fit, disclosures.table, at=at,
                                horizon=cfg.disclosures.backtest_horizon, method_note=note, progress=progress)
 
 
