@@ -26,11 +26,12 @@ $(LAB_STAMP): $(STAMP)
 report: $(STAMP)
 	$(BIN)/cbcv report $(CONFIG) --out $(OUT)
 
-## make test: lint and the test suite
+## make test: lint and the test suite, on two workers (pytest-xdist; a test file stays on one worker,
+## so its module fixtures are built once)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -79,7 +79,7 @@ def _predictions() -> list[tuple[str, object]]:
             if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_") \
                     and name not in NOT_PREDICTIONS:
                 out.append((f"{module.__name__}.{name}", fn))
-    for family in {*transactional.FAMILIES.values()}:
+    for family in dict.fromkeys(transactional.FAMILIES.values()):  # ordered: xdist workers must agree
         for name in ("alive", "given_alive", "population", "dert_given_alive"):
             out.append((f"{type(family).__name__}.{name}", getattr(type(family), name)))
     return out

@@ -126,6 +126,14 @@ def fit(
     tune: Annotated[int, typer.Option(min=0)] = 1000,
     chains: Annotated[int, typer.Option(min=1)] = 4,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="random seed, 0 to 2**32 - 1")] = 42,
+    covariates: Annotated[str | None, typer.Option(help="customer covariates, a CSV or Parquet file with customer_id "
+                                                   "and one column per covariate (bgnbd, mbgnbd, pareto_nbd, "
+                                                   "gamma_gamma)")] = None,
+    covariate_columns: Annotated[str | None, typer.Option(help="the covariate columns to use, comma-separated "
+                                                          "(default: all but customer_id)")] = None,
+    covariate_reference: Annotated[str | None, typer.Option(help="reference levels of categorical covariates, "
+                                                            "e.g. nps=passive (default: each one's most "
+                                                            "common level)")] = None,
     config: ConfigOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
@@ -139,6 +147,7 @@ def fit(
     from cbcv.pipeline.workflow import (
         fit_data,
         fit_summary_model,
+        fit_with_covariates,
         save_fit,
         summary_model,
         validate_source,
@@ -158,13 +167,26 @@ def fit(
                            settings)
         return
     summary_model(model)
+    if (covariate_columns is not None or covariate_reference is not None) and covariates is None:
+        raise CbcvError("--covariate-columns, --covariate-reference: give --covariates FILE too")
+    reference = _pairs(covariate_reference, "--covariate-reference")
+    table = None
+    if covariates is not None:
+        from cbcv.data.covariates import read_covariates
+
+        columns = [c.strip() for c in covariate_columns.split(",") if c.strip()] if covariate_columns else None
+        table = read_covariates(covariates, columns)
     _say(f"cbcv fit: validating {transactions}")
     with tempfile.TemporaryDirectory(prefix="cbcv-fit-") as work:
         log = validate_source(transactions, work, loaded)
         meta = {"calibration_end": cal_end.isoformat(), "time_unit": time_unit}
         summary = fit_data(meta, log, loaded=loaded).summaries()
     _say(f"cbcv fit: {len(summary):,} customers; fitting {model} by {method.upper()} ...")
-    fitted = fit_summary_model(summary, model, settings)
+    covariate_record = None
+    if table is None:
+        fitted = fit_summary_model(summary, model, settings)
+    else:
+        fitted, covariate_record = fit_with_covariates(summary, model, settings, table, reference)
     interrupt.check()  # PyMC returns the draws so far on Ctrl-C: save nothing then
     meta = {
         "source": transactions,
@@ -172,10 +194,24 @@ def fit(
         "calibration_end": cal_end.isoformat(),
         "time_unit": time_unit,
         "seed": seed,
+        **({"covariates": covariate_record} if covariate_record is not None else {}),
     }
     save_fit(fitted, summary, out, meta)
     _say(f"cbcv fit: done in {fitted.fit_seconds:.1f} s -> {out / 'fit.json'}")
     _diagnostics_gate("cbcv fit", fitted.verdict().to_dict(), strict, out / "fit.json")
+
+
+def _pairs(text: str | None, option: str) -> dict[str, str]:
+    """``a=x,b=y`` as a mapping; one clear line for a malformed pair."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise CbcvError(f"{option}: {item.strip()!r} is not column=level")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _fit_disclosures(source: str, market: float | None, period: str, retention: str, out: Path, loaded: object,

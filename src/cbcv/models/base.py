@@ -169,6 +169,11 @@ class CLVModel(ABC):
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Pointwise (unweighted) log-likelihood, one entry per distinct row."""
 
+    def fitted_rows(self, data: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``data`` the fit uses, as a boolean mask (all of them unless a family
+        leaves some out, as gamma-gamma does customers without repeat purchases)."""
+        return np.ones(len(data), dtype=bool)
+
     def total_logp(self, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pt.TensorVariable:
         """The fit's log-likelihood, Σ weight × :meth:`logp`. A family may override it with an
         algebraically equal sum that is cheaper to differentiate (terms shared by many rows

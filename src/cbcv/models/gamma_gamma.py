@@ -122,6 +122,13 @@ class GammaGammaModel(CLVModel):
         arrays = {k: distinct[k].to_numpy(dtype=float) for k in (*GAMMA_GAMMA_COLUMNS, "weight")}
         return arrays, inverse
 
+    def fitted_rows(self, data: pd.DataFrame) -> np.ndarray:
+        """The rows with repeat transactions and a positive mean spend (:func:`gamma_gamma_rows`)."""
+        kept, _ = gamma_gamma_rows(data.reset_index(drop=True), self.nonpositive, self.name)
+        mask = np.zeros(len(data), dtype=bool)
+        mask[kept.index.to_numpy()] = True
+        return mask
+
     def logp(self, params: Mapping[str, Any], arrays: Mapping[str, Any]) -> pt.TensorVariable:
         """Per distinct row: log f(zbar | p, q, gamma; x), the marginal density of the mean in
         Fader & Hardie (2013) (the model of Colombo & Jiang 1999, as used in Fader, Hardie & Lee
@@ -185,3 +192,4 @@ class GammaGammaModel(CLVModel):
         for reason, count in dropped.items():
             idata.attrs[f"n_dropped_{reason}"] = count
         return idata
+

@@ -34,6 +34,7 @@ from cbcv.core.jsonio import dumps_strict
 from cbcv.core.paths import repo_root
 from cbcv.core.safe_csv import write_csv
 from cbcv.data.catalog import is_dataset
+from cbcv.data.covariates import CovariateTable, attach_covariates
 from cbcv.data.datasets import load_dataset, purchase_rule
 from cbcv.data.load import (
     LoadResult,
@@ -44,6 +45,9 @@ from cbcv.data.load import (
 )
 from cbcv.data.rules import RULES_VERSION
 from cbcv.models import FREQUENCY_MODELS, SUMMARY_MODELS, CLVModel, SamplerSettings, get_model
+from cbcv.models.covariate_design import CovariateDesign
+from cbcv.models.covariates import CovariateModel
+from cbcv.models.covariates import restore as restore_covariates
 from cbcv.pipeline.company_data import PRE_START_FILE, CompanyData, SummarySettings
 
 
@@ -306,6 +310,23 @@ def fit_summary_model(
     return model
 
 
+def fit_with_covariates(
+    summary: pd.DataFrame, name: str, settings: SamplerSettings, table: CovariateTable,
+    reference: dict[str, str] | None = None,
+) -> tuple[CLVModel, dict[str, Any]]:
+    """Fit ``name`` with the customers' covariates of ``table`` (every calibration customer needs
+    a row, :func:`cbcv.data.covariates.attach_covariates`), coded on the calibration customers;
+    the model and the covariates' record for ``fit.json`` (source, sha256, rows used and not)."""
+    attached = attach_covariates(summary, table)
+    design = CovariateDesign.from_frame(attached.summary, table.columns, reference=reference, source=table.source)
+    model = CovariateModel(summary_model(name)(), design)
+    model.fit(attached.summary, settings)
+    record = {"source": table.source, "sha256": table.sha256, "rows_read": table.rows_read,
+              "rows_used": attached.rows_used, "rows_not_in_calibration": attached.rows_not_in_summary,
+              **design.to_dict()}
+    return model, record
+
+
 def summary_model(name: str) -> type[CLVModel]:
     """The class of a model fitted from a transaction summary; one clear error otherwise."""
     cls = get_model(name)
@@ -353,7 +374,17 @@ def fit_record(model: CLVModel) -> dict[str, Any]:
         "n_distinct": int(idata.attrs.get("n_distinct", 0)),
         "seconds": round(float(idata.attrs.get("fit_seconds", 0.0)), 3),
         "diagnostics": diagnostics_verdict(model.name, method, params, model.divergences(), idata.attrs),
+        **({"effects": effects_note(model)} if isinstance(model, CovariateModel) else {}),
     }
+
+
+def effects_note(model: CovariateModel) -> dict[str, str]:
+    """What each process's effects in ``fit.json`` measure (:mod:`cbcv.models.covariates`)."""
+    means = {"purchase": "mean purchase rate" if model.family.name != "bgbb" else "mean purchase probability",
+             "dropout": "mean dropout rate" if model.family.name == "pareto_nbd" else "mean dropout probability",
+             "spend": "mean spend per transaction"}
+    return {p: f"log of the ratio of the {means[p]} against the reference level (per standard deviation of a "
+               "numeric covariate)" for p in model.processes}
 
 
 def diagnostics_verdict(
@@ -534,6 +565,8 @@ def load_fit(fit_dir: str | Path) -> tuple[CLVModel, dict[str, str]]:
     if name is None:
         raise CbcvError(f"{path}: not a cbcv posterior (no cbcv_model attribute)")
     model = get_model(str(name))()
+    if "covariates" in idata.attrs:
+        model = restore_covariates(model, idata)
     model.idata = idata
     return model, {k: str(v) for k, v in idata.attrs.items()}
 

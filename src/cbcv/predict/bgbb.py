@@ -43,6 +43,7 @@ from cbcv.core.errors import CbcvError
 from cbcv.models import BetaGeoBetaBinomModel, CLVModel
 from cbcv.models.bgbb import BGBB_COLUMNS
 from cbcv.predict.contractual import DERL_TOL, derl_sbg
+from cbcv.predict.covariates import covariate_groups
 from cbcv.predict.engine import (
     MAX_BYTES,
     Kernel,
@@ -105,6 +106,7 @@ def p_alive_rows(p: Params, d: Rows) -> np.ndarray:
     return np.exp(_log_alive_part(p, d) - _log_lik(p, d))
 
 
+@covariate_groups
 def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """P(alive at opportunity ``n + 1`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11) per
     draw and row (tests/test_predict_bgbb.py::test_published_p_alive_table_6)."""
@@ -145,6 +147,7 @@ def _log_buy_part(p: Params, d: Rows) -> np.ndarray:
     return special.betaln(a + x + 1.0, b + n - x) - special.betaln(a, b) - _log_lik(p, d)
 
 
+@covariate_groups
 def expected_transactions(
     model: CLVModel, n_star: int, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES
 ) -> np.ndarray:
@@ -174,6 +177,7 @@ def expected_transactions_population(
     return p["alpha"] / (p["alpha"] + p["beta"]) * _dropout_sum(p["gamma"], p["delta"], 0.0, n)
 
 
+@covariate_groups
 def dert(
     model: CLVModel, data: pd.DataFrame, *, discount_rate: float, max_draws: int | None = None,
     max_bytes: int = MAX_BYTES, tol: float = DERL_TOL,

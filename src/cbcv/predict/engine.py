@@ -20,6 +20,7 @@ import pandas as pd
 from cbcv.core.chunks import TEMPS, Params, chunked
 from cbcv.core.errors import CbcvError
 from cbcv.models import MODELS, CLVModel, compress
+from cbcv.models.covariates import CovariateModel
 
 #: Default byte budget of one chunk's temporaries.
 MAX_BYTES = 256 * 2**20
@@ -32,7 +33,12 @@ F = TypeVar("F")
 
 
 def posterior_draws(model: CLVModel, max_draws: int | None = None, seed: int = 0) -> Params:
-    """Parameter draws, flattened over chains; thinned evenly to at most ``max_draws``."""
+    """Parameter draws, flattened over chains; thinned evenly to at most ``max_draws``. A model
+    with covariates has no single set of draws: its predictions run per covariate group
+    (:mod:`cbcv.predict.covariates`), and asking for its draws here is an error."""
+    if isinstance(model, CovariateModel):
+        raise CbcvError(f"{model.name} with covariates: predict with the customers' covariates "
+                        "(cbcv.predict.covariates.covariate_groups), not from one set of draws")
     draws = model.draws()
     n = len(next(iter(draws.values())))
     if max_draws is not None and n > max_draws:

@@ -10,6 +10,7 @@ import pandas as pd
 from cbcv.core.chunks import Params
 from cbcv.core.errors import CbcvError
 from cbcv.models import CLVModel, GammaGammaModel
+from cbcv.predict.covariates import covariate_groups
 from cbcv.predict.engine import MAX_BYTES, Rows, distinct_rows, model_class, run
 
 SPEND_COLUMNS = ("x", "mean_repeat_spend")
@@ -23,6 +24,7 @@ def spend_given_history(p: Params, d: Rows) -> np.ndarray:
     return p["p"] * (p["gamma"] + x * z) / (p["p"] * x + p["q"] - 1.0)
 
 
+@covariate_groups
 def expected_spend(
     model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES
 ) -> np.ndarray:

@@ -52,6 +52,7 @@ from cbcv.core.chunks import TEMPS, Params
 from cbcv.core.errors import CbcvError
 from cbcv.models import BetaGeoModel, CLVModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cbcv.models.special import discounted_power_integral, log_power_integral_np
+from cbcv.predict.covariates import covariate_groups
 from cbcv.predict.dert_rate import rate_dert_given_alive
 from cbcv.predict.engine import (
     MAX_BYTES,
@@ -373,6 +374,7 @@ def _expected(family: Frequency, t: Any, p: Params, d: Rows) -> np.ndarray:
     return family.alive(p, d) * family.given_alive(t, p, d["x"], d["T"])
 
 
+@covariate_groups
 def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """P(alive at T | x, t_x, T) per draw and customer (:meth:`BetaGeo.alive`,
     :meth:`Pareto.alive`; tests/test_predict.py::test_p_alive_against_bayes_by_quadrature)."""
@@ -381,6 +383,7 @@ def p_alive(model: CLVModel, data: pd.DataFrame, *, max_draws: int | None = None
     return run(family.alive, model, rows, inverse, max_draws=max_draws, max_bytes=max_bytes)
 
 
+@covariate_groups
 def expected_purchases(
     model: CLVModel, t: float, data: pd.DataFrame, *, max_draws: int | None = None, max_bytes: int = MAX_BYTES
 ) -> np.ndarray:
@@ -409,6 +412,7 @@ def _dert_quadrature(family: Frequency, p: Params, d: Rows, delta: float, n_node
     return total
 
 
+@covariate_groups
 def dert(
     model: CLVModel,
     data: pd.DataFrame,

@@ -35,8 +35,10 @@ from cbcv.core.units import unit_days
 from cbcv.data.simulate import BGNBDParams, ParetoNBDParams, simulate_summaries
 from cbcv.data.summary import Transactions, purchase_days
 from cbcv.models.base import CLVModel
+from cbcv.models.covariates import CovariateModel
 from cbcv.predict import (
     expected_given_alive,
+    expected_purchases,
     expected_purchases_population,
     p_alive,
     posterior_draws,
@@ -136,6 +138,12 @@ def _holdout_predictions(
     multiplies its pair's column by its own P(alive)."""
     _require(cal_hold, ("x", "t_x", "T", "x_holdout", "T_holdout"))
     t = float(cal_hold["T_holdout"].iloc[0])
+    if isinstance(model, CovariateModel):  # each customer at its covariates' parameters
+        n_draws = min(n_model_draws(model), max_draws or n_model_draws(model))
+        return _grouped_predictions(
+            lambda rows, cols: expected_purchases(model, t, rows, max_draws=max_draws),
+            cal_hold, groups, n_groups, n_draws,
+        )
     x, T = cal_hold["x"].to_numpy(dtype=float), cal_hold["T"].to_numpy(dtype=float)
     pairs, index = np.unique(np.stack([x, T]), axis=1, return_inverse=True)
     index = np.asarray(index).ravel()
@@ -155,6 +163,22 @@ def holdout_totals(model: CLVModel, cal_hold: pd.DataFrame, max_draws: int = 100
     """Total expected holdout repeat transactions per posterior draw against the actual total."""
     sums, _ = _holdout_predictions(model, cal_hold, np.zeros(len(cal_hold), dtype=np.int64), 1, max_draws)
     return HoldoutTotals(model.name, _actual_total(cal_hold), sums[:, 0])
+
+
+def holdout_by_group(model: CLVModel, cal_hold: pd.DataFrame, column: str, max_draws: int = 1000) -> pd.DataFrame:
+    """Predicted (posterior mean and 90% interval) against actual holdout repeat transactions
+    by the levels of ``column`` (a covariate, a segment): whether a model gets each group right,
+    not only the total. One row per level: ``actual``, ``predicted_mean``, ``predicted_low``,
+    ``predicted_high``, ``error_pct``."""
+    _require(cal_hold, (column,))
+    codes, levels = pd.factorize(cal_hold[column].astype(str), sort=True)
+    sums, _ = _holdout_predictions(model, cal_hold, codes, len(levels), max_draws)
+    actual = np.bincount(codes, weights=customer_weights(cal_hold) * cal_hold["x_holdout"].to_numpy(dtype=float),
+                         minlength=len(levels))
+    lo, hi = np.quantile(sums, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
+    mean = sums.mean(axis=0)
+    return pd.DataFrame({column: list(levels), "actual": actual, "predicted_mean": mean, "predicted_low": lo,
+                         "predicted_high": hi, "error_pct": 100.0 * (mean - actual) / actual})
 
 
 def discrete_holdout_totals(model: CLVModel, periods: pd.DataFrame, max_draws: int = 1000) -> HoldoutTotals:
