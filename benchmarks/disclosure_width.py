@@ -24,7 +24,6 @@ import time
 import numpy as np
 
 from cbcv.clv import customer_clv
-from cbcv.core.discount import discount_factors
 from cbcv.data.disclosures import load_disclosures
 from cbcv.data.simulate import GammaGammaParams, ParetoNBDParams
 from cbcv.data.simulate.acquisitions import AcquisitionParams
@@ -37,6 +36,7 @@ from cbcv.data.summary import customer_summary
 from cbcv.models import GammaGammaModel, ParetoNBDModel, SamplerSettings
 from cbcv.models.disclosures import DisclosureModel
 from cbcv.valuation.disclosure_truth import true_existing_equity
+from cbcv.valuation.disclosures import DisclosureEquity
 from cbcv.valuation.truth import true_customer_equity
 
 MARGIN, RATE, UNIT = 0.3, 0.10, "week"
@@ -66,9 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     model = DisclosureModel(acquisition.market, retention=args.retention, marketing=False)
     model.fit(table, SamplerSettings(draws=500, tune=1000, chains=2, seed=args.seed, target_accept=0.95,
                                      nuts_sampler="nutpie"))
-    paths = model.cohort_paths(0, tail=TAIL_QUARTERS, max_draws=500)
-    revenue = paths.existing["revenue"][:, paths.n_fitted:]
-    disclosed = MARGIN * (revenue * discount_factors(np.full(len(revenue), RATE), revenue.shape[1], "quarter")).sum(1)
+    equity = DisclosureEquity(model, 0, TAIL_QUARTERS, "quarter", None, 500)
+    disclosed = MARGIN * equity.revenue_pv("existing", 1.0, np.full(len(equity.paths().acquired), RATE))
     out: dict[str, object] = {"story": args.story, "quarters": args.quarters, "seed": args.seed,
                               "series": series, "customers": len(summary), "truth": truth,
                               "disclosures_fit_s": round(time.perf_counter() - start, 1),

@@ -15,6 +15,8 @@ import pytensor.tensor as pt
 import pytest
 
 from cbcv import predict as P
+from cbcv.clv.scoring import score_customers
+from cbcv.core.discount import continuous_rate
 from cbcv.core.errors import CbcvError, DataError
 from cbcv.data.covariates import attach_covariates, read_covariates
 from cbcv.data.simulate import BGNBDParams, GammaGammaParams, ParetoNBDParams, simulate_summaries
@@ -344,3 +346,25 @@ def test_holdout_comparison_with_and_without_covariates() -> None:
     assert plain_groups.loc["high", "error_pct"] < -5 and plain_groups.loc["low", "error_pct"] > 5
     assert own_groups["error_pct"].abs().sum() < 0.85 * plain_groups["error_pct"].abs().sum()
     assert with_groups.draws()["purchase[g=high]"][0] == pytest.approx(np.log(3.0), abs=0.15)
+
+
+def test_scoring_scores_each_customer_at_its_covariates(tmp_path) -> None:
+    """score_customers with a BG/NBD with covariates and a gamma-gamma with another covariate:
+    each customer's CLV is margin × expected spend × DERT at its own segment's draws (the
+    predictions per covariate group), and the total per draw is their sum."""
+    data = _with_groups(_rft(240)).assign(band=lambda f: np.where(np.arange(len(f)) % 4 == 0, "high", "low"))
+    freq = CovariateModel(BetaGeoModel(), CovariateDesign.from_frame(data, ["g"]))
+    freq.idata = _posterior(freq, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
+                            {"purchase": np.array([0.4, -0.3]), "dropout": np.array([-0.5, 0.4])})
+    spend = CovariateModel(GammaGammaModel(), CovariateDesign.from_frame(data, ["band"]))
+    spend.idata = _posterior(spend, {"p": 5.0, "q": 3.5, "gamma": 12.0}, {"spend": np.array([0.3])})
+    scored = score_customers(freq, spend, data, tmp_path / "customers.parquet", margin=0.3, annual_discount_rate=0.1,
+                             time_unit="week")
+    assert scored.meta["segments"] == 6
+    delta = continuous_rate(0.1, "week")
+    clv = 0.3 * P.expected_spend(spend, data) * P.dert(freq, data, delta=delta)
+    rows = pd.read_parquet(scored.path).set_index("customer_id").loc[data["customer_id"]]
+    np.testing.assert_allclose(rows["clv_mean"].to_numpy(), clv.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scored.total, clv.sum(axis=1), rtol=1e-6)
+    with pytest.raises(DataError, match="no covariate column 'band'"):
+        score_customers(freq, spend, data.drop(columns="band"), tmp_path / "again.parquet")

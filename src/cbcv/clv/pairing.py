@@ -10,7 +10,7 @@ or one value per draw; with one rate per draw, DERT is evaluated at each draw's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from cbcv.core.draws import per_draw
 from cbcv.core.errors import CbcvError
 from cbcv.core.units import periods_per_year
 from cbcv.models.base import CLVModel
+from cbcv.models.covariates import CovariateModel
 
 #: How the two posteriors are paired (kept in the results' ``meta``).
 PAIRING = "draw d of the purchase model with draw d of the spend model (independent posteriors)"
@@ -114,3 +115,45 @@ class ScoringDraws:
             delta=self.delta[idx],
             time_unit=self.time_unit,
         )
+
+
+def segment_draws(
+    freq_model: CLVModel,
+    spend_model: CLVModel,
+    covariates: pd.DataFrame,
+    *,
+    margin: Any,
+    annual_discount_rate: Any,
+    time_unit: str,
+    max_draws: int | None = None,
+) -> tuple[tuple[ScoringDraws, ...], np.ndarray]:
+    """The paired draws of each covariate segment and each customer's segment.
+
+    A segment is a distinct pair of design rows of the two models
+    (:class:`~cbcv.models.covariates.CovariateModel`; a model without covariates has one row for
+    everyone): its draws are the groups' posteriors (:meth:`CovariateModel.group`), paired and
+    thinned as :meth:`ScoringDraws.from_models` does, so draw ``d`` is the same joint posterior draw
+    in every segment. ``covariates``: one row per customer with the models' covariate columns.
+    """
+    plain = ScoringDraws.from_models(_standin(freq_model), _standin(spend_model), margin=margin,
+                                     annual_discount_rate=annual_discount_rate, time_unit=time_unit,
+                                     max_draws=max_draws)
+    n = plain.n_draws
+    parts = [m.design.matrix(covariates.reset_index(drop=True), "scoring") if isinstance(m, CovariateModel)
+             else np.zeros((len(covariates), 0)) for m in (freq_model, spend_model)]
+    rows, codes = np.unique(np.hstack(parts), axis=0, return_inverse=True)
+    k = parts[0].shape[1]
+    out = []
+    for row in rows:
+        freq = freq_model.group(row[:k]) if isinstance(freq_model, CovariateModel) else freq_model
+        spend = spend_model.group(row[k:]) if isinstance(spend_model, CovariateModel) else spend_model
+        out.append(replace(plain, params=P.posterior_draws(freq, n), spend=P.posterior_draws(spend, n)))
+    return tuple(out), np.asarray(codes, dtype=np.int64).reshape(-1)
+
+
+def _standin(model: CLVModel) -> Any:
+    """``model``, or for a covariate model its reference group (the pairing needs only the names
+    and the number of draws)."""
+    if not isinstance(model, CovariateModel):
+        return model
+    return model.group(np.zeros(len(model.design.effects)))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,7 +51,7 @@ from cbcv.clv.keys import (
     key_values,
     pair_values,
 )
-from cbcv.clv.pairing import PAIRING, ScoringDraws
+from cbcv.clv.pairing import PAIRING, ScoringDraws, segment_draws
 from cbcv.clv.spark import SparkScored, score_spark
 from cbcv.clv.tables import LORENZ_POINTS, P_ALIVE_BINS, CLVTables
 from cbcv.core.cache import atomic_write_json
@@ -60,6 +60,7 @@ from cbcv.core.errors import CbcvError, DataError
 from cbcv.core.safe_csv import write_csv
 from cbcv.data._sql import first_line, ident, literal, scratch_connection
 from cbcv.models.base import CLVModel
+from cbcv.models.covariates import CovariateModel
 
 __all__ = [
     "DERT_GRID", "INTERVAL_DRAWS", "MAX_BYTES", "OUTPUT_COLUMNS", "BaseScores", "CustomerChunk", "ScoredBase",
@@ -136,9 +137,10 @@ def _relation(con: duckdb.DuckDBPyConnection, summaries: Summaries, columns: lis
 
 def score_base(
     summaries: Summaries,
-    draws: ScoringDraws,
+    draws: ScoringDraws | Sequence[ScoringDraws],
     sink: Callable[[CustomerChunk], None],
     *,
+    segments: np.ndarray | None = None,
     carry: Sequence[str] = (),
     group_by: Sequence[str] | None = None,
     top_fractions: Sequence[float] = (0.01, 0.10),
@@ -155,8 +157,16 @@ def score_base(
     the ``carry`` and ``group_by`` columns) over ``draws``; see the module notes. The per-customer
     rows go to ``sink`` in blocks, ordered by key then rank; ``carry`` names the input columns
     they keep (``cohort`` is kept when present). ``group_by`` defaults to ``cohort`` when the
-    summaries have it."""
+    summaries have it.
+
+    Customers in covariate segments (:func:`cbcv.clv.pairing.segment_draws`): ``draws`` one
+    :class:`ScoringDraws` per segment and ``segments`` each input row's segment; a key is then
+    (segment, x, t_x, T), and each segment's keys are evaluated with its own draws."""
     start = time.perf_counter()
+    segs = (draws,) if isinstance(draws, ScoringDraws) else tuple(draws)
+    if len(segs) > 1 and segments is None:
+        raise CbcvError("score_base: give each row's segment with draws for several segments")
+    draws = segs[0]
     fractions = [float(f) for f in top_fractions]
     if any(not 0 < f <= 1 for f in fractions):
         raise ValueError("top_fractions must be in (0, 1]")
@@ -174,6 +184,12 @@ def score_base(
         kept = [*carry, *(["cohort"] if "cohort" in have and "cohort" not in carry else [])]
         extra = [c for c in dict.fromkeys((*kept, *group_by)) if c not in (*KEY, "mean_repeat_spend")]
         relation = _relation(con, summaries, [*KEY, "mean_repeat_spend", *extra])
+        segment_sql = "0"
+        if segments is not None:
+            con.register("segment_input", pa.table({"srow": pa.array(np.arange(len(segments), dtype=np.int64)),
+                                                    "segment": pa.array(np.asarray(segments, dtype=np.int64))}))
+            relation = f"SELECT r.*, s.segment FROM ({relation}) r JOIN segment_input s ON r.row = s.srow"
+            segment_sql = "segment"
         carried = "".join(
             ", CAST(customer_id AS VARCHAR) AS customer_id" if c == "customer_id" else f", {ident(c)}" for c in extra
         )
@@ -181,11 +197,13 @@ def score_base(
         con.execute(
             f"""CREATE TABLE src AS SELECT row, CAST(x AS DOUBLE) AS x, CAST(t_x AS DOUBLE) AS t_x,
                 CAST("T" AS DOUBLE) AS "T", CAST(mean_repeat_spend AS DOUBLE) AS mean_repeat_spend,
+                CAST({segment_sql} AS BIGINT) AS segment,
                 CASE WHEN x > 0 THEN coalesce(CAST(mean_repeat_spend AS DOUBLE), 0) ELSE 0 END AS z
                 {carried} FROM ({relation})"""
         )
         keys = con.execute(
-            'SELECT x, t_x, "T", count(*) AS n, sum(z) AS sz FROM src GROUP BY x, t_x, "T" ORDER BY x, "T", t_x'
+            'SELECT segment, x, t_x, "T", count(*) AS n, sum(z) AS sz FROM src GROUP BY segment, x, t_x, "T" '
+            'ORDER BY segment, x, "T", t_x'
         ).df()
         if keys.empty:
             raise DataError(f"{name}: no customers to score")
@@ -194,24 +212,23 @@ def score_base(
             row = keys[bad].iloc[0]
             raise DataError(f"{name}: invalid summary x={row['x']}, t_x={row['t_x']}, T={row['T']} (need 0 ≤ t_x ≤ T)")
         keys.insert(0, "key", np.arange(len(keys), dtype=np.int64))
-        con.register("keys_df", keys[["key", *KEY]])
+        con.register("keys_df", keys[["key", "segment", *KEY]])
         con.execute(
-            'CREATE TABLE cust AS SELECT s.*, k.key FROM src s JOIN keys_df k ON s.x = k.x AND s.t_x = k.t_x AND s."T" = k."T"'
+            'CREATE TABLE cust AS SELECT s.*, k.key FROM src s JOIN keys_df k ON s.segment = k.segment AND s.x = k.x '
+            'AND s.t_x = k.t_x AND s."T" = k."T"'
         )
+        if (keys["segment"] >= len(segs)).any() or (keys["segment"] < 0).any():
+            raise CbcvError(f"score_base: segments run to {int(keys['segment'].max())}, draws given for {len(segs)}")
         con.execute("DROP TABLE src")
         n_cust = int(con.execute("SELECT count(*) FROM cust").fetchall()[0][0])
         n_keys = len(keys)
         groups = {c: _group_matrix(con, ident(c), n_keys) for c in group_by}
 
         say(f"scoring: DERT over the distinct (x, T) pairs × {draws.n_draws} draws")
-        pairs = pair_values(
-            draws, keys["x"].to_numpy(dtype=float), keys["T"].to_numpy(dtype=float), horizon=horizon, max_bytes=max_bytes
-        )
+        parts = _segment_parts(segs, keys, horizon, max_bytes)
         say(f"scoring: pass 1 over {n_keys:,} distinct summaries × {draws.n_draws} draws")
-        first = key_pass(
-            draws, keys, horizon=horizon, groups={c: (g[1], g[2]) for c, g in groups.items()},
-            p_alive_bins=p_alive_bins, max_bytes=max_bytes, pairs=pairs,
-        )
+        first = _first_pass(parts, keys, horizon, {c: (g[1], g[2]) for c, g in groups.items()}, p_alive_bins,
+                            max_bytes)
         con.register("kstats", first.means[["key", "p_alive_mean", "dert_mean", "a", "b", "u", "v",
                                             *(["expected_mean"] if horizon is not None else [])]])
         con.execute(
@@ -236,7 +253,7 @@ def score_base(
         say(f"scoring: pass 2 over {n_cust:,} customers")
         cols = [c for c in kept if c in extra]
         n_sub = draws.n_draws if interval_draws is None else min(interval_draws, draws.n_draws)
-        sums2 = _second_pass(con, draws, keys, second, sink, cols, horizon, interval, n_sub, max_bytes, pairs)
+        sums2 = _second_pass(con, parts, keys, second, sink, cols, horizon, interval, n_sub, max_bytes)
     group_draws = {c: pd.DataFrame(first.group_draws[c], columns=pd.Index(lab, name=c)) for c, (lab, _, _) in groups.items()}
     group_counts = {c: pd.Series(np.asarray(gn.sum(axis=1)).ravel(), index=lab) for c, (lab, gn, _) in groups.items()}
     deciles = pd.Index(np.arange(1, N_DECILES + 1), name="value_decile")  # all ten, empty ones too
@@ -255,7 +272,55 @@ def score_base(
         top_share_draws=pd.DataFrame(shares), p_alive_counts=first.p_alive_counts, p_alive_by_mean=pa_by_mean,
         interval=interval, meta=meta,
     )
-    return BaseScores(tables, n_keys, int(pairs.dert.shape[1]), first.expected_total)
+    if len(segs) > 1:
+        meta["segments"] = len(segs)
+    return BaseScores(tables, n_keys, sum(int(p.pairs.dert.shape[1]) for p in parts), first.expected_total)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The keys ``keys`` (a slice of the key table, one segment's) with their draws and pair factors."""
+
+    keys: slice
+    draws: ScoringDraws
+    pairs: Any
+
+
+def _segment_parts(segs: Sequence[ScoringDraws], keys: pd.DataFrame, horizon: float | None,
+                   max_bytes: int) -> list[_Part]:
+    """Each segment's run of keys (they are ordered by segment) with its pair factors."""
+    seg = keys["segment"].to_numpy(dtype=np.int64)
+    bounds = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1], True])
+    parts = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        d = segs[int(seg[a])]
+        pv = pair_values(d, keys["x"].to_numpy(dtype=float)[a:b], keys["T"].to_numpy(dtype=float)[a:b],
+                         horizon=horizon, max_bytes=max_bytes)
+        parts.append(_Part(slice(int(a), int(b)), d, pv))
+    return parts
+
+
+def _first_pass(parts: list[_Part], keys: pd.DataFrame, horizon: float | None,
+                groups: dict[str, tuple[sparse.csc_matrix, sparse.csc_matrix]], p_alive_bins: int,
+                max_bytes: int) -> Any:
+    """:func:`key_pass` over each segment's keys with its draws, the totals added up (every
+    segment's draw ``d`` is the same joint posterior draw)."""
+    results = [
+        key_pass(p.draws, keys.iloc[p.keys], horizon=horizon, p_alive_bins=p_alive_bins, max_bytes=max_bytes,
+                 groups={c: (gn[:, p.keys], gs[:, p.keys]) for c, (gn, gs) in groups.items()}, pairs=p.pairs)
+        for p in parts
+    ]
+    if len(results) == 1:
+        return results[0]
+    expected = [r.expected_total for r in results]
+    return replace(
+        results[0],
+        means=pd.concat([r.means for r in results], ignore_index=True),
+        total=sum(r.total for r in results),
+        expected_total=None if expected[0] is None else sum(expected),
+        p_alive_counts=sum(r.p_alive_counts for r in results),
+        group_draws={g: sum(r.group_draws[g] for r in results) for g in results[0].group_draws},
+    )
 
 
 def _group_matrix(
@@ -292,7 +357,7 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str, sizes: Sequence[int]) -> 
 
 def _second_pass(
     con: duckdb.DuckDBPyConnection,
-    draws: ScoringDraws,
+    parts: list[_Part],
     keys: pd.DataFrame,
     groups: dict[str, tuple[sparse.csc_matrix, sparse.csc_matrix]],
     sink: Callable[[CustomerChunk], None],
@@ -301,21 +366,24 @@ def _second_pass(
     interval: float,
     n_sub: int,
     max_bytes: int,
-    pairs: Any,
 ) -> dict[str, np.ndarray]:
-    """Group totals that need the ranks, and the per-customer rows with intervals to ``sink``."""
+    """Group totals that need the ranks, and the per-customer rows with intervals to ``sink``
+    (chunks of keys within one segment, each with its segment's draws)."""
     x, t_x, T = (keys[c].to_numpy(dtype=float) for c in KEY)
     n = keys["n"].to_numpy(dtype=np.int64)
-    sub = np.linspace(0, draws.n_draws - 1, n_sub).round().astype(int)
+    n_draws = parts[0].draws.n_draws
+    sub = np.linspace(0, n_draws - 1, n_sub).round().astype(int)
     lo, hi = interval_bounds(interval)
-    sums = {g: np.zeros((draws.n_draws, gn.shape[0])) for g, (gn, _) in groups.items()}
-    chunks = key_chunks(len(keys), draws, max_bytes)
+    sums = {g: np.zeros((n_draws, gn.shape[0])) for g, (gn, _) in groups.items()}
+    chunks = [(slice(p.keys.start + c.start, p.keys.start + c.stop), p)
+              for p in parts for c in key_chunks(p.keys.stop - p.keys.start, p.draws, max_bytes)]
     expected = ["expected_mean"] if horizon is not None else []
     cols = ["row", *carry, *KEY, "mean_repeat_spend", "z", "key", "rank", "value_decile", "p_alive_mean",
             "dert_mean", "a", "b", "u", "v", *expected]
     sql = f"SELECT {', '.join(ident(c) for c in cols)} FROM cust JOIN kstats USING (key) ORDER BY key, rank"
-    for c, table in zip(chunks, _batches(con, sql, [int(n[c].sum()) for c in chunks]), strict=True):
-        kv = key_values(draws, x[c], t_x[c], T[c], pairs=pairs, index=pairs.index[c])
+    for (c, part), table in zip(chunks, _batches(con, sql, [int(n[c].sum()) for c, _ in chunks]), strict=True):
+        local_keys = slice(c.start - part.keys.start, c.stop - part.keys.start)
+        kv = key_values(part.draws, x[c], t_x[c], T[c], pairs=part.pairs, index=part.pairs.index[local_keys])
         for g, (gn, gs) in groups.items():
             sums[g] += group_sums(gn, gs, c, kv.U, kv.V)
         frame = table.to_pandas()
@@ -397,7 +465,7 @@ def score_customers(
     time_unit: str = "week",
     horizon: float | None = None,
     max_draws: int | None = None,
-    draws: ScoringDraws | None = None,
+    draws: ScoringDraws | Sequence[ScoringDraws] | None = None,
     group_by: Sequence[str] | None = None,
     top_fractions: Sequence[float] = (0.01, 0.10),
     interval: float = 0.9,
@@ -415,15 +483,24 @@ def score_customers(
     order (customers with the same summary adjacent); see the module notes.
 
     Pass the fitted models (with ``margin``, ``annual_discount_rate``, ``time_unit`` and
-    ``max_draws``, as in :func:`cbcv.clv.customer_clv`) or ready ``draws``.
+    ``max_draws``, as in :func:`cbcv.clv.customer_clv`) or ready ``draws``. A model with
+    covariates (:class:`~cbcv.models.covariates.CovariateModel`) scores each customer at its own
+    covariates, which ``summaries`` must carry (:func:`cbcv.clv.pairing.segment_draws`).
     """
+    segments = None
     if draws is None:
         if freq_model is None or spend_model is None:
             raise CbcvError("score_customers: pass the two fitted models or draws=")
-        draws = ScoringDraws.from_models(
-            freq_model, spend_model, margin=margin, annual_discount_rate=annual_discount_rate,
-            time_unit=time_unit, max_draws=max_draws,
-        )
+        if isinstance(freq_model, CovariateModel) or isinstance(spend_model, CovariateModel):
+            draws, segments = segment_draws(
+                freq_model, spend_model, _covariate_columns(summaries, (freq_model, spend_model)), margin=margin,
+                annual_discount_rate=annual_discount_rate, time_unit=time_unit, max_draws=max_draws,
+            )
+        else:
+            draws = ScoringDraws.from_models(
+                freq_model, spend_model, margin=margin, annual_discount_rate=annual_discount_rate,
+                time_unit=time_unit, max_draws=max_draws,
+            )
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     writer: list[pq.ParquetWriter] = []
@@ -436,7 +513,7 @@ def score_customers(
 
     try:
         scores = score_base(
-            summaries, draws, write, carry=("customer_id",), group_by=group_by,
+            summaries, draws, write, segments=segments, carry=("customer_id",), group_by=group_by,
             top_fractions=top_fractions, horizon=horizon, interval=interval, interval_draws=interval_draws,
             p_alive_bins=p_alive_bins, max_bytes=max_bytes, memory_limit=memory_limit, threads=threads,
             progress=progress,
@@ -448,3 +525,25 @@ def score_customers(
         path=path, n_keys=scores.n_keys, n_pairs=scores.n_pairs, expected_total=scores.expected_total, **scores.tables
     )
 
+
+def _covariate_columns(summaries: Summaries, models: Sequence[CLVModel]) -> pd.DataFrame:
+    """The covariate columns the ``models`` need, one row per customer of ``summaries`` (only
+    those columns are read from a file)."""
+    columns = list(dict.fromkeys(c for m in models if isinstance(m, CovariateModel) for c in m.design.columns))
+    if isinstance(summaries, pd.DataFrame):
+        missing = [c for c in columns if c not in summaries.columns]
+        frame = summaries
+    else:
+        table = summaries if isinstance(summaries, pa.Table) else pq.read_schema(Path(summaries))
+        names = table.column_names if isinstance(table, pa.Table) else table.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            frame = pd.DataFrame()
+        elif isinstance(summaries, pa.Table):
+            frame = summaries.select(columns).to_pandas()
+        else:
+            frame = pq.read_table(Path(summaries), columns=columns).to_pandas()
+    if missing:
+        raise DataError(f"scoring: the summaries have no covariate column {missing[0]!r}, which the model was "
+                        "fitted with")
+    return frame[columns]

@@ -118,7 +118,10 @@ from cbcv.models.base import (
     count_divergences,
     posterior_summary,
     posterior_verdict,
+    read_posterior,
+    recorded_priors,
     sample_model,
+    write_posterior,
 )
 from cbcv.models.verdict import record_checks
 
@@ -578,22 +581,14 @@ class AcquisitionModel:
         """Save the posterior, the fitted history (``constant_data``) and the model's settings
         (attrs) as netCDF; :meth:`load` restores a model that forecasts like this one."""
         idata, _ = self._require_fit()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        idata.to_netcdf(str(path))
-        return path
+        return write_posterior(idata, path)
 
     @classmethod
     def load(cls, path: str | Path) -> AcquisitionModel:
         """A fitted model from a file written by :meth:`save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"acquisition: no posterior file {path}")
-        idata = az.from_netcdf(str(path))
+        idata = read_posterior(path, cls.name, groups=("constant_data",))
         attrs = idata.attrs
-        if attrs.get("cbcv_model") != cls.name or "constant_data" not in idata.groups():
-            raise ConfigError(f"acquisition: {path} is not a saved acquisition model")
-        priors = {k: Prior(v["dist"], v["kwargs"]) for k, v in json.loads(attrs["priors"]).items()}
+        priors = recorded_priors(attrs)
         model = cls(
             MarketSize(**json.loads(attrs["market"])),
             distribution=attrs["distribution"],

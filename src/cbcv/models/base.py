@@ -18,6 +18,7 @@ of :mod:`cbcv.predict` (a layer above), which registers each family's kernels un
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -283,15 +284,39 @@ class CLVModel(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Save the posterior (and the fit's metadata in its attrs) as netCDF."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._require_fit().to_netcdf(str(path))
-        return path
+        return write_posterior(self._require_fit(), path)
 
     def _require_fit(self) -> az.InferenceData:
         if self.idata is None:
             raise CbcvError(f"{self.name}: the model has not been fitted")
         return self.idata
+
+
+def write_posterior(idata: az.InferenceData, path: str | Path) -> Path:
+    """Write a posterior (its metadata in the attrs) as netCDF, making the folder; the one
+    writer of every cbcv model's :meth:`save`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(str(path))
+    return path
+
+
+def read_posterior(path: str | Path, name: str, *, groups: Sequence[str] = ()) -> az.InferenceData:
+    """A posterior written by :func:`write_posterior` for the model ``name``: ConfigError when
+    the file is missing, or is not that model's (its ``cbcv_model`` attribute, or a group in
+    ``groups`` it must hold)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{name}: no posterior file {path.name}")
+    idata = az.from_netcdf(str(path))
+    if idata.attrs.get("cbcv_model") != name or any(g not in idata.groups() for g in groups):
+        raise ConfigError(f"{name}: {path.name} is not a saved {name} model")
+    return idata
+
+
+def recorded_priors(attrs: Mapping[str, Any]) -> dict[str, Prior]:
+    """The priors a fit recorded in its attrs (``priors``, as :meth:`Prior.to_dict` wrote them)."""
+    return {k: Prior(v["dist"], v["kwargs"]) for k, v in json.loads(str(attrs["priors"])).items()}
 
 
 def posterior_summary(idata: az.InferenceData, names: Sequence[str], hdi_prob: float = 0.94) -> pd.DataFrame:

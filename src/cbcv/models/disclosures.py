@@ -118,7 +118,10 @@ from cbcv.models.base import (
     count_divergences,
     posterior_summary,
     posterior_verdict,
+    read_posterior,
+    recorded_priors,
     sample_model,
+    write_posterior,
 )
 from cbcv.models.disclosure_terms import (
     COVARIATE,
@@ -380,7 +383,7 @@ class DisclosureModel:
         _, design = self._require_fit()
         if horizon < 0 or tail < 0:
             raise ConfigError(f"disclosures: horizon and tail must be >= 0, got {horizon} and {tail}")
-        if not 0 < churn_factor * 1.0 < np.inf:
+        if not 0 < churn_factor < np.inf:
             raise ConfigError(f"disclosures: churn_factor must be positive, got {churn_factor}")
         d = self.draws(max_draws, seed)
         n_hist = design.n_periods
@@ -528,21 +531,13 @@ class DisclosureModel:
     def save(self, path: str | Path) -> Path:
         """The posterior and the fitted table (attrs) as netCDF; :meth:`load` restores it."""
         idata, _ = self._require_fit()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        idata.to_netcdf(str(path))
-        return path
+        return write_posterior(idata, path)
 
     @classmethod
     def load(cls, path: str | Path) -> DisclosureModel:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"disclosures: no posterior file {path.name}")
-        idata = az.from_netcdf(str(path))
+        idata = read_posterior(path, cls.name)
         attrs = idata.attrs
-        if attrs.get("cbcv_model") != cls.name:
-            raise ConfigError(f"disclosures: {path.name} is not a saved disclosures model")
-        priors = {k: Prior(v["dist"], v["kwargs"]) for k, v in json.loads(attrs["priors"]).items()}
+        priors = recorded_priors(attrs)
         model = cls(MarketSize(**json.loads(attrs["market"])), setting=attrs["setting"], retention=attrs["retention"],
                     marketing=bool(attrs["marketing"]), acquisition_seasonality=bool(attrs["acquisition_seasonality"]),
                     priors=priors)
