@@ -325,6 +325,70 @@ def value(
     print(dumps_strict({"valuation": str(path)}, indent=None))
 
 
+HistoryOpt = Annotated[Path | None, typer.Option(
+    "--history", help="history folder (default: history/ in the company's work folder, data/processed/<company>/)")]
+
+
+@app.command()
+def score(
+    config: Annotated[Path, typer.Argument(help="company config YAML")],
+    as_of: Annotated[str, typer.Option("--as-of", help="score every customer on its data up to this day, YYYY-MM-DD")],
+    history: HistoryOpt = None,
+    horizon: Annotated[float | None, typer.Option(
+        help="expected transactions over this many time units (default: one year)")] = None,
+) -> None:
+    """Every customer's CLV, P(alive) and expected transactions, with intervals, at AS_OF: one
+    partition of the history (Parquet, as_of=DATE/), written or replaced."""
+    from cbcv.config import load_config
+
+    loaded = load_config(config)
+    day = _date(as_of, "--as-of")
+    assert day is not None
+    if horizon is not None and not horizon > 0:
+        raise CbcvError(f"--horizon: {horizon:g} is not a positive number of time units")
+    from cbcv.pipeline.value_history import history_folder, score_as_of
+    from cbcv.pipeline.workflow import load_company
+
+    result = load_company(loaded)
+    folder = history if history is not None else history_folder(loaded, result)
+    part = score_as_of(loaded, result, day, folder, horizon=horizon, progress=lambda m: _say(f"cbcv score: {m}"))
+    _say(f"cbcv score: {part.customers:,} customers at {day} (model {part.meta['model_version']}) -> {part.path}")
+    print(dumps_strict({"partition": str(part.path), "customers": part.customers,
+                        "model_version": part.meta["model_version"]}, indent=None))
+
+
+@app.command()
+def movement(
+    config: Annotated[Path, typer.Argument(help="company config YAML")],
+    start: Annotated[str, typer.Option("--from", help="first date, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="second date, YYYY-MM-DD")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for movement.json and the tables")],
+    by: Annotated[str | None, typer.Option(help="owner columns of the config's attributes, comma-separated "
+                                           "(e.g. rep,region)")] = None,
+    history: HistoryOpt = None,
+) -> None:
+    """The movement of customer equity from --from to --to, line by line with intervals,
+    reconciling to the cent; with --by, the lines and the value created per owner."""
+    from cbcv.config import load_config
+
+    loaded = load_config(config)
+    d0, d1 = _date(start, "--from"), _date(end, "--to")
+    assert d0 is not None and d1 is not None
+    columns = [c.strip() for c in by.split(",") if c.strip()] if by else []
+    from cbcv.pipeline.equity_movement import equity_movement, write_movement
+    from cbcv.pipeline.value_history import history_folder
+    from cbcv.pipeline.workflow import load_company
+
+    result = load_company(loaded)
+    folder = history if history is not None else history_folder(loaded, result)
+    moved = equity_movement(loaded, result, d0, d1, folder / "_models", by=columns,
+                            progress=lambda m: _say(f"cbcv movement: {m}"))
+    path = write_movement(moved, out)
+    _say(f"cbcv movement: {d0} to {d1}: customer equity {moved.table().loc['opening', 'mean']:,.2f} -> "
+         f"{moved.table().loc['closing', 'mean']:,.2f} {moved.currency} -> {path}")
+    print(dumps_strict({"movement": str(path)}, indent=None))
+
+
 @app.command()
 def report(
     config: Annotated[Path, typer.Argument(help="company config YAML, e.g. configs/cdnow.yaml")],

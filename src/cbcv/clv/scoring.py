@@ -19,8 +19,9 @@ histogram and the per-key means (and so each customer's posterior mean CLV, its 
 input row, and value decile, 1 = top 10%); the second the value-decile and top-customer totals
 per draw and the per-customer rows, streamed chunk by chunk to a sink (a Parquet file in
 :func:`score_customers`, a DataFrame in :func:`cbcv.clv.customer_clv`). Totals, group totals,
-concentration and the P(alive) histogram use every draw; the per-customer interval
-(``clv_low``, ``clv_median``, ``clv_high``) uses ``interval_draws`` evenly spaced draws (all of
+concentration and the P(alive) histogram use every draw; the per-customer intervals
+(``clv_low``, ``clv_median``, ``clv_high``; ``p_alive_low``, ``p_alive_high``; with a horizon
+``expected_low``, ``expected_high``) use ``interval_draws`` evenly spaced draws (all of
 them when there are fewer, or when ``interval_draws`` is None).
 """
 
@@ -75,8 +76,8 @@ CUSTOMER_CHUNK = 250_000
 #: with a horizon); the engine's sink also gets ``row``, the customer's position in the input.
 OUTPUT_COLUMNS = (
     "customer_id", "cohort", "x", "t_x", "T", "mean_repeat_spend", "clv_mean", "clv_median",
-    "clv_low", "clv_high", "p_alive_mean", "expected_mean", "dert_mean", "spend_mean", "rank",
-    "value_decile",
+    "clv_low", "clv_high", "p_alive_mean", "p_alive_low", "p_alive_high", "expected_mean", "expected_low",
+    "expected_high", "dert_mean", "spend_mean", "rank", "value_decile",
 )
 #: What the engine scores: a DataFrame or Arrow table in memory, or a Parquet file.
 Summaries = str | os.PathLike[str] | pd.DataFrame | pa.Table
@@ -383,7 +384,8 @@ def _second_pass(
     sql = f"SELECT {', '.join(ident(c) for c in cols)} FROM cust JOIN kstats USING (key) ORDER BY key, rank"
     for (c, part), table in zip(chunks, _batches(con, sql, [int(n[c].sum()) for c, _ in chunks]), strict=True):
         local_keys = slice(c.start - part.keys.start, c.stop - part.keys.start)
-        kv = key_values(part.draws, x[c], t_x[c], T[c], pairs=part.pairs, index=part.pairs.index[local_keys])
+        kv = key_values(part.draws, x[c], t_x[c], T[c], horizon=horizon, pairs=part.pairs,
+                        index=part.pairs.index[local_keys])
         for g, (gn, gs) in groups.items():
             sums[g] += group_sums(gn, gs, c, kv.U, kv.V)
         frame = table.to_pandas()
@@ -399,14 +401,24 @@ def _second_pass(
         out["clv_mean"] = frame["u"] + frame["v"] * z
         out["clv_median"], out["clv_low"], out["clv_high"] = qs[0], qs[1], qs[2]
         out["p_alive_mean"] = frame["p_alive_mean"]
+        out["p_alive_low"], out["p_alive_high"] = _key_bounds(kv.p_alive[sub], lo, hi, local)
         for e in expected:
             out[e] = frame[e]
+            assert kv.expected is not None
+            out["expected_low"], out["expected_high"] = _key_bounds(kv.expected[sub], lo, hi, local)
         out["dert_mean"] = frame["dert_mean"]
         out["spend_mean"] = frame["a"] + frame["b"] * z
         out["rank"] = frame["rank"].astype("int64")
         out["value_decile"] = frame["value_decile"].astype("int64")
         sink(CustomerChunk(out, kv, local, z))
     return sums
+
+
+def _key_bounds(values: np.ndarray, lo: float, hi: float, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``lo`` and ``hi`` quantiles over draws of a per-key quantity ``(draws, keys)``, per row
+    (``local``: each row's key): P(alive) and expected transactions depend on the key alone."""
+    bounds = np.quantile(values, [lo, hi], axis=0)
+    return bounds[0][local], bounds[1][local]
 
 
 @dataclass(frozen=True, kw_only=True)

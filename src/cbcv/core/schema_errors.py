@@ -82,7 +82,7 @@ def _message(err: Any, where: str, root: type[BaseModel], tagged: Mapping[str, t
         return f"{number_text(given)} is out of range (expected x {op} {number_text(err['ctx'][key])}{hint})"
     if err["type"] == "finite_number":
         return f"{given!r} is not a finite number (expected a number, not .inf or .nan)"
-    return msg
+    return msg.removeprefix(f"{where}: ")  # a whole-config check that names its field is not told twice
 
 
 def schema_errors(exc: ValidationError, root: type[BaseModel], tagged: Mapping[str, type[BaseModel]]) -> list[str]:

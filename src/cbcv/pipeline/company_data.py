@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from cbcv.clv.scored_store import load_scored, save_scored
 from cbcv.clv.scoring import ScoredBase, score_customers
@@ -57,6 +58,7 @@ from cbcv.config import CompanyConfig, EngineSettings
 from cbcv.core import cache
 from cbcv.core.errors import CbcvError
 from cbcv.data._sql import literal
+from cbcv.data.covariates import CovariateTable, write_with_covariates
 from cbcv.data.load import Reconciliation, ValidatedLog
 from cbcv.data.summary import period_summary, summary_frame
 from cbcv.data.summary_files import (
@@ -67,6 +69,8 @@ from cbcv.data.summary_files import (
     write_summaries,
 )
 from cbcv.models.base import CLVModel
+from cbcv.models.covariates import CovariateModel
+from cbcv.pipeline.customer_covariates import CovariateSpec
 from cbcv.valuation.acquisition import acquisitions_from_first_purchases
 from cbcv.valuation.drivers import FirstPurchaseSpend
 
@@ -106,12 +110,14 @@ class CompanyData:
     engine section (DuckDB caps, or Spark for the summaries). ``seed``: the spend sample's."""
 
     def __init__(self, log: ValidatedLog, settings: SummarySettings,
-                 engine: EngineSettings | None = None, seed: int = 0, *, subfolder: str | None = None) -> None:
+                 engine: EngineSettings | None = None, seed: int = 0, *, subfolder: str | None = None,
+                 covariates: CovariateSpec | None = None) -> None:
         self.log = log
         self.settings = settings
         self.engine = engine if engine is not None else EngineSettings()
         self.seed = seed
         self.subfolder = subfolder
+        self.covariates = covariates
 
     def at(self, end: dt.date) -> CompanyData:
         """The seam over the same log with the summaries ending at ``end`` and no holdout
@@ -121,7 +127,8 @@ class CompanyData:
         if s.calibration_end == end and s.holdout_end is None:
             return self
         settings = dataclasses.replace(s, calibration_end=end, holdout_end=None)
-        return CompanyData(self.log, settings, self.engine, self.seed, subfolder=f"to_{end.isoformat()}")
+        return CompanyData(self.log, settings, self.engine, self.seed, subfolder=f"to_{end.isoformat()}",
+                           covariates=self.covariates)
 
     @property
     def data_window(self) -> tuple[dt.date | None, dt.date]:
@@ -289,23 +296,52 @@ class CompanyData:
                           time_unit=s.time_unit, zero_amount_purchases=self.zero_amount_purchases,
                           **self._caps())
 
+    # --- customer covariates ----------------------------------------------------------------
+
+    @cached_property
+    def covariate_table(self) -> CovariateTable:
+        """Every customer's covariates for fits on these summaries (the survey's answers up to
+        their end: :class:`cbcv.pipeline.customer_covariates.CovariateSpec`)."""
+        if self.covariates is None:
+            raise CbcvError("this company has no covariates (covariates: or survey: in its config)")
+        ids = pq.read_table(self.summary_file, columns=["customer_id"]).column(0).to_pandas()
+        return self.covariates.table(ids, self.settings.calibration_end)
+
+    @cached_property
+    def covariate_summary_file(self) -> Path:
+        """The summaries with every customer's covariates beside them (``summary_covariates.parquet``)."""
+        return write_with_covariates(self.summary_file, self.covariate_table, self.folder / "summary_covariates.parquet",
+                                     memory_limit=self.engine.memory_limit, threads=self.engine.threads)
+
+    def covariate_summaries(self) -> pd.DataFrame:
+        """The per-customer summaries with their covariates (what a fit with covariates reads)."""
+        table = self.covariate_table
+        return self.summaries().merge(table.frame, on="customer_id", how="left", validate="1:1")
+
     # --- scoring ----------------------------------------------------------------------------
 
     def score(self, freq: CLVModel, spend: CLVModel, *, margin: Any, rate: Any, n: int,
-              progress: Any = None) -> ScoredBase:
+              progress: Any = None, horizon: float | None = None) -> ScoredBase:
         """Residual CLV of every customer over ``n`` paired draws
-        (:func:`cbcv.clv.scoring.score_customers`), per customer in ``customers.parquet`` in the
-        work folder; reused from ``scored.npz`` while nothing it depends on has changed."""
-        path = self.summary_file
+        (:func:`cbcv.clv.scoring.score_customers`; with ``horizon``, the expected transactions in
+        it too), per customer in ``customers.parquet`` in the work folder; reused from
+        ``scored.npz`` while nothing it depends on has changed. A model with covariates scores
+        each customer at its own (:attr:`covariate_summary_file`)."""
+        with_covariates = isinstance(freq, CovariateModel) or isinstance(spend, CovariateModel)
+        path = self.covariate_summary_file if with_covariates else self.summary_file
         out, store = self.folder / "customers.parquet", self.folder / "scored.npz"
         key = self._scoring_key(freq, spend, margin, rate, n)
+        if with_covariates:
+            key += f"|covariates:{self.covariate_table.sha256}"
+        if horizon is not None:
+            key += f"|horizon:{horizon!r}"
         if out.is_file() and (saved := load_scored(store, key)) is not None:  # notebook 04 reuses 03's
             return saved
         store.unlink(missing_ok=True)  # invalid while customers.parquet is rewritten
         scored = score_customers(
             freq, spend, path, out, margin=margin, annual_discount_rate=rate,
             time_unit=self.settings.time_unit, max_draws=n, memory_limit=self.engine.memory_limit,
-            threads=self.engine.threads, progress=progress,
+            threads=self.engine.threads, progress=progress, horizon=horizon,
         )
         save_scored(store, key, scored)
         return scored

@@ -430,7 +430,7 @@ def company_models(
                     break
                 models[n] = model
             else:
-                summary = result.counted
+                summary = result.covariate_summaries() if result.covariates is not None else result.counted
                 for name, model in models.items():  # the data it was fitted on, for LOO
                     if name in P.FREQUENCY:
                         model.arrays, model.inverse = model.prepare(summary)
@@ -478,6 +478,10 @@ def valuation_fits(
     from cbcv.pipeline.workflow import REFIT_DIR
 
     cfg = loaded.config
+    if cfg.has_covariates:
+        raise ConfigError(f"{loaded.path}: covariates / survey: the valuation, its sensitivities and the CLV page do "
+                          "not use customer covariates yet; the customer-experience and movement pages do "
+                          "(cbcv.pipeline.experience, cbcv movement)")
     summary, models, source = company_models(loaded, result, run_dir, progress)
     if "gamma_gamma" not in models:
         raise ConfigError(f"{loaded.path}: models: CLV and valuation need gamma_gamma for the spend per transaction")

@@ -49,6 +49,7 @@ from cbcv.models.covariate_design import CovariateDesign
 from cbcv.models.covariates import CovariateModel
 from cbcv.models.covariates import restore as restore_covariates
 from cbcv.pipeline.company_data import PRE_START_FILE, CompanyData, SummarySettings
+from cbcv.pipeline.customer_covariates import CovariateSpec
 
 
 def load_transactions_for(
@@ -90,7 +91,8 @@ def load_company(loaded: LoadedConfig, work_dir: str | Path | None = None) -> Co
     (default :func:`work_folder`; :func:`validate_company`, cached) behind the one seam that
     the report's steps ask for summaries, counts and scores (:class:`CompanyData`)."""
     cfg = loaded.config
-    return CompanyData(validate_company(loaded, work_dir), SummarySettings.of(cfg), cfg.engine, seed=cfg.seed)
+    return CompanyData(validate_company(loaded, work_dir), SummarySettings.of(cfg), cfg.engine, seed=cfg.seed,
+                       covariates=CovariateSpec.of(loaded))
 
 
 def work_folder(loaded: LoadedConfig) -> Path:
@@ -475,9 +477,15 @@ def fit_company_models(
     The frequency models fit the counted summary (:attr:`CompanyData.counted`: the same
     likelihood as per customer) and gamma-gamma a seeded sample of at most
     :data:`cbcv.pipeline.company_data.SPEND_SAMPLE` repeat buyers (all of them when there are
-    fewer: :meth:`CompanyData.spend_sample`)."""
+    fewer: :meth:`CompanyData.spend_sample`).
+
+    With customer covariates (``covariates`` or ``survey`` in the config), every model is fitted
+    with them (:func:`fit_with_covariates`) on the per-customer summaries and their covariates
+    (:meth:`CompanyData.covariate_summaries`), which the covariate models compress themselves."""
     cfg = loaded.config
     settings = sampler_settings(loaded)
+    if data.covariates is not None:
+        return _fit_with_company_covariates(loaded, data, out, progress)
     summary = data.counted
     spend_data = data.spend_sample() if "gamma_gamma" in cfg.models else None
     models: dict[str, CLVModel] = {}
@@ -501,6 +509,37 @@ def fit_company_models(
         records[name] = fit_record(model)
         if out is not None:
             save_fit(model, fitted, Path(out) / name, meta, customer_data=False)
+    return CompanyFits(summary=summary, models=models, records=records)
+
+
+def _fit_with_company_covariates(loaded: LoadedConfig, data: CompanyData, out: str | Path | None,
+                                 progress: Any) -> CompanyFits:
+    """:func:`fit_company_models` with the company's customer covariates."""
+    from cbcv.pipeline.customer_covariates import covariate_record
+
+    cfg = loaded.config
+    assert data.covariates is not None
+    summary = data.covariate_summaries()
+    table = data.covariate_table
+    end = data.settings.calibration_end
+    meta = {"source": cfg.data.source, "sha256": data.reconciliation.sha256, "calibration_end": end.isoformat(),
+            "time_unit": cfg.time_unit, "seed": cfg.seed}
+    models: dict[str, CLVModel] = {}
+    records: dict[str, dict[str, Any]] = {}
+    plain = summary.drop(columns=list(table.columns))
+    for name in cfg.models:
+        if name not in SUMMARY_MODELS:
+            continue
+        if progress:
+            progress(f"fitting {name} with covariates {', '.join(table.columns)} ({cfg.sampler.method}) ...")
+        model, record = fit_with_covariates(plain, name, sampler_settings(loaded, name), table,
+                                            data.covariates.reference)
+        interrupt.check()
+        models[name] = model
+        records[name] = fit_record(model)
+        if out is not None:
+            record.update(covariate_record(table, data.covariates, end))
+            save_fit(model, summary, Path(out) / name, {**meta, "covariates": record}, customer_data=False)
     return CompanyFits(summary=summary, models=models, records=records)
 
 

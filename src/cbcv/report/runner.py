@@ -46,6 +46,8 @@ SECTION_TITLES = {
     "03_customer_lifetime_value": "3. Customer lifetime value",
     "04_company_valuation": "4. Company valuation",
     "05_backtests": "5. Backtests",
+    "06_customer_experience": "What customer experience is worth",
+    "07_customer_value_movement": "Customer value over time and by owner",
     "11_subscription_audit": "1. Subscription audit",
     "12_retention_models": "2. Retention models and validation",
     "13_subscriber_equity_and_valuation": "3. Subscriber equity and valuation",

@@ -160,3 +160,32 @@ def _owners(ids: pd.Index, reps: int, rng: np.random.Generator) -> pd.DataFrame:
     regions = np.array(["North", "South", "East", "West"])
     return pd.DataFrame({"customer_id": ids, "rep": [f"rep {i + 1:02d}" for i in rep],
                          "region": regions[rep % len(regions)]})
+
+
+#: The demo company of ``configs/cx-demo.yaml`` (simulated): customers acquired all through
+#: 2024-2025, surveyed up to mid-2025 and after, observed to the end of 2025.
+DEMO = MappingProxyType({"n_customers": 6000, "seed": 20261207, "start": "2024-01-01",
+                         "acquisition_end": "2025-12-15", "calibration_end": "2025-06-30", "end": "2025-12-31"})
+
+
+def write_demo(folder: str) -> list[str]:
+    """Write the demo company's ``transactions.csv``, ``survey.csv`` and ``owners.csv`` (all
+    simulated) to ``folder``; the names of the files written."""
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    company = simulate_cx_company(**DEMO)  # type: ignore[arg-type]
+    tx = company.transactions.assign(date=company.transactions["date"].dt.strftime("%Y-%m-%d"),
+                                     amount=company.transactions["amount"].round(2))
+    survey = company.survey.assign(date=company.survey["date"].dt.strftime("%Y-%m-%d"))
+    files = {"transactions.csv": tx, "survey.csv": survey, "owners.csv": company.owners}
+    for name, frame in files.items():
+        frame.to_csv(out / name, index=False, lineterminator="\n")
+    return list(files)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(", ".join(write_demo(sys.argv[1] if len(sys.argv) > 1 else "data/raw/cx_demo")))
