@@ -237,3 +237,20 @@ def test_valuation_with_covariates_is_refused_in_one_line(demo: dict) -> None:
 
     with pytest.raises(ConfigError, match="do not use customer covariates yet"):
         value_loaded(demo["loaded"], result=demo["result"])
+
+
+def test_gamma_gamma_with_covariates_counts_the_customers_it_leaves_out() -> None:
+    from cbcv.data.covariates import CovariateTable
+    from cbcv.data.simulate.experience import simulate_cx_company
+    from cbcv.data.summary import customer_summary
+    from cbcv.models import SamplerSettings
+    from cbcv.pipeline.workflow import fit_with_covariates
+
+    company = simulate_cx_company(600, seed=3)
+    summary = customer_summary(company.transactions, calibration_end="2025-06-30", time_unit="week")
+    table = CovariateTable(company.groups.rename("nps").rename_axis("customer_id").reset_index(), "groups", None, 600)
+    model, _ = fit_with_covariates(summary, "gamma_gamma", SamplerSettings(method="map"), table, {"nps": "passive"})
+    no_repeat = int((summary["x"] == 0).sum())
+    assert no_repeat > 0
+    assert model.idata.attrs["n_dropped_no_repeat"] == no_repeat
+    assert model.idata.attrs["n_customers"] == len(summary) - no_repeat

@@ -22,6 +22,7 @@ from cbcv.core.draws import per_draw
 from cbcv.core.errors import CbcvError
 from cbcv.core.units import periods_per_year
 from cbcv.models.base import CLVModel
+from cbcv.models.covariate_design import design_groups
 from cbcv.models.covariates import CovariateModel
 
 #: How the two posteriors are paired (kept in the results' ``meta``).
@@ -141,14 +142,14 @@ def segment_draws(
     n = plain.n_draws
     parts = [m.design.matrix(covariates.reset_index(drop=True), "scoring") if isinstance(m, CovariateModel)
              else np.zeros((len(covariates), 0)) for m in (freq_model, spend_model)]
-    rows, codes = np.unique(np.hstack(parts), axis=0, return_inverse=True)
+    rows, codes = design_groups(np.hstack(parts))
     k = parts[0].shape[1]
     out = []
     for row in rows:
         freq = freq_model.group(row[:k]) if isinstance(freq_model, CovariateModel) else freq_model
         spend = spend_model.group(row[k:]) if isinstance(spend_model, CovariateModel) else spend_model
         out.append(replace(plain, params=P.posterior_draws(freq, n), spend=P.posterior_draws(spend, n)))
-    return tuple(out), np.asarray(codes, dtype=np.int64).reshape(-1)
+    return tuple(out), codes
 
 
 def _standin(model: CLVModel) -> Any:

@@ -60,9 +60,7 @@ def read_covariates(
     with scratch_connection() as con:
         staged = stage_table(con, source, {"customer_id": id_column}, source_name)
         name = staged.name
-        if len(staged.malformed):
-            bad = staged.malformed.iloc[0]
-            raise DataError(f"{name}: row {int(bad['source_row'])}: malformed ({bad['detail']})")
+        staged.refuse_malformed()
         found = [c for c in staged.all_columns if c != staged.columns["customer_id"]]
         use = list(columns) if columns else found
         if not use:

@@ -38,6 +38,13 @@ class Staged:
     line_of: Callable[[np.ndarray], np.ndarray] | None
     notes: tuple[str, ...]
 
+    def refuse_malformed(self) -> None:
+        """A table read whole, not row by row (covariates, survey answers): its first malformed
+        row is one DataError line naming the file and the row."""
+        if len(self.malformed):
+            bad = self.malformed.iloc[0]
+            raise DataError(f"{self.name}: row {int(bad['source_row'])}: malformed ({bad['detail']})")
+
 
 def file_sha256(path: Path, name: str) -> str:
     """The sha256 of a file, read in chunks (DataError naming the file when it cannot be read)."""

@@ -55,9 +55,7 @@ def nps_groups(source: Any, calibration_end: dt.date, *, columns: dict[str, str]
     with scratch_connection() as con:
         staged = stage_table(con, source, {k: names[k] for k in ("customer_id", "date", "score")}, source_name)
         name = staged.name
-        if len(staged.malformed):
-            bad = staged.malformed.iloc[0]
-            raise DataError(f"{name}: row {int(bad['source_row'])}: malformed ({bad['detail']})")
+        staged.refuse_malformed()
         cols = staged.columns
         touch = names.get("touchpoint", "touchpoint")
         touch_sql = f"nullif(trim({ident(touch)}), '')" if touch in staged.all_columns else "NULL"

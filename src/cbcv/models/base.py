@@ -222,11 +222,20 @@ class CLVModel(ABC):
         self.idata = idata
         return idata
 
+    def dropped_rows(self, data: pd.DataFrame) -> dict[str, int]:
+        """Input rows a fit leaves out, by reason (none but for gamma-gamma)."""
+        return {}
+
+    @property
+    def checked_params(self) -> tuple[str, ...]:
+        """The parameters the estimate checks look at (positive, on a log scale)."""
+        return tuple(self.param_names)
+
     def _estimate_checks(self, model: pm.Model, point: Mapping[str, Any], *, curvature: bool) -> list[Check]:
-        """Boundary and curvature checks of the estimate (:func:`cbcv.models.verdict.estimate_checks`);
-        a check that cannot run is itself a warning, never a failed fit."""
+        """Boundary and curvature checks of the estimate (:func:`cbcv.models.verdict.estimate_checks`)
+        on :attr:`checked_params`; a check that cannot run is itself a warning, never a failed fit."""
         try:
-            return estimate_checks(model, point, self.param_names, curvature=curvature)
+            return estimate_checks(model, point, self.checked_params, curvature=curvature)
         except Exception as exc:  # noqa: BLE001 - recorded as a warning, not swallowed
             return [("warn", f"the estimate could not be checked ({type(exc).__name__}: {exc})")]
 

@@ -158,3 +158,10 @@ def _categorical(values: pd.Series, col: str, reference: str | None, source: str
         order.remove(reference)
         order.insert(0, reference)
     return Covariate(col, "categorical", tuple(order))
+
+
+def design_groups(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a design matrix (sorted) and each row's group among them, a flat
+    int64 array: the covariate groups that fits, predictions and scoring run once each."""
+    groups, group_of = np.unique(np.asarray(X, dtype=float), axis=0, return_inverse=True)
+    return groups, np.asarray(group_of, dtype=np.int64).reshape(-1)

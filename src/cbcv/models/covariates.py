@@ -53,8 +53,7 @@ import xarray as xr
 from cbcv.core.errors import CbcvError, DataError
 from cbcv.core.jsonio import dumps_strict
 from cbcv.models.base import LOGLIKE_CHUNK_ELEMENTS, CLVModel, Prior, SamplerSettings
-from cbcv.models.covariate_design import CovariateDesign
-from cbcv.models.verdict import Check
+from cbcv.models.covariate_design import CovariateDesign, design_groups
 
 #: Distinct covariate rows up to which the likelihood runs the family's compiled kernel per group.
 MAX_GROUPS = 64
@@ -72,14 +71,23 @@ class Link:
     param: str
     sign: float
     partner: str | None = None
+    mean: str = ""  # the mean whose log ratio the effect is, as fit.json describes it
+
+    @property
+    def description(self) -> str:
+        """What an effect of this process measures, for ``fit.json``."""
+        return (f"log of the ratio of the {self.mean} against the reference level (per standard deviation of a "
+                "numeric covariate)")
 
 
+_RATE, _DROP_P = "mean purchase rate", "mean dropout probability"
 LINKS: Mapping[str, tuple[Link, ...]] = MappingProxyType({
-    "bgnbd": (Link("purchase", "alpha", -1.0), Link("dropout", "a", 1.0, "b")),
-    "mbgnbd": (Link("purchase", "alpha", -1.0), Link("dropout", "a", 1.0, "b")),
-    "pareto_nbd": (Link("purchase", "alpha", -1.0), Link("dropout", "beta", -1.0)),
-    "bgbb": (Link("purchase", "alpha", 1.0, "beta"), Link("dropout", "gamma", 1.0, "delta")),
-    "gamma_gamma": (Link("spend", "gamma", 1.0),),
+    "bgnbd": (Link("purchase", "alpha", -1.0, mean=_RATE), Link("dropout", "a", 1.0, "b", _DROP_P)),
+    "mbgnbd": (Link("purchase", "alpha", -1.0, mean=_RATE), Link("dropout", "a", 1.0, "b", _DROP_P)),
+    "pareto_nbd": (Link("purchase", "alpha", -1.0, mean=_RATE), Link("dropout", "beta", -1.0, mean="mean dropout rate")),
+    "bgbb": (Link("purchase", "alpha", 1.0, "beta", "mean purchase probability"),
+             Link("dropout", "gamma", 1.0, "delta", _DROP_P)),
+    "gamma_gamma": (Link("spend", "gamma", 1.0, mean="mean spend per transaction"),),
 })
 
 
@@ -136,8 +144,7 @@ class CovariateModel(CLVModel):
         arrays, inverse = self.family.prepare(data)
         fitted = self.family.fitted_rows(data)
         X = self.design.matrix(data.loc[fitted])
-        groups, group_of = np.unique(X, axis=0, return_inverse=True)
-        group_of = np.asarray(group_of).reshape(-1)
+        groups, group_of = design_groups(X)
         key = np.asarray(inverse, dtype=np.int64) * len(groups) + group_of
         distinct, joint_inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
         rows, row_group = distinct // len(groups), distinct % len(groups)
@@ -177,9 +184,7 @@ class CovariateModel(CLVModel):
         family's own :meth:`CLVModel.total_logp` (its compiled kernel) at the group's scalar
         parameters; otherwise the pointwise graph. Equal to the pointwise sum to rounding
         (tests/test_covariates.py::test_grouped_total_equals_the_pointwise_sum)."""
-        X = np.asarray(arrays["X"], dtype=float)
-        groups, group_of = np.unique(X, axis=0, return_inverse=True)
-        group_of = np.asarray(group_of).reshape(-1)
+        groups, group_of = design_groups(arrays["X"])
         if len(groups) > MAX_GROUPS:
             data = {k: pt.as_tensor_variable(np.asarray(v)) for k, v in arrays.items()}
             return pt.sum(data["weight"] * self.logp(params, data))
@@ -216,15 +221,14 @@ class CovariateModel(CLVModel):
         # customers fitted (gamma-gamma leaves out those without repeat purchases) and rows given
         idata.attrs["n_customers"] = int(len(self.inverse)) if self.inverse is not None else 0
         idata.attrs["n_rows"] = int(len(data))
+        for reason, count in self.family.dropped_rows(data).items():
+            idata.attrs[f"n_dropped_{reason}"] = count
         return idata
 
-    def _estimate_checks(self, model: pm.Model, point: Mapping[str, Any], *, curvature: bool) -> list[Check]:
-        from cbcv.models.verdict import estimate_checks
-
-        try:  # the family's parameters; the coefficients may be 0 and are not on a log scale
-            return estimate_checks(model, point, self.family.param_names, curvature=curvature)
-        except Exception as exc:  # noqa: BLE001 - recorded as a warning, not swallowed
-            return [("warn", f"the estimate could not be checked ({type(exc).__name__}: {exc})")]
+    @property
+    def checked_params(self) -> tuple[str, ...]:
+        """The family's parameters: the coefficients may be 0 and are not on a log scale."""
+        return tuple(self.family.param_names)
 
     # -- posterior ----------------------------------------------------------------------------------------
     def summary(self, idata: az.InferenceData | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:

@@ -180,6 +180,10 @@ class GammaGammaModel(CLVModel):
         )
         return per_x + constant - rows
 
+    def dropped_rows(self, data: pd.DataFrame) -> dict[str, int]:
+        """Input rows the fit leaves out, by reason (``no_repeat``, ``nonpositive_spend``)."""
+        return gamma_gamma_rows(data, self.nonpositive, self.name)[1]
+
     def fit(self, data: pd.DataFrame, settings: SamplerSettings | None = None) -> az.InferenceData:
         """Fit on the customers with repeat transactions; the others are counted in
         ``attrs['n_dropped_no_repeat']`` (and ``attrs['n_dropped_nonpositive_spend']``)."""

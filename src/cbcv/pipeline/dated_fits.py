@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cbcv import predict as P
 from cbcv.clv import n_model_draws
 from cbcv.config import LoadedConfig
 from cbcv.core.errors import ConfigError
+from cbcv.core.jsonio import dumps_strict
 from cbcv.models.base import CLVModel
 from cbcv.pipeline.company_data import CompanyData
 from cbcv.pipeline.valuation import DEFAULT_CLV_INPUTS, company_models
@@ -32,7 +32,7 @@ from cbcv.valuation.inputs import draw_financials
 
 def config_hash(loaded: LoadedConfig) -> str:
     """The first 16 hex digits of the SHA-256 of the config as parsed (keys sorted)."""
-    text = json.dumps(loaded.config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    text = dumps_strict(loaded.config.model_dump(mode="json"), indent=None, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

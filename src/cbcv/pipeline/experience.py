@@ -84,8 +84,12 @@ class ExperienceValue:
 
     def to_json_dict(self) -> dict[str, Any]:
         def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            return [{k: (float(v) if isinstance(v, int | float | np.number) else str(v)) for k, v in r.items()}
-                    for r in frame.reset_index().to_dict("records")]
+            def cell(v: Any) -> Any:
+                if isinstance(v, int | np.integer):
+                    return int(v)
+                return float(v) if isinstance(v, float | np.floating) else str(v)
+
+            return [{k: cell(v) for k, v in r.items()} for r in frame.reset_index().to_dict("records")]
 
         return {"column": self.column, "valuation_date": self.valuation_date, "currency": self.currency,
                 "interval": self.interval, "effects": records(self.effects), "by_group": records(self.by_group),

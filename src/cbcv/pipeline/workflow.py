@@ -381,12 +381,8 @@ def fit_record(model: CLVModel) -> dict[str, Any]:
 
 
 def effects_note(model: CovariateModel) -> dict[str, str]:
-    """What each process's effects in ``fit.json`` measure (:mod:`cbcv.models.covariates`)."""
-    means = {"purchase": "mean purchase rate" if model.family.name != "bgbb" else "mean purchase probability",
-             "dropout": "mean dropout rate" if model.family.name == "pareto_nbd" else "mean dropout probability",
-             "spend": "mean spend per transaction"}
-    return {p: f"log of the ratio of the {means[p]} against the reference level (per standard deviation of a "
-               "numeric covariate)" for p in model.processes}
+    """What each process's effects in ``fit.json`` measure (:attr:`cbcv.models.covariates.Link.description`)."""
+    return {link.process: link.description for link in model.links}
 
 
 def diagnostics_verdict(

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from cbcv.core.errors import CbcvError
+from cbcv.models.covariate_design import design_groups
 from cbcv.models.covariates import CovariateModel
 
 F = TypeVar("F", bound=Callable[..., np.ndarray])
@@ -41,8 +42,7 @@ def covariate_groups(fn: F) -> F:
             return fn(*args, **kwargs)
         data = bound.arguments["data"]
         X = model.design.matrix(data.reset_index(drop=True), "predictions")
-        groups, group_of = np.unique(X, axis=0, return_inverse=True)
-        group_of = np.asarray(group_of).reshape(-1)
+        groups, group_of = design_groups(X)
         out: np.ndarray | None = None
         for g, z in enumerate(groups):
             rows = np.flatnonzero(group_of == g)

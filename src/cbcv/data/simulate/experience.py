@@ -173,6 +173,8 @@ def write_demo(folder: str) -> list[str]:
     simulated) to ``folder``; the names of the files written."""
     from pathlib import Path
 
+    from cbcv.core.safe_csv import write_csv
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     company = simulate_cx_company(**DEMO)  # type: ignore[arg-type]
@@ -181,7 +183,7 @@ def write_demo(folder: str) -> list[str]:
     survey = company.survey.assign(date=company.survey["date"].dt.strftime("%Y-%m-%d"))
     files = {"transactions.csv": tx, "survey.csv": survey, "owners.csv": company.owners}
     for name, frame in files.items():
-        frame.to_csv(out / name, index=False, lineterminator="\n")
+        write_csv(frame, out / name)
     return list(files)
 
 

@@ -11,7 +11,9 @@ checked when the file is loaded, before any data is read or model fitted: the YA
 (:mod:`cbcv.core.yaml_loader`: UTF-8, no duplicate keys, no YAML 1.1 octal), the types and limits
 (no ``.inf``/``.nan`` anywhere, ``seed`` in [0, 2**32), ``horizon_years`` <= 100) and the meaning
 of the financial inputs (:mod:`cbcv.core.config_checks`: rates as fractions, distributions inside
-their valid range, growth below the discount rate, known scenario inputs).
+their valid range, growth below the discount rate, known scenario inputs). The sections of
+issue 17 (``covariates``, ``survey``, ``attributes``, ``movement``) are in :mod:`cbcv.config.customers`.
+May import :mod:`cbcv.data` and :mod:`cbcv.core` only.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cbcv.core.config_checks import (
-    financial_problems,
-    timezone_problem,
+from cbcv.config.customers import (
+    CX_NOTEBOOKS,
+    AttributesSettings,
+    CovariateSettings,
+    MovementSettings,
+    SurveySettings,
+    check_customer_management,
 )
+from cbcv.core.config_checks import financial_problems, timezone_problem
 from cbcv.core.errors import ConfigError
 from cbcv.core.schema_errors import bool_numbers, retired_fields, schema_errors
 from cbcv.core.yaml_loader import read_yaml
@@ -37,31 +44,15 @@ ModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd", "gamma_gamma", "bgbb", "sbg
 Business = Literal["transactions", "panel", "subscription", "disclosures"]
 #: The notebooks of a purchase-log or revenue-panel company (``business: transactions`` or
 #: ``panel``), in report order.
-NOTEBOOKS: tuple[str, ...] = (
-    "01_customer_base_audit",
-    "02_model_fit_and_validation",
-    "03_customer_lifetime_value",
-    "04_company_valuation",
-    "05_backtests",
-)
-#: The customer-management notebooks of a purchase-log company (issue 17): what customer
-#: experience is worth (``survey`` or ``covariates``) and the movement of customer equity between
-#: two dates by owner (``movement``).
-CX_NOTEBOOKS: tuple[str, ...] = ("06_customer_experience", "07_customer_value_movement")
+NOTEBOOKS: tuple[str, ...] = ("01_customer_base_audit", "02_model_fit_and_validation", "03_customer_lifetime_value",
+                              "04_company_valuation", "05_backtests")
 #: The notebooks of a subscription company (``business: subscription``), in report order.
-SUBSCRIPTION_NOTEBOOKS: tuple[str, ...] = (
-    "11_subscription_audit",
-    "12_retention_models",
-    "13_subscriber_equity_and_valuation",
-)
+SUBSCRIPTION_NOTEBOOKS: tuple[str, ...] = ("11_subscription_audit", "12_retention_models",
+                                           "13_subscriber_equity_and_valuation")
 #: The notebooks of a company known from its disclosed customer metrics (``business:
 #: disclosures``), in report order.
-DISCLOSURE_NOTEBOOKS: tuple[str, ...] = (
-    "21_disclosed_metrics",
-    "22_disclosure_models",
-    "23_disclosure_holdout",
-    "24_disclosure_valuation",
-)
+DISCLOSURE_NOTEBOOKS: tuple[str, ...] = ("21_disclosed_metrics", "22_disclosure_models",
+                                         "23_disclosure_holdout", "24_disclosure_valuation")
 #: Notebooks by business.
 BUSINESS_NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "transactions": NOTEBOOKS + CX_NOTEBOOKS, "panel": NOTEBOOKS + CX_NOTEBOOKS, "subscription": SUBSCRIPTION_NOTEBOOKS,
@@ -447,69 +438,6 @@ class ReportSettings(_Strict):
         return v
 
 
-class CustomerFile(_Strict):
-    """A file with one row per customer (CSV or Parquet; relative to the config's folder):
-    ``columns.customer_id`` names its id column."""
-
-    source: str = Field(min_length=1)
-    columns: dict[Literal["customer_id"], str] = Field(default_factory=lambda: {"customer_id": "customer_id"})
-
-    @property
-    def id_column(self) -> str:
-        return self.columns.get("customer_id", "customer_id")
-
-
-class CovariateSettings(CustomerFile):
-    """Time-invariant customer covariates (:mod:`cbcv.models.covariates`): ``use`` the columns
-    (default: all but the id), ``reference`` the reference level of a categorical one (default:
-    its most common level)."""
-
-    use: list[str] | None = None
-    reference: dict[str, str] = Field(default_factory=dict)
-
-
-class SurveyColumns(_Strict):
-    customer_id: str = "customer_id"
-    date: str = "date"
-    score: str = "score"
-    touchpoint: str = "touchpoint"
-
-
-class SurveySettings(_Strict):
-    """Survey answers (``customer_id``, ``date``, ``score`` 0-10, optional ``touchpoint``): each
-    customer's latest answer on or before the end of a fit's data becomes its Net Promoter group
-    (:mod:`cbcv.data.survey`), the covariate ``column`` (reference ``passive``).
-    ``programme_share``: the share of detractors a programme moves to promoter, valued on the
-    customer-experience page."""
-
-    source: str = Field(min_length=1)
-    columns: SurveyColumns = SurveyColumns()
-    column: str = Field(default="nps", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    programme_share: float = Field(default=0.25, gt=0, le=1)
-
-
-class AttributesSettings(CustomerFile):
-    """Customer attributes for the value-by-owner tables: ``owners``, the columns a customer's
-    value is attributed by (sales rep, region, channel)."""
-
-    owners: list[str] = Field(min_length=1)
-
-
-class MovementSettings(_Strict):
-    """The movement of customer equity on the report's page: from ``start`` to ``end`` (each a
-    fit's data end), by each of ``by`` (columns of ``attributes.owners``)."""
-
-    start: dt.date
-    end: dt.date
-    by: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> MovementSettings:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
-        return self
-
-
 class RetentionSettings(_Strict):
     """A subscription company's retention models (:mod:`cbcv.models.cohort_retention`).
 
@@ -658,7 +586,7 @@ class CompanyConfig(_Strict):
                                  f"{', '.join(SUMMARY_TIME_UNITS)}")
             if self.retention != RetentionSettings():
                 raise ValueError("retention: only for business: subscription")
-        self._customer_management()
+        check_customer_management(self)
         allowed = BUSINESS_NOTEBOOKS[self.business]
         if wrong := [n for n in self.report.notebooks if n not in allowed]:
             raise ValueError(f"report.notebooks: {wrong[0]!r} is not a notebook of business: {self.business} "
@@ -670,38 +598,10 @@ class CompanyConfig(_Strict):
         """Whether the summary models are fitted with customer covariates (``covariates`` or ``survey``)."""
         return self.covariates is not None or self.survey is not None
 
-    def _customer_management(self) -> None:
-        """``covariates``, ``survey``, ``attributes`` and ``movement`` (issue 17) are for a
-        purchase log; their notebooks need them."""
-        given = [k for k in ("covariates", "survey", "attributes", "movement") if getattr(self, k) is not None]
-        if given and (self.is_subscription or self.is_disclosures):
-            raise ValueError(f"{given[0]}: only for a purchase log (business: transactions or panel)")
-        notebooks = self.report.notebooks
-        if "06_customer_experience" in notebooks and self.survey is None:
-            raise ValueError("report.notebooks: 06_customer_experience needs survey: (the survey answers)")
-        if "07_customer_value_movement" in notebooks and self.movement is None:
-            raise ValueError("report.notebooks: 07_customer_value_movement needs movement: {start, end}")
-        if self.has_covariates and (wrong := [n for n in notebooks if n in NOTEBOOKS[1:]]):
-            raise ValueError(f"report.notebooks: {wrong[0]!r} does not use customer covariates yet; with "
-                             "covariates or survey, run 01_customer_base_audit and the notebooks "
-                             f"{', '.join(CX_NOTEBOOKS)}")
-        if self.has_covariates and (bad := [m for m in self.models if m not in ("bgnbd", "mbgnbd", "pareto_nbd",
-                                                                                 "gamma_gamma")]):
-            raise ValueError(f"models: {bad[0]!r} is not fitted with covariates from a config (bgnbd, mbgnbd, "
-                             "pareto_nbd, gamma_gamma)")
-        if self.movement is not None:
-            owners = self.attributes.owners if self.attributes is not None else []
-            if unknown := [b for b in self.movement.by if b not in owners]:
-                raise ValueError(f"movement.by: {unknown[0]!r} is not one of attributes.owners "
-                                 f"({', '.join(owners) or 'no attributes: given'})")
-            last = self.as_of or self.holdout_end or self.calibration_end
-            if self.movement.end > last:
-                raise ValueError(f"movement.end {self.movement.end} is after the data's end {last}")
-
     def _disclosures_fit(self) -> CompanyConfig:
         """A disclosures company: its own layout, a valuation date, period = time unit,
         retention families as models and its notebooks."""
-        self._customer_management()
+        check_customer_management(self)
         if self.data.layout != "disclosures":
             raise ValueError(f"data.layout {self.data.layout!r} is not for business: disclosures (use disclosures)")
         if self.as_of is None:
