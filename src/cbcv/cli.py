@@ -350,7 +350,7 @@ def score(
     from cbcv.pipeline.workflow import load_company
 
     result = load_company(loaded)
-    folder = history if history is not None else history_folder(loaded, result)
+    folder = history if history is not None else history_folder(result)
     part = score_as_of(loaded, result, day, folder, horizon=horizon, progress=lambda m: _say(f"cbcv score: {m}"))
     _say(f"cbcv score: {part.customers:,} customers at {day} (model {part.meta['model_version']}) -> {part.path}")
     print(dumps_strict({"partition": str(part.path), "customers": part.customers,
@@ -380,12 +380,13 @@ def movement(
     from cbcv.pipeline.workflow import load_company
 
     result = load_company(loaded)
-    folder = history if history is not None else history_folder(loaded, result)
+    folder = history if history is not None else history_folder(result)
     moved = equity_movement(loaded, result, d0, d1, folder / "_models", by=columns,
                             progress=lambda m: _say(f"cbcv movement: {m}"))
     path = write_movement(moved, out)
-    _say(f"cbcv movement: {d0} to {d1}: customer equity {moved.table().loc['opening', 'mean']:,.2f} -> "
-         f"{moved.table().loc['closing', 'mean']:,.2f} {moved.currency} -> {path}")
+    lines = moved.table()["mean"]
+    _say(f"cbcv movement: {d0} to {d1}: customer equity {lines['opening']:,.2f} -> {lines['closing']:,.2f} "
+         f"{moved.currency} -> {path}")
     print(dumps_strict({"movement": str(path)}, indent=None))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from cbcv import predict as P
 from cbcv.clv import n_model_draws
+from cbcv.clv.scoring import ScoredBase, score_customers
 from cbcv.config import LoadedConfig
 from cbcv.core.errors import ConfigError
 from cbcv.core.jsonio import dumps_strict
@@ -61,6 +62,16 @@ class DatedFits:
     @property
     def n_draws(self) -> int:
         return min(n_model_draws(self.freq), n_model_draws(self.spend))
+
+    def score_file(self, summaries: Path, out: Path, *, margin: Any, rate: Any, n: int,
+                   group_by: list[str]) -> ScoredBase:
+        """Every customer of the Parquet file ``summaries`` scored with these fits over ``n`` draws
+        (:func:`cbcv.clv.scoring.score_customers`, the engine caps of the config), grouped by
+        ``group_by``; the customers to ``out``."""
+        engine = self.data.engine
+        return score_customers(self.freq, self.spend, summaries, out, margin=margin, annual_discount_rate=rate,
+                               time_unit=self.data.settings.time_unit, max_draws=n, group_by=group_by,
+                               memory_limit=engine.memory_limit, threads=engine.threads)
 
 
 def purchase_model_name(loaded: LoadedConfig) -> str:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.clv.scoring import ScoredBase, score_customers
+from cbcv.clv.scoring import ScoredBase
 from cbcv.config import LoadedConfig
 from cbcv.core.cache import atomic_write_json
 from cbcv.core.discount import continuous_rate
@@ -210,9 +210,7 @@ def equity_movement(
     def score(fits: DatedFits, path: Path, name: str, group_by: list[str]) -> ScoredBase:
         if progress:
             progress(f"movement: {name} ...")
-        return score_customers(fits.freq, fits.spend, path, folder / f"{name}.parquet", margin=margin,
-                               annual_discount_rate=rate, time_unit=unit, max_draws=n, group_by=group_by,
-                               memory_limit=loaded.config.engine.memory_limit, threads=loaded.config.engine.threads)
+        return fits.score_file(path, folder / f"{name}.parquet", margin=margin, rate=rate, n=n, group_by=group_by)
 
     opening = score(f0, base0, "opening", cols)
     closing = score(f1, base1, "closing", cols)

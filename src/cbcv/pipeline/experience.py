@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.clv.scoring import ScoredBase, score_customers
+from cbcv.clv.scoring import ScoredBase
 from cbcv.config import LoadedConfig
 from cbcv.core.draws import interval_bounds
 from cbcv.core.errors import ConfigError
@@ -122,7 +122,7 @@ def customer_experience(loaded: LoadedConfig, result: CompanyData, *, store: str
         raise ConfigError(f"{loaded.path}: financials: required to value customer experience per share")
     column = cfg.survey.column
     day = cfg.valuation_date
-    store = Path(store) if store is not None else history_folder(loaded, result) / "_models"
+    store = Path(store) if store is not None else history_folder(result) / "_models"
     fits = fits_at(loaded, result, day, store, progress)
     data = fits.data
     n = min(fits.n_draws, EXPERIENCE_DRAWS)
@@ -130,20 +130,18 @@ def customer_experience(loaded: LoadedConfig, result: CompanyData, *, store: str
     folder = data.folder / "experience"
     folder.mkdir(exist_ok=True)
 
-    def score(path: Path, name: str, group_by: list[str]) -> ScoredBase:
+    def score(path: Path, name: str) -> ScoredBase:
         if progress:
             progress(f"customer experience: {name} ...")
-        return score_customers(fits.freq, fits.spend, path, folder / f"{name}_scored.parquet", margin=margin,
-                               annual_discount_rate=rate, time_unit=cfg.time_unit, max_draws=n, group_by=group_by,
-                               memory_limit=cfg.engine.memory_limit, threads=cfg.engine.threads)
+        return fits.score_file(path, folder / f"{name}_scored.parquet", margin=margin, rate=rate, n=n,
+                               group_by=[column])
 
-    actual_file, moved_file, n_det = _detractor_files(data, column, folder)
+    moved_file, n_det = _detractors_as_promoters(data, column, folder)
     if n_det == 0:
         raise ConfigError(f"{loaded.path}: survey: no detractor at {day}; nothing to move")
-    actual = score(data.covariate_summary_file, "customers", [column])
-    detractors = score(actual_file, "detractors", [column])
-    moved = score(moved_file, "detractors_as_promoters", [column])
-    uplift = (moved.total - detractors.total) / n_det
+    actual = score(data.covariate_summary_file, "customers")
+    moved = score(moved_file, "detractors_as_promoters")  # the same draws: the difference is paired
+    uplift = (moved.total - actual.group_draws[column]["detractor"].to_numpy()) / n_det
     fin = draw_financials(cfg.financials, n, seed=cfg.seed)
     options = {"cost_growth": cfg.financials.cost_growth, "capex_deductible": cfg.financials.capex_deductible}
     base = value_bridge(actual.total, None, fin, **options).value_per_share  # type: ignore[arg-type]
@@ -163,31 +161,27 @@ def customer_experience(loaded: LoadedConfig, result: CompanyData, *, store: str
 
 
 def _by_group(scored: ScoredBase, column: str, interval: float) -> pd.DataFrame:
-    """Customers, CLV per customer and in total by group, with intervals, in the levels' order."""
-    draws = scored.group_draws[column]
-    counts = scored.group_counts[column]
-    lo, hi = interval_bounds(interval)
-    rows = []
-    order = [g for g in (*NPS_LEVELS[1:3], NPS_LEVELS[0], NPS_LEVELS[3]) if g in draws.columns]
-    for g in [*order, *[c for c in draws.columns if c not in order]]:
-        total, size = draws[g].to_numpy(), float(counts[g])
-        per = total / size
-        rows.append({"group": g, "customers": int(size), "clv_per_customer": float(per.mean()),
-                     "per_customer_low": float(np.quantile(per, lo)), "per_customer_high": float(np.quantile(per, hi)),
-                     "clv_total": float(total.mean()), "total_low": float(np.quantile(total, lo)),
-                     "total_high": float(np.quantile(total, hi))})
-    return pd.DataFrame(rows).set_index("group")
+    """Customers, CLV per customer and in total by group with intervals (:meth:`CLVTables.by`;
+    a group's size is fixed, so its per-customer interval is its total's divided by it), in the
+    levels' order."""
+    table = scored.by(column, interval).set_index(column)
+    size = table["customers"]
+    out = pd.DataFrame({
+        "customers": size, "clv_per_customer": table["mean"] / size, "per_customer_low": table["low"] / size,
+        "per_customer_high": table["high"] / size, "clv_total": table["mean"], "total_low": table["low"],
+        "total_high": table["high"],
+    })
+    order = [g for g in (*NPS_LEVELS[1:3], NPS_LEVELS[0], NPS_LEVELS[3]) if g in out.index]
+    return out.loc[[*order, *[g for g in out.index if g not in order]]].rename_axis("group")
 
 
-def _detractor_files(data: CompanyData, column: str, folder: Path) -> tuple[Path, Path, int]:
-    """The detractors' summaries as they are and with the survey column set to ``promoter``
-    (two Parquet files, in DuckDB), and how many detractors there are."""
-    src = literal(str(data.covariate_summary_file))
+def _detractors_as_promoters(data: CompanyData, column: str, folder: Path) -> tuple[Path, int]:
+    """The detractors' summaries with the survey column set to ``promoter`` (a Parquet file, in
+    DuckDB), and how many detractors there are."""
     col = ident(column)
-    actual, moved = folder / "detractors.parquet", folder / "detractors_as_promoters.parquet"
+    moved = folder / "detractors_as_promoters.parquet"
     with scratch_connection(memory_limit=data.engine.memory_limit, threads=data.engine.threads) as con:
-        where = f"FROM read_parquet({src}) WHERE {col} = 'detractor'"
+        where = f"FROM read_parquet({literal(str(data.covariate_summary_file))}) WHERE {col} = 'detractor'"
         n = int(con.execute(f"SELECT count(*) {where}").fetchone()[0])  # type: ignore[index]
-        con.execute(f"COPY (SELECT * {where}) TO {literal(str(actual))} (FORMAT parquet)")
         con.execute(f"COPY (SELECT * REPLACE ('promoter' AS {col}) {where}) TO {literal(str(moved))} (FORMAT parquet)")
-    return actual, moved, n
+    return moved, n

@@ -66,7 +66,7 @@ class Partition:
         return int(self.meta["customers"])
 
 
-def history_folder(loaded: LoadedConfig, result: CompanyData) -> Path:
+def history_folder(result: CompanyData) -> Path:
     """The default history folder: ``history/`` in the company's work folder (derived,
     customer-level data: git-ignored, never in a report folder)."""
     return result.accepted.parent / "history"
@@ -172,7 +172,7 @@ def score_months(loaded: LoadedConfig, result: CompanyData, start: dt.date, end:
                  history: str | Path | None = None, progress: Any = None) -> History:
     """:func:`score_as_of` at every month end from ``start`` to ``end`` (and at ``start`` and
     ``end`` themselves when they are not month ends)."""
-    folder = Path(history) if history is not None else history_folder(loaded, result)
+    folder = Path(history) if history is not None else history_folder(result)
     days = sorted({start, *month_ends(start, end), end})
     return History(folder, tuple(score_as_of(loaded, result, d, folder, progress=progress) for d in days))
 
