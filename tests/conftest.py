@@ -113,3 +113,25 @@ def assert_numba_backend_agrees(total, sym, point):
     c_mode = pytensor.function(sym, outputs)(*point)
     numba_mode = pytensor.function(sym, outputs, mode="NUMBA")(*point)
     np.testing.assert_allclose(numba_mode, c_mode, rtol=1e-12, atol=1e-9)
+
+
+def stand_in_posterior(model, params: dict, coefs: dict, seed: int = 7):
+    """A small stand-in posterior of a covariate model: 2 chains x 3 draws around ``params`` (the
+    family's) and ``coefs`` (one array per process, one value per effect), with the reported
+    effects as the fits derive them."""
+    import arviz as az
+    import numpy as np
+
+    from cbcv.models.covariates import beta_mean_effect
+
+    rng = np.random.default_rng(seed)
+    post = {k: v * np.exp(rng.normal(0.0, 0.05, (2, 3))) for k, v in params.items()}
+    k = len(model.design.effects)
+    for process, c in coefs.items():
+        post[f"{process}_coef"] = c + rng.normal(0.0, 0.05, (2, 3, k))
+    for link in model.links:
+        c = post[f"{link.process}_coef"]
+        post[link.process] = c if link.partner is None else beta_mean_effect(
+            post[link.param][..., None], post[link.partner][..., None], c)
+    dims = {n: ["effect"] for p in model.processes for n in (p, f"{p}_coef")}
+    return az.from_dict(posterior=post, coords={"effect": list(model.design.effects)}, dims=dims)

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
@@ -31,9 +30,10 @@ from cbcv.models import (
     SamplerSettings,
 )
 from cbcv.models.covariate_design import CovariateDesign
-from cbcv.models.covariates import LINKS, CovariateModel, beta_mean_effect
+from cbcv.models.covariates import LINKS, CovariateModel
 from cbcv.pipeline.workflow import load_fit
 from cbcv.valuation.holdout import compare_models, holdout_by_group
+from conftest import stand_in_posterior
 
 RNG = np.random.default_rng(7)
 
@@ -159,24 +159,10 @@ def test_compression_shares_a_term_only_for_equal_summaries_and_covariates() -> 
 
 
 # -- predictions -------------------------------------------------------------------------------------------
-def _posterior(model: CovariateModel, params: dict[str, float], coefs: dict[str, np.ndarray]) -> az.InferenceData:
-    """A small stand-in posterior: 2 chains x 3 draws around ``params`` and ``coefs``."""
-    post = {k: v * np.exp(RNG.normal(0.0, 0.05, (2, 3))) for k, v in params.items()}
-    k = len(model.design.effects)
-    for process, c in coefs.items():
-        post[f"{process}_coef"] = c + RNG.normal(0.0, 0.05, (2, 3, k))
-    for link in model.links:
-        c = post[f"{link.process}_coef"]
-        post[link.process] = c if link.partner is None else beta_mean_effect(
-            post[link.param][..., None], post[link.partner][..., None], c)
-    dims = {n: ["effect"] for p in model.processes for n in (p, f"{p}_coef")}
-    return az.from_dict(posterior=post, coords={"effect": list(model.design.effects)}, dims=dims)
-
-
 def test_predictions_run_each_customer_at_its_groups_parameters() -> None:
     data = _with_groups(_rft(90))
     model = CovariateModel(BetaGeoModel(), CovariateDesign.from_frame(data, ["g"]))
-    model.idata = _posterior(model, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
+    model.idata = stand_in_posterior(model, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
                              {"purchase": np.array([0.4, -0.3]), "dropout": np.array([-0.5, 0.4])})
     alive = P.p_alive(model, data)
     purchases = P.expected_purchases(model, 20.0, data)
@@ -199,7 +185,7 @@ def test_predictions_run_each_customer_at_its_groups_parameters() -> None:
 def test_reported_dropout_effect_is_the_log_ratio_of_mean_dropout_probabilities() -> None:
     data = _with_groups(_rft(60))
     model = CovariateModel(BetaGeoModel(), CovariateDesign.from_frame(data, ["g"]))
-    model.idata = _posterior(model, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
+    model.idata = stand_in_posterior(model, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
                              {"purchase": np.zeros(2), "dropout": np.array([-0.5, 0.4])})
     base = model.group(np.zeros(2)).draws()
     for j, effect in enumerate(model.design.effects):
@@ -354,10 +340,10 @@ def test_scoring_scores_each_customer_at_its_covariates(tmp_path) -> None:
     predictions per covariate group), and the total per draw is their sum."""
     data = _with_groups(_rft(240)).assign(band=lambda f: np.where(np.arange(len(f)) % 4 == 0, "high", "low"))
     freq = CovariateModel(BetaGeoModel(), CovariateDesign.from_frame(data, ["g"]))
-    freq.idata = _posterior(freq, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
+    freq.idata = stand_in_posterior(freq, {"r": 0.5, "alpha": 3.0, "a": 0.7, "b": 2.5},
                             {"purchase": np.array([0.4, -0.3]), "dropout": np.array([-0.5, 0.4])})
     spend = CovariateModel(GammaGammaModel(), CovariateDesign.from_frame(data, ["band"]))
-    spend.idata = _posterior(spend, {"p": 5.0, "q": 3.5, "gamma": 12.0}, {"spend": np.array([0.3])})
+    spend.idata = stand_in_posterior(spend, {"p": 5.0, "q": 3.5, "gamma": 12.0}, {"spend": np.array([0.3])})
     scored = score_customers(freq, spend, data, tmp_path / "customers.parquet", margin=0.3, annual_discount_rate=0.1,
                              time_unit="week")
     assert scored.meta["segments"] == 6

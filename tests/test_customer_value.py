@@ -56,7 +56,8 @@ def demo_config(folder: Path, slug: str = "cx-demo-test", **changes: object) -> 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("cx")
-    config = demo_config(folder)
+    config = demo_config(folder, report={"notebooks": ["01_customer_base_audit", "06_customer_experience",
+                                                       "07_customer_value_movement"]})
     res = run_cbcv("report", str(config), "--out", str(folder / "reports"))
     assert res.returncode == 0, res.stderr[-3000:]
     loaded = load_config(config)
@@ -80,11 +81,9 @@ def test_config_checks_of_the_customer_management_fields(tmp_path: Path) -> None
     assert "movement.by: 'channel' is not one of attributes.owners" in error(
         movement={"start": "2025-09-30", "end": "2025-12-31", "by": ["channel"]})
     assert "movement: end must be after start" in error(movement={"start": "2025-09-30", "end": "2025-09-01"})
-    msg = error(report={"notebooks": ["01_customer_base_audit", "04_company_valuation"]})
-    assert "'04_company_valuation' does not use customer covariates yet" in msg
-    assert msg.count("report.notebooks:") == 1  # the field named once
-    assert "survey: required" not in error(survey=None)  # 06 without a survey: its own line
-    assert "06_customer_experience needs survey" in error(survey=None)
+    msg = error(survey=None)
+    assert "survey: required" not in msg  # 06 without a survey: its own line
+    assert "06_customer_experience needs survey" in msg and msg.count("report.notebooks:") == 1
     assert "models: 'bgbb' is not fitted with covariates" in error(models=["bgbb"])
 
 
@@ -232,11 +231,79 @@ def test_cli_score_and_movement(demo: dict, tmp_path: Path) -> None:
     assert late.returncode == 1 and "after the data's end 2025-12-31" in late.stderr
 
 
-def test_valuation_with_covariates_is_refused_in_one_line(demo: dict) -> None:
-    from cbcv.pipeline.valuation import value_loaded
+@pytest.fixture(scope="module")
+def holdout_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The demo with a holdout period (calibration to 2025-06-30), its fits, validation,
+    valuation and backtests pages with the covariates (MAP)."""
+    folder = tmp_path_factory.mktemp("cx-holdout")
+    config = demo_config(folder, slug="cx-demo-holdout", calibration_end="2025-06-30", holdout_end="2025-12-31",
+                         report={"notebooks": ["02_model_fit_and_validation", "04_company_valuation", "05_backtests"]})
+    res = run_cbcv("report", str(config), "--out", str(folder / "reports"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = load_config(config)
+    return {"loaded": loaded, "result": load_company(loaded), "run_dir": Path(json.loads(res.stdout)["run_dir"])}
 
-    with pytest.raises(ConfigError, match="do not use customer covariates yet"):
-        value_loaded(demo["loaded"], result=demo["result"])
+
+def _nps_by_customer(day: str) -> pd.Series:
+    """Each customer's NPS group from its latest answer on or before ``day``, counted with pandas."""
+    survey = pd.read_csv(DEMO / "survey.csv", dtype={"customer_id": str}, parse_dates=["date"])
+    latest = survey[survey["date"] <= pd.Timestamp(day)].sort_values("date").groupby("customer_id").last()["score"]
+    return pd.cut(latest, [-1, 6, 8, 10], labels=["detractor", "passive", "promoter"]).astype(str)
+
+
+def test_the_valuation_values_future_customers_at_the_recent_covariate_mix(holdout_report: dict) -> None:
+    valuation = json.loads((holdout_report["run_dir"] / "valuation.json").read_text(encoding="utf-8"))
+    future = valuation["future_customers"]
+    assert future["included"] and "new customers valued at the covariate mix" in future["note"]
+    tx = pd.read_csv(DEMO / "transactions.csv", dtype={"customer_id": str}, parse_dates=["date"])
+    first = tx.groupby("customer_id")["date"].min()
+    recent = first[(first > pd.Timestamp("2024-12-31")) & (first <= pd.Timestamp("2025-12-31"))].index
+    groups = _nps_by_customer("2025-12-31").reindex(recent).fillna("not surveyed")
+    expected = groups.value_counts(normalize=True)
+    got = {row["nps"]: row["share"] for row in future["covariate_mix"]["rows"]}
+    assert set(got) == set(expected.index)
+    for level, share in got.items():
+        assert share == pytest.approx(expected[level], abs=1e-12), level
+    assert f"the {len(recent):,} customers acquired from 2025-01-01 to 2025-12-31" in future["covariate_mix"]["basis"]
+    assert valuation["existing_customers"]["customers"] == len(first)
+    assert valuation["unit_economics"]["CLV of a new customer"]["mean"] > 0
+    page = BeautifulSoup((holdout_report["run_dir"] / "04_company_valuation.html").read_text(encoding="utf-8"),
+                         "html.parser").body.get_text(" ")
+    assert "New customers are valued at the covariate mix" in page and "Traceback" not in page
+
+
+def test_holdout_with_and_without_covariates_from_the_config(holdout_report: dict) -> None:
+    from cbcv.pipeline.covariate_holdout import covariate_holdout
+    from cbcv.pipeline.workflow import fit_company_models
+
+    loaded, result = holdout_report["loaded"], holdout_report["result"]
+    fits = fit_company_models(loaded, result)
+    compared = covariate_holdout(loaded, result, fits)
+    table = compared.table.set_index("model")
+    assert list(table.index) == ["bgnbd with covariates", "bgnbd without covariates"]
+    by = compared.by_group.set_index("level")
+    assert set(by.index) == {"promoter", "passive", "detractor", "not surveyed"}
+    # the actual holdout purchases per group, counted with pandas from the log and the survey
+    tx = pd.read_csv(DEMO / "transactions.csv", dtype={"customer_id": str}, parse_dates=["date"])
+    days = tx.drop_duplicates(["customer_id", "date"])
+    first = days.groupby("customer_id")["date"].min()
+    known = first[first <= pd.Timestamp("2025-06-30")].index
+    groups = _nps_by_customer("2025-06-30").reindex(known).fillna("not surveyed")
+    hold = days[(days["date"] > pd.Timestamp("2025-06-30")) & days["customer_id"].isin(known)]
+    actual = hold["customer_id"].map(groups).value_counts()
+    for level in by.index:
+        assert by.loc[level, "actual"] == actual[level], level
+    # without the survey group the detractors are over-predicted and the promoters under-predicted;
+    # with it the groups' errors are smaller in sum
+    assert by.loc["detractor", "error_pct_without"] > 20 and by.loc["promoter", "error_pct_without"] < 0
+    assert by["error_pct_with"].abs().sum() < 0.6 * by["error_pct_without"].abs().sum()
+    text = BeautifulSoup((holdout_report["run_dir"] / "02_model_fit_and_validation.html").read_text(encoding="utf-8"),
+                         "html.parser").body.get_text(" ")
+    assert "With and without the customer covariates" in text and "bgnbd without covariates" in text
+    for page in ("02_model_fit_and_validation.html", "05_backtests.html"):
+        body = BeautifulSoup((holdout_report["run_dir"] / page).read_text(encoding="utf-8"), "html.parser").body
+        assert not body.select(".jp-CodeCell .jp-InputArea, .highlight"), page
+        assert "Traceback" not in body.get_text(" ") and "Warning" not in body.get_text(" "), page
 
 
 def test_gamma_gamma_with_covariates_counts_the_customers_it_leaves_out() -> None:

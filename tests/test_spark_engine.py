@@ -376,8 +376,17 @@ def test_scoring_on_spark_equals_the_embedded_scorer(spark, cdnow_weekly, tmp_pa
     got = remote.customers.toPandas().set_index("customer_id").sort_index()
     want = pd.read_parquet(tmp_path / "c.parquet").set_index("customer_id").sort_index()
     assert len(got) == len(want) == 2357
-    for col in ("clv_mean", "p_alive_mean", "expected_mean", "dert_mean", "spend_mean"):
+    for col in ("clv_mean", "p_alive_mean", "expected_mean", "dert_mean", "spend_mean",
+                "p_alive_low", "p_alive_high", "expected_low", "expected_high"):
         np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-10, err_msg=col)
+    repeat = got[got["x"] > 0]  # BG/NBD: P(alive) < 1 after a repeat purchase, uncertain across draws
+    assert (repeat["p_alive_low"] < repeat["p_alive_high"]).all()
+    # with fewer interval draws than the posterior's, both engines read the same evenly spaced draws
+    thin = score_spark(spark, summary, draws, interval_draws=7).customers.toPandas().set_index("customer_id")
+    local7 = score_customers(None, None, cdnow_weekly, tmp_path / "c7.parquet", draws=draws, interval_draws=7)
+    want7 = pd.read_parquet(local7.path).set_index("customer_id").loc[thin.index]
+    np.testing.assert_allclose(thin["p_alive_low"], want7["p_alive_low"], rtol=1e-10)
+    assert not np.allclose(thin["p_alive_low"], got.loc[thin.index, "p_alive_low"])
 
 
 # ----------------------------------------------------------------------------- hostile input

@@ -34,6 +34,9 @@ from cbcv.core.errors import DataError
 MAX_BYTES = 256 * 2**20
 #: The columns of a key: customers with the same key have the same predictions (but their spend).
 KEY = ("x", "t_x", "T")
+#: Draws used for each customer's interval by :func:`cbcv.clv.scoring.score_customers` and
+#: :func:`cbcv.clv.spark.score_spark` (means and totals use every draw).
+INTERVAL_DRAWS = 400
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,20 @@ def group_sums(gn: sparse.csc_matrix, gs: sparse.csc_matrix, c: slice, U: np.nda
     return U @ gn[:, c].toarray().T + V @ gs[:, c].toarray().T
 
 
+def interval_draws_index(n_draws: int, interval_draws: int | None) -> np.ndarray:
+    """The draws the per-customer intervals are read from: ``interval_draws`` of the ``n_draws``
+    evenly spaced (every draw when ``None`` or more)."""
+    n_sub = n_draws if interval_draws is None else min(interval_draws, n_draws)
+    return np.linspace(0, n_draws - 1, n_sub).round().astype(int)
+
+
+def key_bounds(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``lo`` and ``hi`` quantiles over draws of a per-key quantity ``(draws, keys)``:
+    P(alive) and expected transactions depend on the key alone, so their intervals are per key."""
+    bounds = np.quantile(values, [lo, hi], axis=0)
+    return bounds[0], bounds[1]
+
+
 @dataclass(frozen=True)
 class KeyPass:
     """The first pass over the keys: per-key means and the per-draw totals."""
@@ -205,10 +222,15 @@ def key_pass(
     max_bytes: int = MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
     pairs: PairValues | None = None,
+    bounds: tuple[float, float] | None = None,
+    interval_draws: int | None = None,
 ) -> KeyPass:
     """Evaluate every key (``x``, ``t_x``, ``T``, ``n`` customers, ``sz`` their summed mean
     repeat spend) over every draw. ``groups`` maps a name to sparse ``(groups × keys)`` matrices
-    of customer counts and of summed ``z``, whose per-draw CLV totals are returned."""
+    of customer counts and of summed ``z``, whose per-draw CLV totals are returned. ``bounds``
+    (the interval's quantiles): also each key's P(alive) and expected-transaction intervals
+    (``p_alive_low``, ``p_alive_high``, ``expected_low``, ``expected_high``) over the draws of
+    :func:`interval_draws_index`, as the local engine's second pass reads them."""
     x, t_x, T = (keys[c].to_numpy(dtype=float) for c in KEY)
     n = keys["n"].to_numpy(dtype=float)
     sz = keys["sz"].to_numpy(dtype=float)
@@ -217,6 +239,10 @@ def key_pass(
     stats = {k: np.empty(n_keys) for k in ("p_alive_mean", "dert_mean", "a", "b", "u", "v")}
     if horizon is not None:
         stats["expected_mean"] = np.empty(n_keys)
+    bounded = ["p_alive", *(["expected"] if horizon is not None else [])] if bounds is not None else []
+    for name in bounded:
+        stats[f"{name}_low"], stats[f"{name}_high"] = np.empty(n_keys), np.empty(n_keys)
+    sub = interval_draws_index(n_draws, interval_draws)
     total = np.zeros(n_draws)
     exp_total = np.zeros(n_draws) if horizon is not None else None
     pa_counts = np.zeros((n_draws, p_alive_bins))
@@ -238,6 +264,10 @@ def key_pass(
         if kv.expected is not None and exp_total is not None:
             stats["expected_mean"][c] = kv.expected.mean(axis=0)
             exp_total += kv.expected @ n[c]
+        for name in bounded:
+            assert bounds is not None
+            values = kv.p_alive if name == "p_alive" else kv.expected
+            stats[f"{name}_low"][c], stats[f"{name}_high"][c] = key_bounds(values[sub], *bounds)
         idx = np.clip((kv.p_alive * p_alive_bins).astype(np.int64), 0, p_alive_bins - 1)
         for b in range(p_alive_bins):
             pa_counts[:, b] += (idx == b) @ n[c]

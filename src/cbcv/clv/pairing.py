@@ -24,6 +24,7 @@ from cbcv.core.units import periods_per_year
 from cbcv.models.base import CLVModel
 from cbcv.models.covariate_design import design_groups
 from cbcv.models.covariates import CovariateModel
+from cbcv.predict.covariates import covariate_groups
 
 #: How the two posteriors are paired (kept in the results' ``meta``).
 PAIRING = "draw d of the purchase model with draw d of the spend model (independent posteriors)"
@@ -34,12 +35,14 @@ def n_model_draws(model: CLVModel) -> int:
     return len(next(iter(model.draws().values())))
 
 
+@covariate_groups
 def dert_draws(
     model: CLVModel, data: pd.DataFrame, delta: np.ndarray, n_draws: int, max_bytes: int = P.MAX_BYTES
 ) -> np.ndarray:
     """DERT per draw and customer with one discount rate per draw (``delta``: ``(n_draws,)``,
     continuous per time unit); draws of ``model`` thinned evenly to ``n_draws`` as in
-    :func:`cbcv.predict.posterior_draws`. A constant ``delta`` uses :func:`cbcv.predict.dert`."""
+    :func:`cbcv.predict.posterior_draws`. A constant ``delta`` uses :func:`cbcv.predict.dert`. A
+    model with covariates: each customer at its own (:func:`cbcv.predict.covariates.covariate_groups`)."""
     delta = np.asarray(delta, dtype=float)
     if np.any(~np.isfinite(delta)) or np.any(delta <= 0):
         raise CbcvError("DERT needs a positive discount rate in every draw")

@@ -43,10 +43,13 @@ from scipy import sparse
 
 from cbcv.clv.keys import (
     DERT_GRID,
+    INTERVAL_DRAWS,
     KEY,
     MAX_BYTES,
     KeyValues,
     group_sums,
+    interval_draws_index,
+    key_bounds,
     key_chunks,
     key_pass,
     key_values,
@@ -68,8 +71,6 @@ __all__ = [
     "ScoringDraws", "SparkScored", "pair_values", "score_base", "score_customers", "score_spark",
 ]
 
-#: Draws used for each customer's interval by :func:`score_customers` (means and totals use every draw).
-INTERVAL_DRAWS = 400
 #: Customers per Parquet row group / interval block.
 CUSTOMER_CHUNK = 250_000
 #: Columns of the per-customer rows (``customer_id``, ``cohort`` when carried, ``expected_mean``
@@ -373,7 +374,7 @@ def _second_pass(
     x, t_x, T = (keys[c].to_numpy(dtype=float) for c in KEY)
     n = keys["n"].to_numpy(dtype=np.int64)
     n_draws = parts[0].draws.n_draws
-    sub = np.linspace(0, n_draws - 1, n_sub).round().astype(int)
+    sub = interval_draws_index(n_draws, n_sub)
     lo, hi = interval_bounds(interval)
     sums = {g: np.zeros((n_draws, gn.shape[0])) for g, (gn, _) in groups.items()}
     chunks = [(slice(p.keys.start + c.start, p.keys.start + c.stop), p)
@@ -401,24 +402,19 @@ def _second_pass(
         out["clv_mean"] = frame["u"] + frame["v"] * z
         out["clv_median"], out["clv_low"], out["clv_high"] = qs[0], qs[1], qs[2]
         out["p_alive_mean"] = frame["p_alive_mean"]
-        out["p_alive_low"], out["p_alive_high"] = _key_bounds(kv.p_alive[sub], lo, hi, local)
+        low, high = key_bounds(kv.p_alive[sub], lo, hi)
+        out["p_alive_low"], out["p_alive_high"] = low[local], high[local]
         for e in expected:
             out[e] = frame[e]
             assert kv.expected is not None
-            out["expected_low"], out["expected_high"] = _key_bounds(kv.expected[sub], lo, hi, local)
+            low, high = key_bounds(kv.expected[sub], lo, hi)
+            out["expected_low"], out["expected_high"] = low[local], high[local]
         out["dert_mean"] = frame["dert_mean"]
         out["spend_mean"] = frame["a"] + frame["b"] * z
         out["rank"] = frame["rank"].astype("int64")
         out["value_decile"] = frame["value_decile"].astype("int64")
         sink(CustomerChunk(out, kv, local, z))
     return sums
-
-
-def _key_bounds(values: np.ndarray, lo: float, hi: float, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``lo`` and ``hi`` quantiles over draws of a per-key quantity ``(draws, keys)``, per row
-    (``local``: each row's key): P(alive) and expected transactions depend on the key alone."""
-    bounds = np.quantile(values, [lo, hi], axis=0)
-    return bounds[0][local], bounds[1][local]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,18 +15,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbcv.clv.keys import KEY, MAX_BYTES, key_pass
+from cbcv.clv.keys import INTERVAL_DRAWS, KEY, MAX_BYTES, key_pass
 from cbcv.clv.pairing import ScoringDraws
+from cbcv.core.draws import interval_bounds
 from cbcv.core.errors import DataError
 
-#: Per-key means a partition sends back.
-KEY_STATS = ("p_alive_mean", "dert_mean", "expected_mean", "a", "b", "u", "v")
+#: Per-key means and intervals a partition sends back.
+KEY_STATS = ("p_alive_mean", "p_alive_low", "p_alive_high", "dert_mean", "expected_mean", "expected_low",
+             "expected_high", "a", "b", "u", "v")
+#: The per-key statistics that exist only with a horizon.
+HORIZON_STATS = ("expected_mean", "expected_low", "expected_high")
 
 @dataclass(frozen=True)
 class SparkScored:
     """Result of :func:`score_spark`: ``customers`` is a lazy Spark DataFrame (the summary's
     ``customer_id``, ``cohort`` when present, ``x``, ``t_x``, ``T``, then ``clv_mean``,
-    ``p_alive_mean``, ``expected_mean`` (with a horizon), ``dert_mean``, ``spend_mean``);
+    ``p_alive_mean``, ``p_alive_low``, ``p_alive_high``, with a horizon ``expected_mean``,
+    ``expected_low``, ``expected_high``, then ``dert_mean``, ``spend_mean``);
     ``total`` and ``expected_total`` are the per-draw totals, collected."""
 
     customers: Any
@@ -41,6 +46,8 @@ def score_spark(
     draws: ScoringDraws,
     *,
     horizon: float | None = None,
+    interval: float = 0.9,
+    interval_draws: int | None = INTERVAL_DRAWS,
     max_bytes: int = MAX_BYTES,
 ) -> SparkScored:
     """:func:`cbcv.clv.scoring.score_customers` on Spark, for bases spread over a cluster.
@@ -50,8 +57,11 @@ def score_spark(
     aggregated in Spark; ``mapInPandas`` evaluates each partition of keys over every draw with
     :func:`key_pass` (the posterior, a few numbers per draw, is broadcast); the per-key means are
     joined back to the customers. Per-draw totals come back to the driver, one array per
-    partition. Ranks, value deciles and per-customer intervals need a global order or the draws
-    per customer: use :func:`cbcv.clv.scoring.score_customers` on the Parquet output for those.
+    partition. P(alive) and the expected transactions depend on the key alone, so their
+    ``interval`` (over ``interval_draws`` evenly spaced draws, as the local engine reads them) is
+    computed per key too. Ranks, value deciles and the per-customer CLV intervals need a global
+    order or the draws per customer: use :func:`cbcv.clv.scoring.score_customers` on the Parquet
+    output for those.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T_
@@ -67,7 +77,8 @@ def score_spark(
     )
     keys = cust.groupBy(*KEY).agg(F.count(F.lit(1)).cast("double").alias("n"), F.sum("z").alias("sz"))
     shipped = spark.sparkContext.broadcast(draws)
-    stats = [s for s in KEY_STATS if horizon is not None or s != "expected_mean"]
+    stats = [s for s in KEY_STATS if horizon is not None or s not in HORIZON_STATS]
+    bounds = interval_bounds(interval)
     schema = T_.StructType(
         [T_.StructField(c, T_.DoubleType()) for c in (*KEY, *stats)]
         + [T_.StructField("total", T_.ArrayType(T_.DoubleType())),
@@ -79,7 +90,8 @@ def score_spark(
         for batch in batches:
             if batch.empty:
                 continue
-            res = key_pass(d, batch.reset_index(drop=True), horizon=horizon, max_bytes=max_bytes)
+            res = key_pass(d, batch.reset_index(drop=True), horizon=horizon, max_bytes=max_bytes, bounds=bounds,
+                           interval_draws=interval_draws)
             out = res.means[[*KEY, *stats]].copy()
             out["total"] = None
             out["expected_total"] = None
@@ -103,7 +115,7 @@ def score_spark(
     customers = joined.select(
         "customer_id", *(["cohort"] if "cohort" in cols else []), *KEY,
         (F.col("u") + F.col("v") * F.col("z")).alias("clv_mean"),
-        "p_alive_mean", *(["expected_mean"] if horizon is not None else []), "dert_mean",
+        "p_alive_mean", "p_alive_low", "p_alive_high", *(HORIZON_STATS if horizon is not None else ()), "dert_mean",
         (F.col("a") + F.col("b") * F.col("z")).alias("spend_mean"),
     )
     return SparkScored(customers=customers, total=total, expected_total=expected_total, n_keys=int(n_keys))

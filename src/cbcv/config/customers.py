@@ -8,9 +8,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: The notebooks 02-05 of a purchase-log company, which do not use covariates yet.
-PURCHASE_NOTEBOOKS = ("02_model_fit_and_validation", "03_customer_lifetime_value", "04_company_valuation",
-                      "05_backtests")
 #: The customer-management notebooks of a purchase-log company: what customer experience is worth
 #: (``survey``) and the movement of customer equity between two dates by owner (``movement``).
 CX_NOTEBOOKS: tuple[str, ...] = ("06_customer_experience", "07_customer_value_movement")
@@ -94,10 +91,6 @@ def check_customer_management(cfg: Any) -> None:
         raise ValueError("report.notebooks: 06_customer_experience needs survey: (the survey answers)")
     if "07_customer_value_movement" in notebooks and cfg.movement is None:
         raise ValueError("report.notebooks: 07_customer_value_movement needs movement: {start, end}")
-    if cfg.has_covariates and (wrong := [n for n in notebooks if n in PURCHASE_NOTEBOOKS]):
-        raise ValueError(f"report.notebooks: {wrong[0]!r} does not use customer covariates yet; with "
-                         "covariates or survey, run 01_customer_base_audit and the notebooks "
-                         f"{', '.join(CX_NOTEBOOKS)}")
     if cfg.has_covariates and (bad := [m for m in cfg.models if m not in ("bgnbd", "mbgnbd", "pareto_nbd",
                                                                              "gamma_gamma")]):
         raise ValueError(f"models: {bad[0]!r} is not fitted with covariates from a config (bgnbd, mbgnbd, "

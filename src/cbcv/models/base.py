@@ -231,6 +231,16 @@ class CLVModel(ABC):
         """The parameters the estimate checks look at (positive, on a log scale)."""
         return tuple(self.param_names)
 
+    @property
+    def prior_params(self) -> tuple[str, ...]:
+        """The parameters with a prior of their own in :attr:`priors` (the priors table's rows)."""
+        return tuple(self.param_names)
+
+    def effect_prior_rows(self) -> list[dict[str, Any]]:
+        """Rows of the priors table for priors outside :attr:`priors` (covariate coefficients;
+        none here): ``parameter``, ``prior``, ``median``, ``low``, ``high``."""
+        return []
+
     def _estimate_checks(self, model: pm.Model, point: Mapping[str, Any], *, curvature: bool) -> list[Check]:
         """Boundary and curvature checks of the estimate (:func:`cbcv.models.verdict.estimate_checks`)
         on :attr:`checked_params`; a check that cannot run is itself a warning, never a failed fit."""

@@ -230,6 +230,17 @@ class CovariateModel(CLVModel):
         """The family's parameters: the coefficients may be 0 and are not on a log scale."""
         return tuple(self.family.param_names)
 
+    @property
+    def prior_params(self) -> tuple[str, ...]:
+        return tuple(self.family.param_names)
+
+    def effect_prior_rows(self) -> list[dict[str, Any]]:
+        """Each coefficient's Normal(0, ``effect_sigma``) prior and its 95% interval (of the
+        coefficient, a log ratio per standardised unit or against the reference level)."""
+        half = 1.959964 * self.effect_sigma
+        return [{"parameter": f"{p}_coef[{e}]", "prior": f"{p}_coef[{e}] ~ Normal(mu=0, sigma={self.effect_sigma:g})",
+                 "median": 0.0, "low": -half, "high": half} for p in self.processes for e in self.design.effects]
+
     # -- posterior ----------------------------------------------------------------------------------------
     def summary(self, idata: az.InferenceData | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
         """The family's parameters and the reported effects, ``purchase[<effect>]`` and so on."""

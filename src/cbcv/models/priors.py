@@ -144,13 +144,15 @@ def fitted_priors(model: CLVModel) -> dict[str, Prior]:
 def priors_table(model: CLVModel) -> pd.DataFrame:
     """The model's priors (those of its fit, when fitted), one row per parameter:
     ``parameter``, ``prior`` (as text), ``median`` and the 95% central interval ``low``/``high``
-    of θ (NaN where no closed form). For the model page of the report."""
+    of θ (NaN where no closed form); a covariate coefficient's row gives its own interval. For
+    the model page of the report."""
     priors = fitted_priors(model)
     rows = []
-    for name in model.param_names:
+    for name in model.prior_params:
         prior = priors[name]
         low, high = _central_interval(prior)
         median = math.sqrt(low * high) if np.isfinite(low) else math.nan
         rows.append({"parameter": name, "prior": describe_prior(name, prior), "median": median,
                      "low": low, "high": high})
+    rows += model.effect_prior_rows()
     return pd.DataFrame(rows, columns=["parameter", "prior", "median", "low", "high"])

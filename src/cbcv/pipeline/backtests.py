@@ -8,7 +8,8 @@ have worked before?"
 * **Rolling origin** (McCarthy & Fader 2018, Table 2): for each origin from
   :data:`MIN_ORIGIN_PERIODS` periods of data on, the purchase model the holdout chose, gamma-gamma
   and the acquisition model fitted by **MAP** on the data to that origin
-  (:meth:`cbcv.pipeline.company_data.CompanyData.at`), forecasting new customers, active
+  (:meth:`cbcv.pipeline.company_data.CompanyData.at`; with the customer covariates when the
+  company has them, new customers at the covariate mix of that origin's last year), forecasting new customers, active
   customers (revenue panels), transactions and revenue 1 to :data:`MAX_HORIZON` periods ahead,
   beside the two naive baselines. MAP keeps a dozen refits within the report's time; the
   forecasts are the models' expectations at the posterior mode.
@@ -36,7 +37,7 @@ from cbcv.models.acquisition_terms import MarketSize
 from cbcv.models.base import SamplerSettings
 from cbcv.pipeline.company_data import CompanyData
 from cbcv.pipeline.valuation import acquisition_model, market_size
-from cbcv.pipeline.workflow import fit_summary_model
+from cbcv.pipeline.workflow import fit_company_model
 from cbcv.valuation.acquisition import MIN_ACQUISITION_PERIODS, active_periods
 from cbcv.valuation.backtest import (
     MODEL,
@@ -150,8 +151,8 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
         history = at.acquisition_history(period)
         if active_periods(history) < MIN_ACQUISITION_PERIODS:
             continue  # no acquisition model at this origin (the valuation would value none)
-        freq = fit_summary_model(at.counted, purchase_model, mapped)
-        spend = fit_summary_model(at.spend_sample(), "gamma_gamma", mapped)
+        freq = fit_company_model(at, purchase_model, mapped)
+        spend = fit_company_model(at, "gamma_gamma", mapped)
         acq = acquisition_model(market, period, seasonal)
         acq.fit(history, mapped)
         units = at.valuation_units()
@@ -159,6 +160,7 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
             freq, spend, units, weights=customer_weights(units),
             acquisitions=acq.forecast(horizon).expected.to_numpy(), first_spend=at.first_purchase_spend().mean,
             period=period, time_unit=cfg.time_unit, n_draws=ROLLING_DRAWS, panel=cfg.data.is_panel,
+            new=at.new_customers(),
         )
         interrupt.check()
         baselines = baseline_forecasts(actual.iloc[:k], horizon, panel=cfg.data.is_panel)
@@ -171,7 +173,8 @@ def _rolling(loaded: LoadedConfig, data: CompanyData, actual: pd.DataFrame, purc
         raise CbcvError("backtest: no forecast to compare")
     n = errors["origin"].nunique()
     note = (f"{n} origin{'s' if n > 1 else ''} ({errors['origin'].iloc[0]} to {errors['origin'].iloc[-1]}); the models refitted at each by MAP (posterior mode), "
-            f"{purchase_model} for purchases as the holdout chose")
+            f"{purchase_model} for purchases as the holdout chose"
+            + (", every model with the customer covariates" if data.covariates is not None else ""))
     return Backtest(errors=errors, period=period, method_note=note), note
 
 

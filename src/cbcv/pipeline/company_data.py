@@ -72,7 +72,7 @@ from cbcv.models.base import CLVModel
 from cbcv.models.covariates import CovariateModel
 from cbcv.pipeline.customer_covariates import CovariateSpec
 from cbcv.valuation.acquisition import acquisitions_from_first_purchases
-from cbcv.valuation.drivers import FirstPurchaseSpend
+from cbcv.valuation.drivers import FirstPurchaseSpend, NewCustomers
 
 #: Repeat buyers sampled (seeded) for the gamma-gamma fit; all of them when there are fewer.
 SPEND_SAMPLE = 100_000
@@ -100,6 +100,9 @@ class SummarySettings:
 #: panel starts (derived data, never in a report), written by
 #: :func:`cbcv.pipeline.workflow.validate_company`.
 PRE_START_FILE = "pre_start.parquet"
+#: Future customers arrive with the covariate mix of those acquired in this many days to the
+#: summaries' end (:meth:`CompanyData.new_customers`): the latest year, a whole seasonal cycle.
+NEW_CUSTOMER_DAYS = 365
 
 
 class CompanyData:
@@ -129,6 +132,10 @@ class CompanyData:
         settings = dataclasses.replace(s, calibration_end=end, holdout_end=None)
         return CompanyData(self.log, settings, self.engine, self.seed, subfolder=f"to_{end.isoformat()}",
                            covariates=self.covariates)
+
+    def without_covariates(self) -> CompanyData:
+        """The same data with no customer covariates: the fits to compare the covariates with."""
+        return CompanyData(self.log, self.settings, self.engine, self.seed, subfolder=self.subfolder)
 
     @property
     def data_window(self) -> tuple[dt.date | None, dt.date]:
@@ -248,12 +255,35 @@ class CompanyData:
         return rows
 
     def valuation_units(self) -> pd.DataFrame:
-        """One row per distinct ``(x, t_x, T)``: its ``count`` of customers and
+        """One row per distinct ``(x, t_x, T)`` (and covariates, for a company with customer
+        covariates, :attr:`covariate_summary_file`): its ``count`` of customers and
         ``mean_repeat_spend``, the mean over them (missing as 0, as
         :func:`cbcv.predict.expected_spend` reads it); see the module docstring."""
-        units = summary_counts(self.summary_file, RFT, sums=("mean_repeat_spend",), **self._caps())
+        path, key = self.summary_file, RFT
+        if self.covariates is not None:
+            path, key = self.covariate_summary_file, (*RFT, *self.covariate_table.columns)
+        units = summary_counts(path, key, sums=("mean_repeat_spend",), **self._caps())
         units["mean_repeat_spend"] = units.pop("mean_repeat_spend_sum") / units["count"]
         return units
+
+    def new_customers(self) -> NewCustomers:
+        """Who the future customers are (:class:`cbcv.valuation.drivers.NewCustomers`): with
+        customer covariates, the covariate mix of the customers acquired in the
+        :data:`NEW_CUSTOMER_DAYS` days to the summaries' end (of every customer when none
+        was), their covariates as these summaries' fits see them (a survey group as of that
+        end: recent customers are more often not yet surveyed); else the population's new
+        customer."""
+        if self.covariates is None:
+            return NewCustomers()
+        end, cols = self.settings.calibration_end, list(self.covariate_table.columns)
+        start = end - dt.timedelta(days=NEW_CUSTOMER_DAYS)
+        recent = self._where(f"first_purchase > DATE {literal(start.isoformat())}", self.observed_birth)
+        counts = summary_counts(self.covariate_summary_file, cols, where=recent, **self._caps())
+        basis = f"the {int(counts['count'].sum()):,} customers acquired from {start + dt.timedelta(days=1)} to {end}"
+        if counts.empty:
+            counts = summary_counts(self.covariate_summary_file, cols, where=self.observed_birth, **self._caps())
+            basis = f"all {int(counts['count'].sum()):,} customers to {end} (none was acquired in the last year)"
+        return NewCustomers.mix(counts, cols, f"the covariate mix of {basis}")
 
     def first_purchase_spend(self) -> FirstPurchaseSpend:
         """The spend of the customers' first purchases (their first purchase day), counted in
@@ -286,15 +316,20 @@ class CompanyData:
 
     def tracking(self, model: CLVModel) -> pd.DataFrame:
         """The cumulative tracking table of a frequency model over the calibration and holdout
-        periods (:func:`cbcv.valuation.holdout.tracking`, counted from the validated log)."""
+        periods (:func:`cbcv.valuation.holdout.tracking`, counted from the validated log; a model
+        with covariates over the cohorts by first purchase and covariates of the summaries)."""
         from cbcv.valuation import holdout as V
 
         s = self.settings
         if s.holdout_end is None:
             raise CbcvError("tracking needs a holdout period (holdout_end)")
+        cohorts = None
+        if isinstance(model, CovariateModel):
+            cohorts = summary_counts(self.covariate_summary_file, ("first_purchase", *self.covariate_table.columns),
+                                     **self._caps())
         return V.tracking(model, self.accepted, calibration_end=s.calibration_end, holdout_end=s.holdout_end,
                           time_unit=s.time_unit, zero_amount_purchases=self.zero_amount_purchases,
-                          **self._caps())
+                          cohorts=cohorts, **self._caps())
 
     # --- customer covariates ----------------------------------------------------------------
 

@@ -33,6 +33,12 @@ purchases in the data with its posterior uncertainty
 (:class:`cbcv.valuation.drivers.FirstPurchaseSpend`), plus the population-mean repeat spend
 times the discounted expected repeat transactions of a customer just acquired. The revenue
 forecast of future cohorts counts their first purchases in their acquisition period.
+
+With customer covariates (``covariates`` or ``survey`` in the config) every model is fitted with
+them, every existing customer is valued at its own, and a future customer is the covariate mix
+of the customers acquired in the last year to the valuation date
+(:meth:`cbcv.pipeline.company_data.CompanyData.new_customers`): its CLV at acquisition is the
+mix's average of each group's, ``margin × (E[first spend] + Σ_g share_g E[spend_g] DERT_g)``.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from cbcv import predict as P
-from cbcv.clv import dert_draws, n_model_draws
+from cbcv.clv import n_model_draws
 from cbcv.clv.scoring import DERT_GRID, ScoredBase
 from cbcv.config import LoadedConfig, load_config
 from cbcv.core.cache import atomic_write_json
@@ -64,6 +70,7 @@ from cbcv.valuation.acquisition import (
 )
 from cbcv.valuation.bridge import ValuationResult, value_bridge
 from cbcv.valuation.drivers import (
+    NewCustomers,
     UnitEconomics,
     dert_function,
     existing_revenue_by_period,
@@ -105,6 +112,7 @@ class CompanyValuation:
     valuation_date: dt.date | None = None
     data_window: tuple[dt.date | None, dt.date] | None = None
     calibration_end: dt.date | None = None
+    new_customers: NewCustomers | None = None
 
     def diagnostics(self) -> dict[str, Any]:
         """The verdict over every fit behind the valuation (:func:`cbcv.models.verdict.combined_diagnostics`):
@@ -143,6 +151,9 @@ class CompanyValuation:
             **{k: float(v) for k, v in self.clv.summary().loc["clv_per_customer"].items()},
         }
         out["future_customers"] = {"included": self.future is not None, "note": self.future_note}
+        if self.new_customers is not None and len(self.new_customers.frame) > 1:
+            out["future_customers"]["covariate_mix"] = {"basis": self.new_customers.basis,
+                                                        "rows": list(json_records(self.new_customers.table()).values())}
         out["financial_inputs"] = {
             name: {k: float(v) for k, v in row.items()} for name, row in self.financials.summary().iterrows()
         }
@@ -165,7 +176,6 @@ class CompanyValuation:
 
 
 def iso_day(day: dt.date | None) -> str | None:
-    """A day as ISO text for ``valuation.json`` (None stays None)."""
     """A day as ISO text for ``valuation.json`` (None stays None)."""
     return day.isoformat() if day is not None else None
 
@@ -214,11 +224,13 @@ def future_equity(
     terminal_growth: float = 0.0,
     first_spend: Any = 0.0,
     seasonality: bool = False,
+    new: NewCustomers | None = None,
 ) -> tuple[FutureEquity | None, str, np.ndarray | None]:
     """Future customer equity, or ``None`` and the reason it is left out (step 6), and the
     ``(draws, periods)`` forecast acquisitions (``None`` without future customers). ``history``:
     new customers per ``period`` (:func:`acquisition_history`); ``first_spend``: the expected
-    spend of a new customer's first purchase (scalar or ``(draws,)``)."""
+    spend of a new customer's first purchase (scalar or ``(draws,)``); ``new``: the covariate mix
+    new customers arrive with (:meth:`CompanyData.new_customers`; none without covariates)."""
     active = active_periods(history)
     if active < MIN_ACQUISITION_PERIODS:
         return None, (
@@ -236,12 +248,10 @@ def future_equity(
     model.fit(history, settings)
     steps = horizon_periods(fin.horizon_years, period)
     expected = _to_draws(model.forecast(steps, seed=0).expected.to_numpy(), n)
-    new = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
-    delta = continuous_rate(fin.discount_rate, time_unit)
+    new = new if new is not None else NewCustomers()
+    delta = np.broadcast_to(continuous_rate(fin.discount_rate, time_unit), (n,))
     clv_new = fin.contribution_margin * (
-        np.broadcast_to(np.asarray(first_spend, dtype=float), (n,))
-        + dert_draws(freq_model, new, np.broadcast_to(delta, (n,)), n)[:, 0]
-        * _to_draws(P.expected_spend(spend_model, new, max_draws=n), n)[:, 0]
+        np.broadcast_to(np.asarray(first_spend, dtype=float), (n,)) + new.repeat_value(freq_model, spend_model, delta, n)
     )
     fe = future_customer_equity(
         expected, clv_new, fin.acquisition_cost, fin.discount_rate, unit=period,
@@ -315,13 +325,16 @@ def value_loaded(
     clv = data.score(freq, spend, margin=fin.contribution_margin, rate=fin.discount_rate, n=n)
     first = data.first_purchase_spend()
     first_draws = first.draws(n, seed=cfg.seed)
+    new = data.new_customers()
     future, note, acquisitions = future_equity(
         data.acquisition_history(period), freq, spend, fin, time_unit=unit, period=period,
         market=market if market is not None else market_size(fin_cfg),
         settings=sampler_settings(loaded, "acquisition"), terminal=fin_cfg.terminal_value,
         terminal_growth=fin_cfg.terminal_growth, first_spend=first_draws,
-        seasonality=fin_cfg.acquisition_seasonality,
+        seasonality=fin_cfg.acquisition_seasonality, new=new,
     )
+    if future is not None and cfg.has_covariates:
+        note += f"; new customers valued at {new.basis}"
     valuation = value_bridge(
         clv.total, future, fin, cost_growth=fin_cfg.cost_growth, capex_deductible=fin_cfg.capex_deductible,
         currency=cfg.company.currency,
@@ -339,8 +352,8 @@ def value_loaded(
         dert=dert_function(freq, units, unit, n_s, grid=DERT_GRID),
         spend=P.expected_spend(spend, units, max_draws=n_s) * weights,
         acquisitions=acquisitions[thin_s] if acquisitions is not None else None,
-        new_customer_dert=new_customer_dert_function(freq, unit, n_s) if acquisitions is not None else None,
-        new_customer_spend=population_spend(spend, n_s),
+        new_customer_dert=new_customer_dert_function(freq, unit, n_s, new, spend) if acquisitions is not None else None,
+        new_customer_spend=population_spend(spend, n_s, new),
         new_customer_first_spend=first_draws[thin_s],
         acquisition_unit=period,
         terminal=fin_cfg.terminal_value,  # type: ignore[arg-type]
@@ -355,7 +368,7 @@ def value_loaded(
         freq, spend, units, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev, weights=weights
     )
     new_rev = new_customer_revenue_by_age(freq, spend, period=period, n_periods=steps, time_unit=unit, n_draws=n_rev,
-                                          first_spend=first_draws[thin])
+                                          first_spend=first_draws[thin], new=new)
     acq = acquisitions[thin] if acquisitions is not None else np.zeros((n_rev, 0))
     labels = forecast_periods(fits.valuation_date, period, steps)
     revenue = revenue_layers(existing_rev, new_rev, acq, periods=labels.astype(str),
@@ -363,7 +376,7 @@ def value_loaded(
     ue = unit_economics(
         freq, spend, margin=fin.contribution_margin, annual_discount_rate=fin.discount_rate,
         acquisition_cost=fin.acquisition_cost, period=period, horizon_periods=steps, time_unit=unit,
-        n_draws=n, currency=cfg.company.currency, first_spend=first_draws,
+        n_draws=n, currency=cfg.company.currency, first_spend=first_draws, new=new,
     )
     return CompanyValuation(
         result=valuation, clv=clv, financials=fin, purchase_model=fits.purchase_model,
@@ -372,7 +385,7 @@ def value_loaded(
         sensitivity=sens, tornado=tornado(sens, step=TORNADO_STEP), elasticities=elasticities(sens),
         scenarios=scenarios(sens, fin_cfg.scenarios), revenue=revenue, unit_economics=ue, source=fits.source,
         valuation_date=fits.valuation_date, data_window=data.data_window,
-        calibration_end=fits.calibration_end,
+        calibration_end=fits.calibration_end, new_customers=new,
     )
 
 
@@ -478,10 +491,6 @@ def valuation_fits(
     from cbcv.pipeline.workflow import REFIT_DIR
 
     cfg = loaded.config
-    if cfg.has_covariates:
-        raise ConfigError(f"{loaded.path}: covariates / survey: the valuation, its sensitivities and the CLV page do "
-                          "not use customer covariates yet; the customer-experience and movement pages do "
-                          "(cbcv.pipeline.experience, cbcv movement)")
     summary, models, source = company_models(loaded, result, run_dir, progress)
     if "gamma_gamma" not in models:
         raise ConfigError(f"{loaded.path}: models: CLV and valuation need gamma_gamma for the spend per transaction")

@@ -312,6 +312,16 @@ def fit_summary_model(
     return model
 
 
+def fit_company_model(data: CompanyData, name: str, settings: SamplerSettings) -> CLVModel:
+    """One summary model fitted to the company's data as :func:`fit_company_models` fits it: the
+    counted summary (gamma-gamma: the spend sample), or with the company's customer covariates
+    when it has them (:func:`fit_with_covariates`)."""
+    if data.covariates is not None:
+        return fit_with_covariates(data.summaries(), name, settings, data.covariate_table,
+                                   data.covariates.reference)[0]
+    return fit_summary_model(data.spend_sample() if name == "gamma_gamma" else data.counted, name, settings)
+
+
 def fit_with_covariates(
     summary: pd.DataFrame, name: str, settings: SamplerSettings, table: CovariateTable,
     reference: dict[str, str] | None = None,

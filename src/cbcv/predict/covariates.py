@@ -21,12 +21,26 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from cbcv.core.errors import CbcvError
 from cbcv.models.covariate_design import design_groups
 from cbcv.models.covariates import CovariateModel
 
 F = TypeVar("F", bound=Callable[..., np.ndarray])
+
+
+def covariate_parts(model: Any, data: pd.DataFrame) -> list[tuple[np.ndarray, Any]]:
+    """The covariate groups of ``data`` under ``model``: each group's row positions and its
+    stand-in model (:meth:`CovariateModel.group`, the family at that group's parameter draws);
+    one part with every row and ``model`` itself for a model without covariates. For
+    predictions that are not one column per customer (sums over customers, population
+    curves, shocked posteriors), run part by part."""
+    if not isinstance(model, CovariateModel):
+        return [(np.arange(len(data)), model)]
+    X = model.design.matrix(data.reset_index(drop=True), "predictions")
+    groups, group_of = design_groups(X)
+    return [(np.flatnonzero(group_of == g), model.group(z)) for g, z in enumerate(groups)]
 
 
 def covariate_groups(fn: F) -> F:
@@ -41,12 +55,9 @@ def covariate_groups(fn: F) -> F:
         if not isinstance(model, CovariateModel):
             return fn(*args, **kwargs)
         data = bound.arguments["data"]
-        X = model.design.matrix(data.reset_index(drop=True), "predictions")
-        groups, group_of = design_groups(X)
         out: np.ndarray | None = None
-        for g, z in enumerate(groups):
-            rows = np.flatnonzero(group_of == g)
-            bound.arguments["model"] = model.group(z)
+        for rows, stand_in in covariate_parts(model, data):
+            bound.arguments["model"] = stand_in
             bound.arguments["data"] = data.iloc[rows]
             part = fn(*bound.args, **bound.kwargs)
             if out is None:

@@ -43,6 +43,7 @@ from cbcv.core.errors import DataError
 from cbcv.models.acquisition import compare_holdout
 from cbcv.valuation.benchmarks import logistic_customers
 from cbcv.valuation.drivers import (
+    NewCustomers,
     existing_purchases_by_period,
     existing_revenue_by_period,
     new_customer_purchases_by_age,
@@ -71,20 +72,22 @@ def model_forecast(
     time_unit: str,
     n_draws: int,
     panel: bool,
+    new: NewCustomers | None = None,
 ) -> dict[str, np.ndarray]:
     """``series -> (horizon,)`` mean forecasts of the models fitted at an origin (module
     notes). ``units``/``weights``: today's customers as valuation units and their counts;
-    ``acquisitions``: ``(draws, horizon)`` expected new customers per forecast period."""
+    ``acquisitions``: ``(draws, horizon)`` expected new customers per forecast period; ``new``:
+    their covariate mix (:class:`cbcv.valuation.drivers.NewCustomers`)."""
     acq = np.atleast_2d(np.asarray(acquisitions, dtype=float))
     horizon = acq.shape[1]
     common = {"period": period, "n_periods": horizon, "time_unit": time_unit, "n_draws": n_draws}
     purchases = revenue_layers(
         existing_purchases_by_period(freq_model, units, weights=weights, **common),
-        new_customer_purchases_by_age(freq_model, **common), acq,
+        new_customer_purchases_by_age(freq_model, new=new, **common), acq,
     ).total
     revenue = revenue_layers(
         existing_revenue_by_period(freq_model, spend_model, units, weights=weights, **common),
-        new_customer_revenue_by_age(freq_model, spend_model, first_spend=first_spend, **common), acq,
+        new_customer_revenue_by_age(freq_model, spend_model, first_spend=first_spend, new=new, **common), acq,
     ).total
     out = {"new_customers": acq.mean(axis=0), "transactions": purchases.mean(axis=0),
            "revenue": revenue.mean(axis=0)}

@@ -21,12 +21,17 @@ is made at acquisition, so it is not discounted within the customer's life; its 
 is estimated from the first purchases in the data (:class:`FirstPurchaseSpend`), which differ
 from repeat purchases (gamma-gamma is fitted to repeat spend only) and are real revenue of
 every future cohort, in its acquisition period.
+
+With customer covariates (:class:`~cbcv.models.covariates.CovariateModel`), every driver runs
+each covariate group at its own parameters (:func:`cbcv.predict.covariates.covariate_parts`):
+existing customers at their own covariates, a retention shock applied to each group's dropout
+process, and future customers as a mix of covariate rows (:class:`NewCustomers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +44,8 @@ from cbcv.core.discount import continuous_rate
 from cbcv.core.draws import draw_stats
 from cbcv.core.units import periods_per_year, unit_days
 from cbcv.models.base import CLVModel
+from cbcv.models.covariates import CovariateModel
+from cbcv.predict.covariates import covariate_parts
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,64 @@ class FirstPurchaseSpend:
 
 #: A customer just acquired: no repeat purchase yet, age 0.
 NEW_CUSTOMER = pd.DataFrame({"x": [0.0], "t_x": [0.0], "T": [0.0], "mean_repeat_spend": [np.nan]})
+
+
+def _plain() -> pd.DataFrame:
+    return NEW_CUSTOMER.copy()
+
+
+@dataclass(frozen=True)
+class NewCustomers:
+    """Who the future customers are: the covariate rows they arrive with (``frame``: one row
+    per row of covariates, each a customer just acquired, :data:`NEW_CUSTOMER`) and each row's
+    ``share`` of them (summing to 1); ``basis`` says where the mix comes from. Without customer
+    covariates: one row of share 1, the population's new customer.
+
+    A new customer's expected repeat value is the mix's average, Σ_g share_g × E[spend_g] ×
+    DERT_g, each group at its own parameters: with covariates on both purchasing and spend,
+    groups that buy more also spend more, and the average of the products is not the product
+    of the averages."""
+
+    frame: pd.DataFrame = field(default_factory=_plain)
+    shares: np.ndarray = field(default_factory=lambda: np.ones(1))
+    basis: str = "every new customer alike (no customer covariates)"
+
+    def __post_init__(self) -> None:
+        shares = np.asarray(self.shares, dtype=float)
+        if shares.shape != (len(self.frame),) or np.any(shares < 0) or not np.isclose(shares.sum(), 1.0):
+            raise ValueError("new customers: one non-negative share per row of the mix, summing to 1")
+
+    @classmethod
+    def mix(cls, counts: pd.DataFrame, columns: list[str], basis: str) -> NewCustomers:
+        """The mix of ``counts`` (one row per combination of the covariate ``columns`` and its
+        ``count`` of customers)."""
+        counts = counts[counts["count"] > 0].reset_index(drop=True)
+        if counts.empty:
+            raise ValueError(f"new customers: no customers to take the covariate mix from ({basis})")
+        frame = pd.concat([NEW_CUSTOMER] * len(counts), ignore_index=True)
+        for c in columns:
+            frame[c] = counts[c].to_numpy()
+        total = counts["count"].to_numpy(dtype=float)
+        return cls(frame, total / total.sum(), basis)
+
+    def table(self) -> pd.DataFrame:
+        """The mix as a table: the covariate columns and each row's share."""
+        out = self.frame.drop(columns=list(NEW_CUSTOMER.columns)).copy()
+        out["share"] = self.shares
+        return out
+
+    def spend(self, spend_model: CLVModel, n_draws: int) -> np.ndarray:
+        """``(draws, rows)`` expected spend per repeat transaction of each row, ``p γ_g / (q − 1)``."""
+        return P.expected_spend(spend_model, self.frame, max_draws=n_draws)
+
+    def mean_spend(self, spend_model: CLVModel, n_draws: int) -> np.ndarray:
+        """``(draws,)`` the mix's mean spend per repeat transaction."""
+        return self.spend(spend_model, n_draws) @ self.shares
+
+    def repeat_value(self, freq_model: CLVModel, spend_model: CLVModel, delta: np.ndarray, n_draws: int) -> np.ndarray:
+        """``(draws,)`` Σ_g share_g × E[spend_g] × DERT_g at continuous rate ``delta`` per draw
+        (the repeat purchases' discounted revenue of one new customer)."""
+        return (dert_draws(freq_model, self.frame, delta, n_draws) * self.spend(spend_model, n_draws)) @ self.shares
 
 
 @dataclass(frozen=True)
@@ -107,7 +172,21 @@ def dert_function(
     MBG/NBD): DERT given alive, which depends on (x, T) only, is evaluated once per distinct
     pair and interpolated over each x's T at ``grid`` Chebyshev points, as scoring does
     (:func:`cbcv.clv.scoring.pair_values`; within 2e-7 of the direct quadrature on CDNOW, tested): for a large base with
-    hundreds of distinct T per x."""
+    hundreds of distinct T per x. A model with covariates: each covariate group of ``data`` at
+    its own parameters, the retention shock applied to each group's dropout process."""
+
+    if isinstance(model, CovariateModel):  # each covariate group at its own parameters
+        parts = [(rows, dert_function(stand_in, data.iloc[rows], time_unit, n_draws, grid=grid))
+                 for rows, stand_in in covariate_parts(model, data)]
+
+        def by_group(retention: float, annual_rate: np.ndarray) -> np.ndarray:
+            values = [(rows, g(retention, annual_rate)) for rows, g in parts]
+            out = np.empty((values[0][1].shape[0], len(data)))
+            for rows, v in values:
+                out[:, rows] = v
+            return out
+
+        return by_group
 
     def f(retention: float, annual_rate: np.ndarray) -> np.ndarray:
         shocked = with_retention(model, retention, n_draws)
@@ -125,15 +204,28 @@ def dert_function(
         return alive * pairs.dert[:, pairs.index]
 
     return f
-def new_customer_dert_function(model: CLVModel, time_unit: str, n_draws: int) -> Any:
-    """``f(retention, annual_rate) -> (draws,)``: DERT of a customer just acquired."""
-    inner = dert_function(model, NEW_CUSTOMER, time_unit, n_draws)
-    return lambda retention, annual_rate: inner(retention, annual_rate)[:, 0]
 
 
-def population_spend(spend_model: CLVModel, n_draws: int) -> np.ndarray:
-    """``(draws,)`` expected spend per transaction of a new customer, ``p γ / (q − 1)``."""
-    return P.expected_spend(spend_model, NEW_CUSTOMER, max_draws=n_draws)[:, 0]
+def new_customer_dert_function(model: CLVModel, time_unit: str, n_draws: int, new: NewCustomers | None = None,
+                               spend_model: CLVModel | None = None) -> Any:
+    """``f(retention, annual_rate) -> (draws,)``: DERT of a customer just acquired. With a mix
+    of ``new`` customers, the spend-weighted mean DERT over the mix, Σ_g share_g s_g DERT_g /
+    Σ_g share_g s_g (``spend_model`` gives s_g), so that :func:`population_spend` times it is
+    the mix's repeat value exactly (:class:`NewCustomers`)."""
+    new = new if new is not None else NewCustomers()
+    inner = dert_function(model, new.frame, time_unit, n_draws)
+    if len(new.frame) == 1:
+        return lambda retention, annual_rate: inner(retention, annual_rate)[:, 0]
+    if spend_model is None:
+        raise ValueError("new customers: a covariate mix needs the spend model to weight DERT by spend")
+    weights = new.spend(spend_model, n_draws) * new.shares
+    return lambda retention, annual_rate: (inner(retention, annual_rate) * weights).sum(axis=1) / weights.sum(axis=1)
+
+
+def population_spend(spend_model: CLVModel, n_draws: int, new: NewCustomers | None = None) -> np.ndarray:
+    """``(draws,)`` expected spend per transaction of a new customer, ``p γ / (q − 1)`` (the
+    mean over the mix of ``new`` customers)."""
+    return (new if new is not None else NewCustomers()).mean_spend(spend_model, n_draws)
 
 
 def period_length(period: str, time_unit: str) -> float:
@@ -177,6 +269,11 @@ def existing_purchases_by_period(
     Σ_i w_i × (E[X_i(T_i, T_i + k L]] − E[X_i(T_i, T_i + (k − 1) L]]); ``weights`` ``w``: one
     per row (customers per valuation unit) or ``(draws, rows)`` (each draw's expected spend
     times them, for revenue), 1 when omitted."""
+    w = np.ones(len(summary)) if weights is None else np.asarray(weights, dtype=float)
+    if isinstance(freq_model, CovariateModel):  # a sum over the covariate groups, each at its parameters
+        return sum(existing_purchases_by_period(stand_in, summary.iloc[rows], period=period, n_periods=n_periods,
+                                                time_unit=time_unit, n_draws=n_draws, weights=w[..., rows])
+                   for rows, stand_in in covariate_parts(freq_model, summary))
     length = period_length(period, time_unit)
     # E[X_i(T_i, T_i + t]] = P(alive)_i × g(x_i, T_i, t): sum each draw's weight × P(alive) per
     # distinct (x, T) pair once, then one g per pair and period
@@ -185,7 +282,6 @@ def existing_purchases_by_period(
     pairs, index = np.unique(np.stack([x, T]), axis=1, return_inverse=True)
     index = np.asarray(index).ravel()
     alive = P.p_alive(freq_model, summary, max_draws=n_draws)
-    w = np.ones(len(summary)) if weights is None else np.asarray(weights, dtype=float)
     onehot = sparse.csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, pairs.shape[1]))
     weight = np.asarray(onehot.T @ (w * alive).T).T  # (draws, pairs)
     p = P.posterior_draws(freq_model, n_draws)
@@ -196,30 +292,42 @@ def existing_purchases_by_period(
     return np.diff(cumulative, axis=1)
 
 
+def _repeat_curves(freq_model: CLVModel, new: NewCustomers, *, period: str, n_periods: int, time_unit: str,
+                   n_draws: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per covariate group of the mix: its rows and ``(draws, n_periods)`` ΔE[X(t)], the
+    expected repeat purchases of a customer just acquired in each period of its life."""
+    t = np.arange(n_periods + 1) * period_length(period, time_unit)
+    return [(rows, np.diff(P.expected_purchases_population(stand_in, t, max_draws=n_draws), axis=1))
+            for rows, stand_in in covariate_parts(freq_model, new.frame)]
+
+
 def new_customer_purchases_by_age(
     freq_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int,
+    new: NewCustomers | None = None,
 ) -> np.ndarray:
     """``(draws, n_periods)`` expected purchases of one new customer in the period of its
     acquisition (age 0: its first purchase and any repeat within the period) and each later
-    one: 1 at age 0 plus ΔE[X(t)] (the population's expected repeat purchases)."""
-    length = period_length(period, time_unit)
-    t = np.arange(n_periods + 1) * length
-    out = np.diff(P.expected_purchases_population(freq_model, t, max_draws=n_draws), axis=1)
+    one: 1 at age 0 plus ΔE[X(t)] (the population's expected repeat purchases; the mix's mean
+    over ``new`` customers)."""
+    new = new if new is not None else NewCustomers()
+    curves = _repeat_curves(freq_model, new, period=period, n_periods=n_periods, time_unit=time_unit, n_draws=n_draws)
+    out = sum(new.shares[rows].sum() * curve for rows, curve in curves)
     out[:, 0] += 1.0
     return out
 
 
 def new_customer_revenue_by_age(
     freq_model: CLVModel, spend_model: CLVModel, *, period: str, n_periods: int, time_unit: str, n_draws: int,
-    first_spend: Any = 0.0,
+    first_spend: Any = 0.0, new: NewCustomers | None = None,
 ) -> np.ndarray:
     """``(draws, n_periods)`` expected revenue of one new customer in the period of its
     acquisition (age 0) and each later one: its first purchase, ``first_spend`` (scalar or
-    ``(draws,)``), at age 0, and its repeat purchases E[spend] × ΔE[X(t)] (population E[X(t)])."""
-    repeats = new_customer_purchases_by_age(freq_model, period=period, n_periods=n_periods,
-                                            time_unit=time_unit, n_draws=n_draws)
-    repeats[:, 0] -= 1.0  # the first purchase is priced apart
-    out = population_spend(spend_model, n_draws)[:, None] * repeats
+    ``(draws,)``), at age 0, and its repeat purchases E[spend] × ΔE[X(t)] (population E[X(t)];
+    Σ_g share_g E[spend_g] ΔE[X_g(t)] over a mix of ``new`` customers)."""
+    new = new if new is not None else NewCustomers()
+    weights = new.spend(spend_model, n_draws) * new.shares  # (draws, rows)
+    curves = _repeat_curves(freq_model, new, period=period, n_periods=n_periods, time_unit=time_unit, n_draws=n_draws)
+    out = sum(weights[:, rows].sum(axis=1)[:, None] * curve for rows, curve in curves)
     out[:, 0] += np.broadcast_to(np.asarray(first_spend, dtype=float), (out.shape[0],))
     return out
 
@@ -280,16 +388,18 @@ def unit_economics(
     n_draws: int,
     currency: str | None = None,
     first_spend: Any = 0.0,
+    new: NewCustomers | None = None,
 ) -> UnitEconomics:
     """Unit economics of a new customer per draw (see :class:`UnitEconomics`); ``first_spend``:
-    the expected spend of its first purchase (scalar or ``(draws,)``)."""
-    dert_new = new_customer_dert_function(freq_model, time_unit, n_draws)(1.0, annual_discount_rate)
-    spend = population_spend(spend_model, n_draws)
+    the expected spend of its first purchase (scalar or ``(draws,)``); ``new``: the covariate
+    mix of new customers (:class:`NewCustomers`; the mix's mean customer)."""
+    dert_new = new_customer_dert_function(freq_model, time_unit, n_draws, new, spend_model)(1.0, annual_discount_rate)
+    spend = population_spend(spend_model, n_draws, new)
     first = np.broadcast_to(np.asarray(first_spend, dtype=float), spend.shape)
     clv = margin * (first + spend * dert_new)
     by_age = new_customer_revenue_by_age(
         freq_model, spend_model, period=period, n_periods=horizon_periods, time_unit=time_unit, n_draws=n_draws,
-        first_spend=first,
+        first_spend=first, new=new,
     )
     cum_margin = np.cumsum(margin[:, None] * by_age, axis=1)
     reached = cum_margin >= acquisition_cost[:, None]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -44,6 +45,7 @@ from cbcv.predict import (
     posterior_draws,
 )
 from cbcv.predict.bgbb import expected_transactions as bgbb_expected_transactions
+from cbcv.predict.covariates import covariate_parts
 
 INTERVAL = 0.9
 #: Largest (draws × rows) block of predictions held at once.
@@ -233,13 +235,16 @@ def tracking(
     max_draws: int = 200,
     memory_limit: str | None = None,
     zero_amount_purchases: bool = False,
+    cohorts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Cumulative repeat transactions per period, actual against expected, over calibration and
     holdout (Fader, Hardie & Lee 2005, Figure 2), for the customers acquired by
     ``calibration_end``. ``transactions``: the validated log, a DataFrame or a Parquet file
     (counted by date in DuckDB, :func:`cbcv.data.summary.purchase_days`, out of core). The
     expectation sums, over customers, the population mean E[X(t − t_i)] since each customer's
-    first purchase t_i."""
+    first purchase t_i. A model with covariates needs ``cohorts``: the customers per first
+    purchase date (``first_purchase``) and covariate row (``count``), each such cohort at its
+    group's parameters."""
     days = unit_days(time_unit)
     by_date = purchase_days(
         transactions, calibration_end=calibration_end, memory_limit=memory_limit,
@@ -256,13 +261,23 @@ def tracking(
     cumulative = np.concatenate([[0.0], np.cumsum(by_date["repeat_days"].to_numpy(dtype=float))])
     actual = cumulative[np.searchsorted(dates, edges.to_numpy(), side="left")]
 
-    # expected: one term per acquisition date, weighted by its customers
-    t_unique = (first_dates - start) / np.timedelta64(1, "D") / days
-    counts = acquired[acquired > 0]
+    # expected: one term per acquisition date (and covariate row), weighted by its customers
     period_ends = np.arange(1, n_periods + 1, dtype=float)
-    ages = np.clip(period_ends[:, None] - t_unique[None, :], 0.0, None)  # (periods, cohorts)
-    flat = expected_purchases_population(model, ages.ravel(), max_draws=max_draws)  # (draws, n)
-    expected = (flat.reshape(flat.shape[0], *ages.shape) * counts[None, None, :]).sum(axis=2)
+
+    def since(part: Any, dates: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        t_unique = (dates - start) / np.timedelta64(1, "D") / days
+        ages = np.clip(period_ends[:, None] - t_unique[None, :], 0.0, None)  # (periods, cohorts)
+        flat = expected_purchases_population(part, ages.ravel(), max_draws=max_draws)  # (draws, n)
+        return (flat.reshape(flat.shape[0], *ages.shape) * counts[None, None, :]).sum(axis=2)
+
+    if isinstance(model, CovariateModel):
+        if cohorts is None:
+            raise CbcvError(f"{model.name} with covariates: tracking needs the cohorts by first purchase and covariates")
+        dates = pd.to_datetime(cohorts["first_purchase"]).to_numpy(dtype="datetime64[ns]")
+        counts = cohorts["count"].to_numpy(dtype=float)
+        expected = sum(since(part, dates[rows], counts[rows]) for rows, part in covariate_parts(model, cohorts))
+    else:
+        expected = since(model, first_dates, acquired[acquired > 0])
     lo, hi = np.quantile(expected, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
     cal_end = pd.Timestamp(calibration_end)
     return pd.DataFrame(
@@ -315,30 +330,35 @@ def frequency_ppc(
     x = 0, 1, …, ``max_x``+ observed, against replicated data sets simulated from ``n_draws``
     posterior draws with each customer's own T. A counted base of more than
     :data:`PPC_CUSTOMERS` customers is checked on a seeded random sample of that many
-    (``attrs["sampled"]`` is then True)."""
+    (``attrs["sampled"]`` is then True). A model with covariates simulates each customer at its
+    covariate group's parameters (``cal_hold`` holds the covariate columns)."""
     if model.name not in ("bgnbd", "pareto_nbd"):
         raise CbcvError(f"frequency_ppc: no simulator for model {model.name!r}")
-    post = model.draws()
+    parts = [(rows, part.draws()) for rows, part in covariate_parts(model, cal_hold)]
     rng = np.random.default_rng(seed)
-    n_total = len(next(iter(post.values())))
+    n_total = len(next(iter(parts[0][1].values())))
     idx = rng.choice(n_total, size=min(n_draws, n_total), replace=False)
     w = customer_weights(cal_hold)
     sampled = w.sum() > PPC_CUSTOMERS
     times = np.rint(w).astype(np.int64)
     if sampled:  # customers drawn without replacement, so each row gives at most its count
         times = rng.multivariate_hypergeometric(times, PPC_CUSTOMERS)
-    T = np.repeat(cal_hold["T"].to_numpy(dtype=float), times)
-    x_observed = np.repeat(cal_hold["x"].to_numpy(dtype=np.int64), times)
+    T_all, x_all = cal_hold["T"].to_numpy(dtype=float), cal_hold["x"].to_numpy(dtype=np.int64)
+    x_observed = np.repeat(x_all, times)
     counts = np.zeros((len(idx), max_x + 1))
     for k, i in enumerate(idx):
-        if model.name == "bgnbd":
-            params: BGNBDParams | ParetoNBDParams = BGNBDParams(
-                r=post["r"][i], alpha=post["alpha"][i], a=post["a"][i], b=post["b"][i]
-            )
-        else:
-            params = ParetoNBDParams(r=post["r"][i], alpha=post["alpha"][i], s=post["s"][i], beta=post["beta"][i])
-        sim = simulate_summaries(params, len(T), T, seed=int(seed * 100_003 + k))
-        counts[k] = np.bincount(np.minimum(sim["x"].to_numpy(dtype=int), max_x), minlength=max_x + 1)
+        for j, (rows, post) in enumerate(parts):
+            T = np.repeat(T_all[rows], times[rows])
+            if T.size == 0:
+                continue
+            if model.name == "bgnbd":
+                params: BGNBDParams | ParetoNBDParams = BGNBDParams(
+                    r=post["r"][i], alpha=post["alpha"][i], a=post["a"][i], b=post["b"][i]
+                )
+            else:
+                params = ParetoNBDParams(r=post["r"][i], alpha=post["alpha"][i], s=post["s"][i], beta=post["beta"][i])
+            sim = simulate_summaries(params, len(T), T, seed=int(seed * 100_003 + k) + 7919 * j)
+            counts[k] += np.bincount(np.minimum(sim["x"].to_numpy(dtype=int), max_x), minlength=max_x + 1)
     observed = np.bincount(np.minimum(x_observed, max_x), minlength=max_x + 1)
     lo, hi = np.quantile(counts, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
     out = pd.DataFrame(
