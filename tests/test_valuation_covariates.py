@@ -195,3 +195,28 @@ def az_posterior(params: dict) -> object:
     import arviz as az
 
     return az.from_dict(posterior={k: np.asarray(v).reshape(2, -1) for k, v in params.items()})
+
+
+def test_tracking_with_covariates_is_the_sum_of_its_cohorts_groups(cdnow_sample_tx, cdnow_weekly) -> None:
+    """With every coefficient at 0 the covariate model is the plain one in every group: its
+    tracking, summed over the cohorts by first purchase and group, is the plain model's; with a
+    purchase effect, the fast group's customers add to the expectation."""
+    from cbcv.valuation.holdout import tracking
+
+    data = cdnow_weekly.assign(g=np.where(np.arange(len(cdnow_weekly)) % 3 == 0, "b", "a"))
+    model = CovariateModel(BetaGeoModel(), CovariateDesign.from_frame(data, ["g"], reference={"g": "a"}))
+    model.idata = stand_in_posterior(model, {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+                                     {"purchase": np.zeros(1), "dropout": np.zeros(1)})
+    plain = BetaGeoModel()
+    plain.idata = az_posterior({k: model.idata.posterior[k].values for k in ("r", "alpha", "a", "b")})
+    kw = {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30", "zero_amount_purchases": True}
+    cohorts = data.groupby(["first_purchase", "g"]).size().rename("count").reset_index()
+    for process in ("purchase", "dropout"):
+        model.idata.posterior[f"{process}_coef"][:] = 0.0
+    with_groups = tracking(model, cdnow_sample_tx, cohorts=cohorts, **kw)
+    alone = tracking(plain, cdnow_sample_tx, **kw)
+    np.testing.assert_allclose(with_groups["expected"], alone["expected"], rtol=1e-10)
+    np.testing.assert_array_equal(with_groups["actual"], alone["actual"])
+    model.idata.posterior["purchase_coef"][:] = 0.5
+    faster = tracking(model, cdnow_sample_tx, cohorts=cohorts, **kw)
+    assert (faster["expected"].iloc[5:] > alone["expected"].iloc[5:]).all()
