@@ -126,6 +126,18 @@ def test_scoring_a_date_again_replaces_its_partition_with_the_same_rows(demo: di
         (history / "as_of=2025-01-31").rmdir()
 
 
+def test_the_covariate_summaries_are_written_once_for_every_page(demo: dict) -> None:
+    path = load_company(demo["loaded"]).covariate_summary_file  # another page's data object
+    stamp, manifest, before = path.stat().st_mtime_ns, path.with_suffix(".json"), pd.read_parquet(path)
+    assert load_company(demo["loaded"]).covariate_summary_file.stat().st_mtime_ns == stamp  # reused
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    manifest.write_text(json.dumps({**saved, "key": "other covariates"}), encoding="utf-8")
+    rebuilt = load_company(demo["loaded"]).covariate_summary_file
+    assert rebuilt.stat().st_mtime_ns != stamp and json.loads(manifest.read_text(encoding="utf-8")) == {
+        **saved, "files": {path.name: [rebuilt.stat().st_size, rebuilt.stat().st_mtime_ns]}}
+    pd.testing.assert_frame_equal(pd.read_parquet(rebuilt), before)
+
+
 @pytest.fixture(scope="module")
 def movement(demo: dict):
     store = demo["result"].accepted.parent / "history" / "_models"

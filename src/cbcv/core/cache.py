@@ -8,6 +8,7 @@
   two runs do not rebuild one company's cache at the same time. A lock whose process is gone
   (killed) is stale and taken over.
 * :func:`content_key`: a SHA-256 of a JSON-able key (source hash and the settings that matter).
+* :func:`cached_file`: a derived file and its manifest, rebuilt when the key changes.
 """
 
 from __future__ import annotations
@@ -87,6 +88,22 @@ def read_json(path: str | Path) -> Any | None:
 def file_stamps(*paths: Path) -> dict[str, list[int]]:
     """Size and modification time (ns) of each file, by name: what a manifest vouches for."""
     return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
+
+
+def cached_file(path: Path, manifest: Path, key: str, write: Callable[[Path], Any]) -> Path:
+    """``path``, reused while ``manifest`` records ``key`` and the file's size and time; else
+    rebuilt by ``write(tmp)`` (a temporary name, renamed onto ``path``) under the folder's lock,
+    the manifest removed first and written last, so a half-written cache is never reused."""
+    with FolderLock(path.parent):
+        saved = read_json(manifest)
+        if (path.is_file() and isinstance(saved, dict) and saved.get("key") == key
+                and saved.get("files") == file_stamps(path)):
+            return path
+        manifest.unlink(missing_ok=True)
+        with temporary_path(path) as tmp:
+            write(tmp)
+        atomic_write_json(manifest, {"key": key, "files": file_stamps(path)})
+    return path
 
 
 def _pid_alive(pid: int) -> bool:

@@ -191,22 +191,13 @@ class CompanyData:
             "holdout_end": s.holdout_end.isoformat() if s.holdout_end else None,
             "time_unit": s.time_unit, "cohort_period": s.cohort_period, "engine": self.engine.name,
         })
-        with cache.FolderLock(folder):
-            saved = cache.read_json(manifest)
-            if (path.is_file() and isinstance(saved, dict) and saved.get("key") == key
-                    and saved.get("files") == cache.file_stamps(path)):
-                return path
-            manifest.unlink(missing_ok=True)  # invalidated first, written last
-            with cache.temporary_path(path) as tmp:
-                write_summaries(
-                    self.accepted, tmp, calibration_end=s.calibration_end, holdout_end=s.holdout_end,
-                    time_unit=s.time_unit, cohort_period=s.cohort_period,
-                    memory_limit=self.engine.memory_limit, threads=self.engine.threads,
-                    zero_amount_purchases=self.zero_amount_purchases, engine=self.engine.name,
-                    spark_master=self.engine.spark.master, spark_conf=self.engine.spark.conf,
-                )
-            cache.atomic_write_json(manifest, {"key": key, "files": cache.file_stamps(path)})
-        return path
+        return cache.cached_file(path, manifest, key, lambda tmp: write_summaries(
+            self.accepted, tmp, calibration_end=s.calibration_end, holdout_end=s.holdout_end,
+            time_unit=s.time_unit, cohort_period=s.cohort_period,
+            memory_limit=self.engine.memory_limit, threads=self.engine.threads,
+            zero_amount_purchases=self.zero_amount_purchases, engine=self.engine.name,
+            spark_master=self.engine.spark.master, spark_conf=self.engine.spark.conf,
+        ))
 
     def summaries(self) -> pd.DataFrame:
         """The per-customer summaries as a pandas frame (one row per customer: for per-customer
@@ -344,9 +335,19 @@ class CompanyData:
 
     @cached_property
     def covariate_summary_file(self) -> Path:
-        """The summaries with every customer's covariates beside them (``summary_covariates.parquet``)."""
-        return write_with_covariates(self.summary_file, self.covariate_table, self.folder / "summary_covariates.parquet",
-                                     memory_limit=self.engine.memory_limit, threads=self.engine.threads)
+        """The summaries with every customer's covariates beside them (``summary_covariates.parquet``),
+        reused while ``summary_covariates.json`` records the same summaries and covariates (their
+        content hashed), as each page of a report reads it."""
+        summary, table, folder = self.summary_file, self.covariate_table, self.folder
+        rows = pd.util.hash_pandas_object(table.frame, index=False).to_numpy()
+        key = cache.content_key({"summary": (folder / "summary.json").read_text(encoding="utf-8"),
+                                 "columns": list(table.frame.columns),
+                                 "covariates": hashlib.sha256(rows.tobytes()).hexdigest()})
+        return cache.cached_file(
+            folder / "summary_covariates.parquet", folder / "summary_covariates.json", key,
+            lambda tmp: write_with_covariates(summary, table, tmp, memory_limit=self.engine.memory_limit,
+                                              threads=self.engine.threads),
+        )
 
     def covariate_summaries(self) -> pd.DataFrame:
         """The per-customer summaries with their covariates (what a fit with covariates reads)."""
