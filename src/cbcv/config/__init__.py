@@ -661,9 +661,11 @@ class LoadedConfig(BaseModel):
         from cbcv.data.catalog import is_dataset
 
         src = self.config.data.source
-        if is_dataset(src):
-            return src
-        p = Path(src).expanduser()
+        return src if is_dataset(src) else self.resolve(src)
+
+    def resolve(self, source: str) -> str:
+        """A path the config gives, absolute (a relative one is relative to the config's folder)."""
+        p = Path(source).expanduser()
         return str(p if p.is_absolute() else (self.path.parent / p).resolve())
 
 

@@ -18,6 +18,7 @@ of :mod:`cbcv.predict` (a layer above), which registers each family's kernels un
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -59,6 +60,17 @@ __all__ = [
 DEFAULT_TARGET_ACCEPT = 0.9
 #: Draws × distinct rows evaluated at once by :meth:`CLVModel.log_likelihood` (bounds memory).
 LOGLIKE_CHUNK_ELEMENTS = 200_000
+
+
+def draws_sha256(*models: Any) -> str:
+    """SHA-256 of the models' names and posterior draws (each parameter by name, in order):
+    what identifies a fit for a cache key or a model version."""
+    h = hashlib.sha256()
+    for model in models:
+        h.update(model.name.encode())
+        for name, values in sorted(model.draws().items()):
+            h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ from cbcv.data.summary_files import (
     summary_counts,
     write_summaries,
 )
-from cbcv.models.base import CLVModel
+from cbcv.models.base import CLVModel, draws_sha256
 from cbcv.models.covariates import CovariateModel
 from cbcv.pipeline.customer_covariates import CovariateSpec
 from cbcv.valuation.acquisition import acquisitions_from_first_purchases
@@ -387,10 +387,7 @@ class CompanyData:
         posteriors, the margin and discount-rate draws, the draws and time unit."""
         h = hashlib.sha256()
         h.update((self.folder / "summary.json").read_bytes())
-        for model in (freq, spend):
-            h.update(model.name.encode())
-            for name, values in sorted(model.draws().items()):
-                h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        h.update(draws_sha256(freq, spend).encode())
         for values in (margin, rate):
             h.update(np.ascontiguousarray(np.atleast_1d(values), dtype=np.float64).tobytes())
         h.update(f"{n}|{self.settings.time_unit}".encode())

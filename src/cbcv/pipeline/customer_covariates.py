@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,12 +20,6 @@ from cbcv.config import AttributesSettings, CovariateSettings, LoadedConfig, Sur
 from cbcv.core.errors import ConfigError
 from cbcv.data.covariates import CovariateTable, read_covariates
 from cbcv.data.survey import NPS_LEVELS, SurveyGroups, nps_groups, survey_covariate
-
-
-def _resolve(loaded: LoadedConfig, source: str) -> str:
-    """A config's file path, relative to the config's folder."""
-    p = Path(source).expanduser()
-    return str(p if p.is_absolute() else (loaded.path.parent / p).resolve())
 
 
 @dataclass(frozen=True)
@@ -44,8 +37,8 @@ class CovariateSpec:
         cfg = loaded.config
         if not cfg.has_covariates:
             return None
-        return cls(cfg.covariates, _resolve(loaded, cfg.covariates.source) if cfg.covariates else None,
-                   cfg.survey, _resolve(loaded, cfg.survey.source) if cfg.survey else None)
+        return cls(cfg.covariates, loaded.resolve(cfg.covariates.source) if cfg.covariates else None,
+                   cfg.survey, loaded.resolve(cfg.survey.source) if cfg.survey else None)
 
     @property
     def survey_column(self) -> str | None:
@@ -102,4 +95,4 @@ def owner_table(loaded: LoadedConfig) -> CovariateTable | None:
     attrs: AttributesSettings | None = loaded.config.attributes
     if attrs is None:
         return None
-    return read_covariates(_resolve(loaded, attrs.source), attrs.owners, id_column=attrs.id_column, as_text=True)
+    return read_covariates(loaded.resolve(attrs.source), attrs.owners, id_column=attrs.id_column, as_text=True)

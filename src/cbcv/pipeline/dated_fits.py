@@ -17,18 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cbcv import predict as P
 from cbcv.clv import n_model_draws
 from cbcv.clv.scoring import ScoredBase, score_customers
 from cbcv.config import LoadedConfig
 from cbcv.core.errors import ConfigError
 from cbcv.core.jsonio import dumps_strict
-from cbcv.models.base import CLVModel
+from cbcv.models.base import CLVModel, draws_sha256
 from cbcv.pipeline.company_data import CompanyData
-from cbcv.pipeline.valuation import DEFAULT_CLV_INPUTS, company_models
-from cbcv.valuation.inputs import draw_financials
+from cbcv.pipeline.valuation import company_models
 
 
 def config_hash(loaded: LoadedConfig) -> str:
@@ -38,13 +35,9 @@ def config_hash(loaded: LoadedConfig) -> str:
 
 
 def model_version(*models: CLVModel) -> str:
-    """The first 16 hex digits of the SHA-256 of the models' names and posterior draws."""
-    h = hashlib.sha256()
-    for model in models:
-        h.update(model.name.encode())
-        for name, values in sorted(model.draws().items()):
-            h.update(name.encode() + np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    return h.hexdigest()[:16]
+    """The first 16 hex digits of the SHA-256 of the models' names and posterior draws
+    (:func:`cbcv.models.base.draws_sha256`)."""
+    return draws_sha256(*models)[:16]
 
 
 @dataclass(frozen=True)
@@ -97,14 +90,3 @@ def fits_at(loaded: LoadedConfig, result: CompanyData, day: dt.date, store: str 
     _, models, source = company_models(loaded, data, folder, progress, folder=f"as_of={day.isoformat()}")
     freq, spend = models[name], models["gamma_gamma"]
     return DatedFits(day, data, freq, spend, model_version(freq, spend), source)
-
-
-def clv_inputs(loaded: LoadedConfig, n: int) -> tuple[Any, Any, str]:
-    """Margin and discount rate per draw (the config's financials, one draw each per posterior
-    draw), or the illustrative defaults without financials; and the note that says which."""
-    cfg = loaded.config
-    if cfg.financials is None:
-        return (DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"],
-                "no financials in the config: values are revenue (margin 100%) discounted at 10% a year")
-    fin = draw_financials(cfg.financials, n, seed=cfg.seed)
-    return fin.contribution_margin, fin.discount_rate, cfg.financials.assumptions_note or "the config's financials"

@@ -52,7 +52,8 @@ from cbcv.core.units import unit_days
 from cbcv.data._sql import ident, literal, scratch_connection
 from cbcv.pipeline.company_data import CompanyData
 from cbcv.pipeline.customer_covariates import owner_table
-from cbcv.pipeline.dated_fits import DatedFits, clv_inputs, fits_at
+from cbcv.pipeline.dated_fits import DatedFits, fits_at
+from cbcv.pipeline.valuation import clv_inputs
 
 #: The lines of the movement, in order (``opening`` and ``closing`` the two customer equities).
 LINES = ("opening", "new_customers", "retained_behaviour", "value_realised", "time", "model_change", "closing")
@@ -120,7 +121,7 @@ class Movement:
             if line == "retained_behaviour":
                 continue
             cents[line] = _apportion(total[line], lines[line].mean(axis=0).to_numpy())
-        cents["retained_behaviour"] = cents["closing"] - sum(SIGN[k] * cents[k] for k in SIGN if k != "retained_behaviour")
+        cents["retained_behaviour"] = _rest(cents)
         lo, hi = interval_bounds(self.interval)
         created = lines["new_customers"] + lines["retained_behaviour"]
         out = pd.DataFrame({line: cents[line] / 100 for line in LINES}, index=pd.Index(owners, name=column))
@@ -144,14 +145,8 @@ class Movement:
             "lines": {k: {"label": r["label"], "mean": r["mean"], "low": r["low"], "high": r["high"]}
                       for k, r in table.iterrows()},
             "reconciles_to_the_cent": bool(reconciles(table)),
-            "by": {c: {str(o): {k: _num(v) for k, v in row.items()} for o, row in self.by_owner(c).iterrows()}
-                   for c in self.by},
+            "by": {c: {str(o): row.to_dict() for o, row in self.by_owner(c).iterrows()} for c in self.by},
         }
-
-
-def _num(v: Any) -> Any:
-    return float(v) if isinstance(v, int | float | np.number) and np.isfinite(float(v)) else (
-        None if isinstance(v, int | float | np.number) else v)
 
 
 def reconciles(table: pd.DataFrame) -> bool:
@@ -163,8 +158,13 @@ def reconciles(table: pd.DataFrame) -> bool:
 def _line_cents(means: dict[str, float]) -> dict[str, int]:
     """The lines' means in whole cents, the behaviour line the rest (module docstring)."""
     cents = {k: int(round(v * 100)) for k, v in means.items()}
-    cents["retained_behaviour"] = cents["closing"] - sum(SIGN[k] * cents[k] for k in SIGN if k != "retained_behaviour")
+    cents["retained_behaviour"] = _rest(cents)
     return cents
+
+
+def _rest(cents: dict[str, Any]) -> Any:
+    """The behaviour line in cents: the closing equity less every other signed line."""
+    return cents["closing"] - sum(SIGN[k] * cents[k] for k in SIGN if k != "retained_behaviour")
 
 
 def _apportion(total: int, parts: np.ndarray) -> np.ndarray:

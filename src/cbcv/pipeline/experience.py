@@ -35,7 +35,8 @@ from cbcv.core.errors import ConfigError
 from cbcv.data._sql import ident, literal, scratch_connection
 from cbcv.data.survey import NPS_LEVELS
 from cbcv.pipeline.company_data import CompanyData
-from cbcv.pipeline.dated_fits import DatedFits, clv_inputs, fits_at
+from cbcv.pipeline.dated_fits import DatedFits, fits_at
+from cbcv.pipeline.valuation import clv_inputs
 from cbcv.pipeline.value_history import history_folder
 from cbcv.pipeline.workflow import fit_record
 from cbcv.valuation.bridge import value_bridge
@@ -83,13 +84,11 @@ class ExperienceValue:
                                  "high": float(np.quantile(v, hi))} for k, v in rows.items()}).T
 
     def to_json_dict(self) -> dict[str, Any]:
-        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            def cell(v: Any) -> Any:
-                if isinstance(v, int | np.integer):
-                    return int(v)
-                return float(v) if isinstance(v, float | np.floating) else str(v)
+        """The figures as records; numbers are made strict JSON by the writer
+        (:func:`cbcv.core.cache.atomic_write_json`)."""
 
-            return [{k: cell(v) for k, v in r.items()} for r in frame.reset_index().to_dict("records")]
+        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+            return frame.reset_index().to_dict("records")
 
         return {"column": self.column, "valuation_date": self.valuation_date, "currency": self.currency,
                 "interval": self.interval, "effects": records(self.effects), "by_group": records(self.by_group),

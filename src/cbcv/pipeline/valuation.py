@@ -508,6 +508,19 @@ def valuation_fits(
     )
 
 
+def clv_inputs(loaded: LoadedConfig, n: int) -> tuple[Any, Any, str]:
+    """Margin and discount rate per draw (the config's financials, one draw each per posterior
+    draw, seeded), or :data:`DEFAULT_CLV_INPUTS` without financials; and the note that says which."""
+    cfg = loaded.config
+    if cfg.financials is None:
+        return (DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"],
+                "no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a year, "
+                "an illustrative assumption")
+    fin = draw_financials(cfg.financials, n, seed=cfg.seed)
+    return (fin.contribution_margin, fin.discount_rate,
+            cfg.financials.assumptions_note or "margin and discount rate from the config's financials")
+
+
 def company_clv(
     loaded: LoadedConfig, result: CompanyData, run_dir: str | Path | None = None, *,
     max_draws: int | None = 1000, progress: Any = None,
@@ -516,18 +529,10 @@ def company_clv(
     config's margin and discount rate (one draw of each per posterior draw). Without financials
     in the config, CLV is in revenue (margin 1) at a 10% discount rate, and ``info["note"]``
     says so. ``info`` also names the models, where they came from and why this purchase model."""
-    cfg = loaded.config
     fits = valuation_fits(loaded, result, run_dir, progress)
     freq, spend, data = fits.freq, fits.spend, fits.data
     n = min(n_model_draws(freq), n_model_draws(spend), max_draws or np.iinfo(np.int64).max)
-    if cfg.financials is not None:
-        fin = draw_financials(cfg.financials, n, seed=cfg.seed)
-        margin, rate = fin.contribution_margin, fin.discount_rate
-        note = cfg.financials.assumptions_note or "margin and discount rate from the config's financials"
-    else:
-        margin, rate = DEFAULT_CLV_INPUTS["contribution_margin"], DEFAULT_CLV_INPUTS["discount_rate"]
-        note = ("no financials in the config: CLV is shown as revenue (margin 100%) discounted at 10% a "
-                "year, an illustrative assumption")
+    margin, rate, note = clv_inputs(loaded, n)
     clv = data.score(freq, spend, margin=margin, rate=rate, n=n, progress=progress)
     info = {"purchase_model": fits.purchase_model, "choice_reason": fits.choice_reason,
             "spend_model": "gamma_gamma", "source": fits.source, "n_draws": n, "note": note,

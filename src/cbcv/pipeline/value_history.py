@@ -41,7 +41,8 @@ from cbcv.core.errors import DataError
 from cbcv.core.units import periods_per_year
 from cbcv.data._sql import literal, scratch_connection
 from cbcv.pipeline.company_data import CompanyData
-from cbcv.pipeline.dated_fits import clv_inputs, config_hash, fits_at
+from cbcv.pipeline.dated_fits import config_hash, fits_at
+from cbcv.pipeline.valuation import clv_inputs
 
 #: Columns of a history partition (besides the partition key ``as_of``).
 HISTORY_COLUMNS = (
